@@ -1,0 +1,81 @@
+"""The dataset item, the dataset class every loader returns, and the dataset registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, List, Optional, TypedDict
+
+from atrlib.registry import Registry
+
+
+class ClipItem(TypedDict):
+    """One audio clip and its captions (as aac-datasets' items are TypedDicts)."""
+
+    clip_id: str          # unique within the dataset; the file name for Clotho
+    audio_path: str       # absolute path of the audio file
+    captions: List[str]   # one or more captions, raw (not normalised)
+    duration: float       # seconds
+    sample_rate: int      # Hz of the file on disk
+    split: str            # "development", "validation", "evaluation", "train", "test", ...
+
+
+@dataclass
+class AudioCaptionDataset:
+    """A list of :class:`ClipItem` with helpers for retrieval.
+
+    Captions are flattened in clip order: query ``j`` is caption ``k`` of clip ``i`` for
+    ``(i, k)`` in clip-major order, so ``caption_clip_index()[j] == i``.
+    """
+
+    name: str
+    split: str
+    root: Optional[Path]
+    items: List[ClipItem]
+    skipped: List[str] = field(default_factory=list)  # messages for clips skipped on request
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> ClipItem:
+        return self.items[i]
+
+    def __iter__(self) -> Iterator[ClipItem]:
+        return iter(self.items)
+
+    @property
+    def clip_ids(self) -> List[str]:
+        return [it["clip_id"] for it in self.items]
+
+    @property
+    def audio_paths(self) -> List[str]:
+        return [it["audio_path"] for it in self.items]
+
+    def captions_flat(self) -> List[str]:
+        return [c for it in self.items for c in it["captions"]]
+
+    def caption_clip_index(self) -> List[int]:
+        return [i for i, it in enumerate(self.items) for _ in it["captions"]]
+
+    def caption_ids(self) -> List[str]:
+        return [f"{it['clip_id']}#{k + 1}" for it in self.items for k in range(len(it["captions"]))]
+
+    def subset(self, n: Optional[int]) -> "AudioCaptionDataset":
+        """The first ``n`` clips (all when ``n`` is None or <= 0)."""
+        if not n or n <= 0 or n >= len(self.items):
+            return self
+        return AudioCaptionDataset(self.name, self.split, self.root, self.items[:n], list(self.skipped))
+
+
+DATASETS: Registry[Callable[..., AudioCaptionDataset]] = Registry("dataset")
+
+
+def load_dataset(name: str, root: Optional[str | Path] = None, split: str = "evaluation", **kw) -> AudioCaptionDataset:
+    """Build a dataset by registered name: ``load_dataset("clotho", root=..., split="evaluation")``.
+
+    Registered: ``clotho`` (official layout), ``folder`` (audio files + a CSV), ``synth``
+    (the embedded procedural dataset; generated on first use). Extra keywords go to the
+    loader (``on_error="raise"|"skip"``, ``limit``, ...).
+    """
+    import atrlib.data  # noqa: F401  (registers the built-in loaders)
+
+    return DATASETS.get(name)(root=root, split=split, **kw)

@@ -1,0 +1,34 @@
+"""Where things live: the repository, the shared data folder, the cache."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+
+
+def shared_dir() -> Optional[Path]:
+    """The folder of shared data and weights, or None.
+
+    Looked up at ``$ATRLIB_SHARED``, then ``../shared`` beside the repository. A user's
+    fresh machine has none; callers must then say what to download instead.
+    """
+    env = os.environ.get("ATRLIB_SHARED")
+    candidates = [Path(env)] if env else []
+    candidates += [REPO_ROOT.parent / "shared", Path.cwd().parent / "shared"]
+    for c in candidates:
+        if (c / "README.md").exists() or (c / "data").is_dir():
+            return c.resolve()
+    return None
+
+
+def cache_dir() -> Path:
+    """Root of atrlib's caches (features, embeddings, generated data, downloads).
+
+    ``$ATRLIB_CACHE`` or ``~/.cache/atrlib``.
+    """
+    p = Path(os.environ.get("ATRLIB_CACHE", Path.home() / ".cache" / "atrlib"))
+    p.mkdir(parents=True, exist_ok=True)
+    return p
