@@ -1,0 +1,48 @@
+# atrlib — every target bootstraps .venv itself when it is missing or stale.
+# torch is installed first and pinned (torch==2.13.0 takes a local CPU wheel; an unpinned
+# torch would pull a multi-GB CUDA build). On a GPU machine, install your CUDA torch into
+# .venv first and set TORCH_SPEC to it (e.g. make demo TORCH_SPEC='torch==2.13.0').
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.atrlib-installed
+TORCH_SPEC ?= torch==2.13.0
+AISFX_SPEC ?= aisfx==0.1.2
+PROFILE ?= demo
+export TOKENIZERS_PARALLELISM ?= false
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: install demo test test-all bench lab clean-reports smoke
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev,notebook]"
+	# aisfx ships a pretrained sound-effects CNN; its own pins are ancient, so no deps.
+	$(BIN)/python -m pip install -q --no-deps "$(AISFX_SPEC)"
+	@touch $(STAMP)
+
+demo: $(STAMP)  ## every stage notebook on the embedded dataset -> reports/demo/index.html
+	$(BIN)/python -m atrlib run --profile $(PROFILE) --out reports/$(PROFILE) --overwrite
+
+smoke: $(STAMP)  ## the tiny profile the tests use
+	$(BIN)/python -m atrlib run --profile smoke --out reports/smoke --overwrite
+
+test: $(STAMP)  ## the fast suite (no slow, no gpu)
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)  ## benchmark scripts that print tables
+	@for f in benchmarks/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+lab: $(STAMP)  ## open the notebooks in JupyterLab
+	$(BIN)/python -m jupyter lab notebooks/
+
+clean-reports:
+	rm -rf reports/*/

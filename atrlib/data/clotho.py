@@ -1,0 +1,76 @@
+"""``clotho``: the Clotho dataset (Drossos et al., 2020) in its official layout.
+
+Layout (as unpacked from Zenodo; v1 has development/evaluation, v2 adds validation)::
+
+    root/
+      clotho_audio_development/*.wav      clotho_captions_development.csv
+      clotho_audio_validation/*.wav       clotho_captions_validation.csv
+      clotho_audio_evaluation/*.wav       clotho_captions_evaluation.csv
+      clotho_metadata_{split}.csv         (optional: keywords, sound_id, licence ...)
+
+The layout aac-datasets downloads (``root/CLOTHO_v2.1/clotho_audio_files/<split>/`` and
+``root/CLOTHO_v2.1/clotho_csv_files/clotho_captions_<split>.csv``) is found too.
+
+Captions CSV: ``file_name,caption_1..caption_5`` (UTF-8). ``load_dataset("clotho",
+root=..., split="evaluation")`` works offline on a local copy; ``download=True`` fetches the
+split through the optional ``aac-datasets`` package (``pip install atrlib[download]``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Tuple
+
+from atrlib.data.base import DATASETS, AudioCaptionDataset
+from atrlib.data.captions_csv import DatasetError, build_dataset
+
+SPLITS = ("development", "validation", "evaluation")
+ALIASES = {"train": "development", "dev": "development", "val": "validation", "valid": "validation",
+           "test": "evaluation", "eval": "evaluation"}
+ZENODO = "https://zenodo.org/records/4783391"  # Clotho v2.1
+
+
+def locate(root: Path, split: str) -> Tuple[Path, Path]:
+    """(audio folder, captions csv) for a split in either known layout."""
+    official = (root / f"clotho_audio_{split}", root / f"clotho_captions_{split}.csv")
+    if official[1].exists():
+        return official
+    for sub in sorted(root.glob("CLOTHO_v*"), reverse=True):
+        aac = (sub / "clotho_audio_files" / split, sub / "clotho_csv_files" / f"clotho_captions_{split}.csv")
+        if aac[1].exists():
+            return aac
+    raise DatasetError(
+        f"{root}: no Clotho {split} split here (looked for clotho_captions_{split}.csv and "
+        f"CLOTHO_v*/clotho_csv_files/). Download clotho_audio_{split}.7z and clotho_captions_{split}.csv "
+        f"from {ZENODO} and unpack them into {root}, or pass download=True with aac-datasets installed."
+    )
+
+
+def download_clotho(root: Path, split: str) -> None:
+    """Download one split through aac-datasets (needs network and `pip install aac-datasets`)."""
+    try:
+        from aac_datasets import Clotho
+    except ImportError:
+        raise DatasetError(
+            "download=True needs the optional aac-datasets package (`pip install 'atrlib[download]'`; it needs "
+            f"torchaudio). Or download the split by hand from {ZENODO} into {root}."
+        ) from None
+    Clotho(root=str(root), subset=split, download=True, verbose=1)
+
+
+@DATASETS.register("clotho")
+def load_clotho(root=None, split: str = "evaluation", on_error: str = "raise", limit: Optional[int] = None,
+                download: bool = False, encoding: str = "utf-8", **_) -> AudioCaptionDataset:
+    if root is None:
+        raise DatasetError("clotho needs root=: the folder holding clotho_captions_<split>.csv and the audio folders")
+    split = ALIASES.get(split, split)
+    if split not in SPLITS:
+        raise DatasetError(f"unknown Clotho split {split!r}; use one of {SPLITS}")
+    root = Path(root)
+    try:
+        audio_dir, csv_path = locate(root, split)
+    except DatasetError:
+        if not download:
+            raise
+        download_clotho(root, split)
+        audio_dir, csv_path = locate(root, split)
+    return build_dataset("clotho", split, root, audio_dir, csv_path, on_error=on_error, limit=limit, encoding=encoding)
