@@ -1,0 +1,62 @@
+"""The command line: ``python -m atrlib <command> ...`` (also installed as ``atrlib``).
+
+Each command lives in its own module, which exposes ``add_arguments(parser)`` (fill in the
+command's argparse sub-parser) and ``main(args) -> int`` (the exit code). To add one, add a
+line to :data:`COMMANDS`::
+
+    "search": ("atrlib.search:main", "rank a folder of audio against a text query"),
+
+Only the chosen command's module is imported, so a slow import (torch) in one command
+never slows down, or breaks, the others.
+"""
+import atrlib  # noqa: F401  (first: thread settings before anything imports torch)
+
+import argparse
+import importlib
+import sys
+from typing import Callable, Optional, Sequence
+
+# command name -> ("module:function", one-line help). The module also has add_arguments(parser).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("atrlib.batch:main", "run a profile's stage notebooks with papermill into reports/<run>/"),
+}
+
+
+def _load(target: str):
+    """``"pkg.mod:func"`` -> (module, func)."""
+    module_name, _, func_name = target.partition(":")
+    module = importlib.import_module(module_name)
+    return module, getattr(module, func_name or "main")
+
+
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The top-level parser; only ``command``'s module is imported to fill in its arguments."""
+    parser = argparse.ArgumentParser(
+        prog="python -m atrlib",
+        description="atrlib: a workbench for language-based audio retrieval.",
+    )
+    parser.add_argument("--version", action="version", version=f"atrlib {atrlib.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (target, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            module, func = _load(target)
+            module.add_arguments(p)
+            p.set_defaults(_main=func)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    func: Optional[Callable] = getattr(args, "_main", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    return int(func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

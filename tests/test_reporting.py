@@ -1,0 +1,206 @@
+"""atrlib.reporting: atomic JSON, metrics.json, flattening, and the run's index.html / summary.md."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from atrlib import reporting
+from atrlib.reporting import (
+    flatten_metrics,
+    format_duration,
+    key_numbers,
+    read_json,
+    read_metrics,
+    write_index,
+    write_json,
+    write_metrics,
+)
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+# --------------------------------------------------------------------------------------
+# write_json
+# --------------------------------------------------------------------------------------
+def test_write_json_numpy_and_strict_json(tmp_path):
+    obj = {
+        "f32": np.float32(0.25),
+        "i64": np.int64(7),
+        "b": np.bool_(True),
+        "arr": np.arange(6).reshape(2, 3),
+        "nan": float("nan"),
+        "inf": np.float64("inf"),
+        "path": tmp_path / "x",
+        "nested": {"t2a": {"mAP@10": np.float64(0.5)}},
+        3: "int key",
+    }
+    p = write_json(tmp_path / "sub" / "a.json", obj)
+    text = p.read_text()
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert data == {
+        "f32": 0.25,
+        "i64": 7,
+        "b": True,
+        "arr": [[0, 1, 2], [3, 4, 5]],
+        "nan": None,
+        "inf": None,
+        "path": str(tmp_path / "x"),
+        "nested": {"t2a": {"mAP@10": 0.5}},
+        "3": "int key",
+    }
+    assert read_json(p) == data
+    assert _leftovers(p.parent) == []
+
+
+def test_write_json_is_atomic(tmp_path, monkeypatch):
+    p = tmp_path / "m.json"
+    write_json(p, {"v": 1})
+    write_json(p, {"v": 2})  # replaces
+    assert read_json(p) == {"v": 2}
+
+    # an unserialisable object: nothing written, old file intact, no temp file
+    with pytest.raises(TypeError):
+        write_json(p, {"v": object()})
+    assert read_json(p) == {"v": 2}
+    assert _leftovers(tmp_path) == []
+
+    # a failure at the final rename (e.g. disk trouble): old file intact, temp file removed
+    def broken_replace(src, dst):
+        assert os.path.exists(src) and src != str(dst)  # the new text went to a temp file first
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(reporting.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk on fire"):
+        write_json(p, {"v": 3})
+    assert read_json(p) == {"v": 2}
+    assert _leftovers(tmp_path) == []
+
+
+def test_write_metrics_and_read_metrics(tmp_path):
+    path = write_metrics(tmp_path, {"t2a": {"mAP@10": 0.31}, "loss": 1.5}, params={"epochs": 2}, key_metrics=["t2a/mAP@10"])
+    assert path == tmp_path / "metrics.json"
+    assert read_json(path) == {"t2a": {"mAP@10": 0.31}, "loss": 1.5, "key_metrics": ["t2a/mAP@10"]}
+    assert read_json(tmp_path / "params.json") == {"epochs": 2}
+    assert read_metrics(tmp_path)["loss"] == 1.5
+    assert read_metrics(tmp_path / "nowhere") is None
+
+
+def test_flatten_metrics():
+    d = {"t2a": {"mAP@10": 0.3, "R@1": 0.1}, "a2t": {"deep": {"x": 1}}, "loss": 2.0, "curve": [1, 2]}
+    assert flatten_metrics(d) == {"t2a/mAP@10": 0.3, "t2a/R@1": 0.1, "a2t/deep/x": 1, "loss": 2.0, "curve": [1, 2]}
+    assert list(flatten_metrics(d)) == ["t2a/mAP@10", "t2a/R@1", "a2t/deep/x", "loss", "curve"]
+    assert flatten_metrics({"a": {"b": 1}}, sep=".") == {"a.b": 1}
+
+
+def test_key_numbers_nominated_or_top_level_scalars():
+    m = {"t2a": {"mAP@10": 0.3}, "loss": 2.0, "curve": [1, 2], "key_metrics": ["t2a/mAP@10", "missing"]}
+    assert key_numbers(m) == [("t2a/mAP@10", 0.3), ("missing", None)]
+    m2 = {f"m{i}": i for i in range(12)} | {"t2a": {"mAP@10": 0.3}, "curve": [1]}
+    assert key_numbers(m2) == [(f"m{i}", i) for i in range(reporting.MAX_KEY_NUMBERS)]
+    assert key_numbers(None) == []
+
+
+def test_format_helpers():
+    assert format_duration(None) == "—"
+    assert format_duration(3.21) == "3.2 s"
+    assert format_duration(125) == "2 min 05 s"
+    assert format_duration(3720) == "1 h 02 min"
+    assert reporting.format_value(0.123456) == "0.1235"
+    assert reporting.format_value(None) == "—"
+    assert reporting.format_value(True) == "true"
+
+
+# --------------------------------------------------------------------------------------
+# index.html / summary.md
+# --------------------------------------------------------------------------------------
+EVIL = '<script>alert("x")</script> | & done'
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    """A run folder as the batch runner leaves it: one ok, one failed, one skipped stage."""
+    run = tmp_path / "run"
+    (run / "02_train").mkdir(parents=True)
+    (run / "02_train" / "02_train.html").write_text("<html>train</html>")
+    (run / "02_train" / "02_train.ipynb").write_text("{}")
+    write_metrics(run / "02_train", {"t2a": {"mAP@10": 0.123456}, "epochs": 3, "key_metrics": ["t2a/mAP@10", "epochs"]})
+    (run / "03_evaluate").mkdir()
+    (run / "03_evaluate" / "03_evaluate.html").write_text("<html>partial</html>")
+    result = {
+        "profile": "smoke <b>",
+        "description": "a <i>test</i> run",
+        "run_dir": str(run),
+        "started": "2025-01-01T00:00:00",
+        "finished": "2025-01-01T00:01:00",
+        "duration_s": 61.0,
+        "overrides": {"epochs": 3},
+        "environment": {"atrlib": "0.1.0", "git_commit": "abc123"},
+        "stages": [
+            {"name": "02_train", "notebook": "02_train.ipynb", "status": "ok", "duration_s": 12.5,
+             "output_notebook": str(run / "02_train" / "02_train.ipynb"), "html": str(run / "02_train" / "02_train.html"),
+             "metrics": read_metrics(run / "02_train"), "error": None},
+            {"name": "03_evaluate", "notebook": "03_evaluate.ipynb", "status": "failed", "duration_s": 2.0,
+             "output_notebook": None, "html": "03_evaluate/03_evaluate.html", "metrics": None,
+             "error": {"ename": "ValueError", "evalue": EVIL, "cell_index": 4, "exec_count": 3}},
+            {"name": "04_loss_ablation", "notebook": "04_loss_ablation.ipynb", "status": "skipped",
+             "skipped_reason": "needs 03_evaluate (failed)"},
+        ],
+    }
+    return run, result
+
+
+def test_index_html_links_numbers_and_escaping(fake_run):
+    run, result = fake_run
+    index = write_index(run, result)
+    assert index == run / "index.html"
+    page = index.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page  # self-contained, no scripts
+    # links relative to the run dir, only to files that exist
+    assert 'href="02_train/02_train.html"' in page
+    assert 'href="02_train/02_train.ipynb"' in page
+    assert 'href="02_train/metrics.json"' in page
+    assert 'href="03_evaluate/03_evaluate.html#papermill-error-cell"' in page
+    assert "03_evaluate/03_evaluate.ipynb" not in page  # none was written
+    # status badges and durations
+    for status in ("ok", "failed", "skipped"):
+        assert f'<span class="badge {status}">{status}</span>' in page
+    assert "12.5 s" in page and "1 min 01 s" in page
+    # the nominated key numbers, formatted
+    assert "<dt>t2a/mAP@10</dt><dd>0.1235</dd>" in page
+    assert "<dt>epochs</dt><dd>3</dd>" in page
+    # the error message is escaped, never live markup
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; | &amp; done" in page
+    assert "ValueError" in page and "In [3]" in page
+    assert "smoke &lt;b&gt;" in page and "a &lt;i&gt;test&lt;/i&gt; run" in page
+    assert "needs 03_evaluate (failed)" in page
+    assert "abc123" in page
+
+
+def test_summary_md(fake_run):
+    run, result = fake_run
+    write_index(run, result)
+    md = (run / "summary.md").read_text()
+    lines = md.splitlines()
+    assert lines[0] == "# atrlib run: smoke &lt;b&gt;"
+    rows = [ln for ln in lines if ln.startswith("| ")]
+    assert rows[0] == "| # | stage | status | duration | outputs | key numbers |"
+    assert len(rows) == 4
+    assert "[report](02_train/02_train.html)" in rows[1] and "t2a/mAP@10 = 0.1235; epochs = 3" in rows[1]
+    # the failed row: escaped, and the "|" in the message does not break the table
+    assert "&lt;script&gt;" in rows[2] and "<script" not in md
+    assert rows[2].count(" | ") == rows[0].count(" | ")
+    assert "\\|" in rows[2]
+    assert "needs 03_evaluate (failed)" in rows[3]
+
+
+def test_write_index_accepts_a_result_object(fake_run):
+    from atrlib.batch import RunResult
+
+    run, result = fake_run
+    obj = RunResult.from_dict(result)
+    assert [s.status for s in obj.stages] == ["ok", "failed", "skipped"] and not obj.ok
+    write_index(run, obj)
+    assert "0.1235" in (run / "index.html").read_text()
