@@ -1,0 +1,14 @@
+"""Models: audio towers, text towers, heads, the dual encoder, and their registries.
+
+Importing this package registers the built-in towers (each module registers itself).
+"""
+from atrlib.models.registry import AUDIO_TOWERS, TEXT_TOWERS
+
+for _mod in ("small_cnn", "cnn14", "aisfx_tower", "efficientat", "text"):
+    try:
+        __import__(f"atrlib.models.{_mod}")
+    except ModuleNotFoundError as _e:  # a tower module still being written must not break the others
+        if _e.name != f"atrlib.models.{_mod}":
+            raise
+
+__all__ = ["AUDIO_TOWERS", "TEXT_TOWERS"]

@@ -1,0 +1,127 @@
+"""A small from-scratch CNN audio tower for the embedded synthetic dataset, and SpecAugment.
+
+    wave (batch, samples) at 16 kHz
+      -> LogMel("small")                (batch, 64 mels, frames)       dB, inside the tower
+      -> BatchNorm over mel bins        (batch, 1, frames, 64)
+      -> SpecAugment (training only)    time / frequency stripes set to 0 (= the mean after bn0)
+      -> 4 x [conv3x3 - BN - ReLU - 2x2 pool], 32-64-128-128 channels
+      -> mean over frequency, mean + max over time   (batch, 128)
+      -> Linear                         (batch, embed_dim)
+
+About 0.2 M parameters; no pretrained weights.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from atrlib.features import LogMel, get_feature_config
+from atrlib.models.registry import AUDIO_TOWERS
+
+
+class SpecAugment(nn.Module):
+    """Time and frequency masking (Park et al., 2019) on (batch, 1, frames, bins) or
+    (batch, frames, bins); identity in eval mode or when both mask counts are 0.
+
+    Each example gets its own stripes: ``time_masks`` stripes of width uniform in
+    [0, time_width) frames and ``freq_masks`` stripes of width uniform in [0, freq_width) bins,
+    at uniform positions; masked cells are set to ``fill`` (0). Uses torch's RNG
+    (``torch.manual_seed`` reproduces it). No parameters, so no state-dict keys.
+    """
+
+    def __init__(self, time_masks: int = 2, time_width: int = 64, freq_masks: int = 2, freq_width: int = 8,
+                 fill: float = 0.0):
+        super().__init__()
+        self.time_masks, self.time_width = time_masks, time_width
+        self.freq_masks, self.freq_width = freq_masks, freq_width
+        self.fill = fill
+
+    @staticmethod
+    def _stripes(batch: int, size: int, count: int, width: int, device) -> torch.Tensor:
+        """(batch, size) bool, True inside any of ``count`` random stripes per row."""
+        pos = torch.arange(size, device=device)                                     # (size,)
+        w = torch.randint(0, max(width, 1), (batch, count, 1), device=device)        # (batch, count, 1)
+        start = (torch.rand(batch, count, 1, device=device) * (size - w + 1).clamp(min=1)).long()  # (batch, count, 1)
+        return ((pos >= start) & (pos < start + w)).any(dim=1)                      # (batch, size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or (self.time_masks <= 0 and self.freq_masks <= 0):
+            return x
+        batch, frames, bins = x.shape[0], x.shape[-2], x.shape[-1]
+        mask = torch.zeros(batch, frames, bins, dtype=torch.bool, device=x.device)  # (batch, frames, bins)
+        if self.time_masks > 0:
+            mask |= self._stripes(batch, frames, self.time_masks, self.time_width, x.device)[:, :, None]
+        if self.freq_masks > 0:
+            mask |= self._stripes(batch, bins, self.freq_masks, self.freq_width, x.device)[:, None, :]
+        if x.dim() == 4:
+            mask = mask[:, None]                                                    # (batch, 1, frames, bins)
+        return x.masked_fill(mask, self.fill)
+
+
+@dataclass(frozen=True)
+class SmallCNNConfig:
+    features: str = "small"                          # FEATURE_PRESETS name for the LogMel front end
+    channels: Tuple[int, ...] = (32, 64, 128, 128)   # one conv-BN-ReLU-pool block per entry
+    embed_dim: int = 256                             # output size
+    dropout: float = 0.1                             # before the output layer (training only)
+    time_masks: int = 2                              # SpecAugment time stripes (training only)
+    time_width: int = 40                             # max frames per time stripe (0.4 s at hop 160)
+    freq_masks: int = 2                              # SpecAugment mel stripes (training only)
+    freq_width: int = 8                              # max mel bins per stripe
+
+
+class SmallCNN(nn.Module):
+    """wave (batch, samples) at the preset's rate (16 kHz) -> (batch, embed_dim)."""
+
+    def __init__(self, cfg: SmallCNNConfig = SmallCNNConfig()):
+        super().__init__()
+        self.cfg = cfg
+        feat = get_feature_config(cfg.features)
+        self.sample_rate = feat.sample_rate
+        self.embed_dim = cfg.embed_dim
+        self.logmel = LogMel(feat)
+        self.bn0 = nn.BatchNorm2d(feat.n_mels)
+        self.spec_augment = SpecAugment(cfg.time_masks, cfg.time_width, cfg.freq_masks, cfg.freq_width)
+        widths = (1,) + tuple(cfg.channels)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(widths[i], widths[i + 1], kernel_size=3, padding=1, bias=False),
+                          nn.BatchNorm2d(widths[i + 1]), nn.ReLU(inplace=True), nn.MaxPool2d(2, ceil_mode=True))
+            for i in range(len(cfg.channels)))
+        self.fc = nn.Linear(cfg.channels[-1], cfg.embed_dim)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if wave.dim() == 1:
+            wave = wave.unsqueeze(0)                                     # (batch, samples)
+        x = self.logmel(wave).transpose(1, 2)[:, None]                   # (batch, 1, frames, mels)
+        x = self.bn0(x.transpose(1, 3)).transpose(1, 3)                  # (batch, 1, frames, mels)
+        x = self.spec_augment(x)                                         # (batch, 1, frames, mels)
+        for block in self.blocks:
+            x = block(x)                                                 # (batch, ch, frames/2, mels/2)
+        x = x.mean(dim=3)                                                # (batch, channels[-1], frames')
+        x = x.mean(dim=2) + x.amax(dim=2)                                # (batch, channels[-1])
+        x = F.dropout(x, p=self.cfg.dropout, training=self.training)
+        return self.fc(x)                                                # (batch, embed_dim)
+
+
+@AUDIO_TOWERS.register("small-cnn")
+def small_cnn(pretrained=None, **overrides) -> SmallCNN:
+    """The from-scratch CNN; ``overrides`` replace :class:`SmallCNNConfig` fields. It has no
+    published weights: ``pretrained`` may be None/False, or a path to a state dict of this
+    architecture (``torch.save(model.state_dict())`` or ``.safetensors``)."""
+    model = SmallCNN(replace(SmallCNNConfig(), **overrides))
+    if pretrained is True:
+        raise ValueError("small-cnn has no published weights; pass a path to a state dict you trained")
+    if pretrained:
+        path = str(pretrained)
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            sd = load_file(path)
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(sd, strict=True)
+    return model

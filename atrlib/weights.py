@@ -1,0 +1,206 @@
+"""Finding pretrained weight files: a small table of known files and one resolver.
+
+:func:`resolve_weights` looks, in order, at
+
+1. an explicit ``path=`` (used as given, not checksummed: it may be your own fine-tune);
+2. ``$ATRLIB_WEIGHTS`` (a folder), then ``cache_dir()/"weights"``;
+3. the shared folder, ``shared_dir()/"weights"/<subdir>/<file>`` (developers and CI);
+4. the official URL: downloaded with a progress bar into ``cache_dir()/"weights"``, the
+   checksum verified, then renamed into place (a killed download leaves no partial file).
+
+When nothing is found and the download is impossible (offline, ``download=False``,
+``$ATRLIB_OFFLINE=1``) or fails, :class:`WeightsNotFoundError` says which file to fetch
+from which URL and where to save it.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from atrlib.paths import cache_dir, shared_dir
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    name: str                       # atrlib's name for the file, e.g. "efficientat-mn04"
+    filename: str                   # file name on disk, as released
+    url: Optional[str]              # official download URL
+    sha256: Optional[str] = None    # hex digest; None when unknown
+    size: Optional[int] = None      # bytes; None when unknown
+    md5: Optional[str] = None       # the publisher's own checksum (Zenodo publishes md5), used when sha256 is None
+    subdir: str = ""                # folder under shared_dir()/"weights" that holds it
+    note: str = ""                  # what it is, licence
+
+
+KNOWN_WEIGHTS: Dict[str, WeightSpec] = {
+    s.name: s
+    for s in [
+        WeightSpec(
+            "efficientat-mn04", "mn04_as_mAP_432.pt",
+            "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1/mn04_as_mAP_432.pt",
+            sha256="899a8c6217063f6941793102a2780b3dd788ab11fce468d9cf5f0577c453321c", size=4066513,
+            subdir="efficientat_mn04",
+            note="EfficientAT MobileNetV3 width 0.4, AudioSet mAP .432 (MIT, fschmid56/EfficientAT release v0.0.1)",
+        ),
+        WeightSpec(
+            "efficientat-mn10", "mn10_as_mAP_471.pt",
+            "https://github.com/fschmid56/EfficientAT/releases/download/v0.0.1/mn10_as_mAP_471.pt",
+            subdir="efficientat_mn10",
+            note="EfficientAT MobileNetV3 width 1.0, AudioSet mAP .471 (MIT, fschmid56/EfficientAT release v0.0.1)",
+        ),
+        WeightSpec(
+            "panns-cnn14", "Cnn14_mAP=0.431.pth",
+            "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",
+            size=327428481, md5="541141fa2ee191a88f24a3219fff024e", subdir="panns_cnn14",
+            note="PANNs CNN14, AudioSet mAP .431 (Kong et al. 2020; Zenodo record 3987831, CC BY 4.0)",
+        ),
+    ]
+}
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """No copy of a weight file could be found or downloaded; the message says what to do."""
+
+
+class ChecksumError(ValueError):
+    """A downloaded file's checksum (or size) differs from the one on record; it was deleted."""
+
+
+def get_weight_spec(name: str | WeightSpec) -> WeightSpec:
+    if isinstance(name, WeightSpec):
+        return name
+    if name not in KNOWN_WEIGHTS:
+        raise KeyError(f"unknown weights {name!r}; known: {', '.join(sorted(KNOWN_WEIGHTS))}")
+    return KNOWN_WEIGHTS[name]
+
+
+def weights_cache_dir() -> Path:
+    """Where downloads go: ``cache_dir()/"weights"``."""
+    return cache_dir() / "weights"
+
+
+def file_digest(path: str | Path, algo: str = "sha256", chunk: int = 1 << 20) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _search_dirs(spec: WeightSpec) -> List[Path]:
+    dirs: List[Path] = []
+    env = os.environ.get("ATRLIB_WEIGHTS")
+    if env:
+        dirs += [Path(env), Path(env) / spec.subdir] if spec.subdir else [Path(env)]
+    dirs.append(weights_cache_dir())
+    sd = shared_dir()
+    if sd is not None:
+        dirs += [sd / "weights" / spec.subdir, sd / "weights"] if spec.subdir else [sd / "weights"]
+    return dirs
+
+
+def _offline() -> bool:
+    return os.environ.get("ATRLIB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _help(spec: WeightSpec, looked: List[Path], reason: str) -> str:
+    target = weights_cache_dir() / spec.filename
+    lines = [f"pretrained weights {spec.name!r} ({spec.filename}) are not available: {reason}."]
+    if spec.url:
+        lines.append(f"Download {spec.url}")
+        lines.append(f"  and save it as {target}")
+    else:
+        lines.append(f"Obtain {spec.filename} and save it as {target}")
+    lines.append("  (or put it in the folder named by $ATRLIB_WEIGHTS, or pass path=... to use a copy elsewhere).")
+    checks = []
+    if spec.sha256:
+        checks.append(f"sha256 {spec.sha256}")
+    if spec.md5:
+        checks.append(f"md5 {spec.md5}")
+    if spec.size:
+        checks.append(f"{spec.size:,} bytes")
+    if checks:
+        lines.append("Expected: " + ", ".join(checks) + ".")
+    lines.append("Looked in: " + ", ".join(str(d) for d in looked))
+    return "\n".join(lines)
+
+
+def verify_file(path: str | Path, spec: WeightSpec) -> None:
+    """Raise :class:`ChecksumError` when ``path`` differs in size or checksum from ``spec``."""
+    path = Path(path)
+    if spec.size is not None and path.stat().st_size != spec.size:
+        raise ChecksumError(f"{path}: {path.stat().st_size:,} bytes, expected {spec.size:,} for {spec.name!r}")
+    if spec.sha256:
+        got = file_digest(path, "sha256")
+        if got != spec.sha256.lower():
+            raise ChecksumError(f"{path}: sha256 {got}, expected {spec.sha256} for {spec.name!r}")
+    elif spec.md5:
+        got = file_digest(path, "md5")
+        if got != spec.md5.lower():
+            raise ChecksumError(f"{path}: md5 {got}, expected {spec.md5} for {spec.name!r}")
+
+
+def download_file(url: str, dest: str | Path, spec: Optional[WeightSpec] = None, progress: bool = True,
+                  timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest`` atomically: stream into a temp file beside ``dest``, verify
+    against ``spec`` (when given), then rename. On any failure the temp file is removed."""
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    try:
+        req = urllib.request.Request(url, headers={"User-Agent": "atrlib"})
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:
+            total = resp.headers.get("Content-Length")
+            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True, unit_divisor=1024,
+                      desc=dest.name, disable=not progress) as bar:
+                for block in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(block)
+                    bar.update(len(block))
+        if spec is not None:
+            verify_file(tmp, spec)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def resolve_weights(name: str | WeightSpec, path: Optional[str | Path] = None, download: bool = True,
+                    progress: bool = True) -> Path:
+    """The local path of weight file ``name`` (a key of :data:`KNOWN_WEIGHTS` or a :class:`WeightSpec`).
+
+    Search order: ``path``; ``$ATRLIB_WEIGHTS``; ``cache_dir()/"weights"``; the shared folder;
+    then a verified download into the cache (unless ``download=False`` or ``$ATRLIB_OFFLINE``).
+    Raises :class:`WeightsNotFoundError` with the URL and target path when all fail, and
+    :class:`ChecksumError` when a download does not match the checksum on record.
+    """
+    spec = get_weight_spec(name)
+    if path is not None:
+        p = Path(path).expanduser()
+        if not p.is_file():
+            raise WeightsNotFoundError(_help(spec, [p], f"path={str(p)!r} does not exist"))
+        return p
+    looked = _search_dirs(spec)
+    for d in looked:
+        p = d / spec.filename
+        if p.is_file():
+            return p
+    if not download or _offline():
+        why = "download=False" if not download else "$ATRLIB_OFFLINE is set"
+        raise WeightsNotFoundError(_help(spec, looked, f"not found locally and {why}"))
+    if not spec.url:
+        raise WeightsNotFoundError(_help(spec, looked, "not found locally and no download URL is known"))
+    target = weights_cache_dir() / spec.filename
+    try:
+        return download_file(spec.url, target, spec=spec, progress=progress)
+    except ChecksumError:
+        raise
+    except Exception as e:  # offline, DNS, HTTP error, disk full, ...
+        raise WeightsNotFoundError(_help(spec, looked, f"downloading {spec.url} failed ({type(e).__name__}: {e})")) from e
