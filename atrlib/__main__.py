@@ -19,6 +19,10 @@ from typing import Callable, Optional, Sequence
 # command name -> ("module:function", one-line help). The module also has add_arguments(parser).
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("atrlib.batch:main", "run a profile's stage notebooks with papermill into reports/<run>/"),
+    "search": ("atrlib.search:main", "rank a folder of audio clips for text queries"),
+    "evaluate": ("atrlib.evaluate_cli:main", "score a retriever or trained run on a dataset split"),
+    "train": ("atrlib.train_cli:main", "train a dual encoder from a YAML config (same as notebook 02)"),
+    "bench": ("atrlib.bench:main", "run the benchmark scripts and print their tables"),
 }
 
 

@@ -268,3 +268,51 @@ class TagBridgeRetriever(Retriever):
 def tagbridge(**kw) -> TagBridgeRetriever:
     """Zero-shot EfficientAT-tags -> MiniLM-label-names retriever; keywords: :class:`TagBridgeConfig`."""
     return TagBridgeRetriever(**kw)
+
+
+class TrainedRetriever(Retriever):
+    """A trained dual encoder (a run directory written by :func:`atrlib.models.dual.save_model`,
+    or a training output folder holding ``best/``) used as a retriever."""
+
+    name = "trained"
+
+    def __init__(self, run_dir: str | Path, device: str = "cpu", batch_size: int = 16, cache: Optional[FeatureCache] = None):
+        from atrlib.models.dual import load_model
+
+        run_dir = Path(run_dir)
+        model_dir = next((d for d in (run_dir, run_dir / "best", run_dir / "model", run_dir / "last")
+                          if (d / "config.json").exists() and (d / "model.safetensors").exists()), None)
+        if model_dir is None:
+            raise FileNotFoundError(f"{run_dir}: no trained model here (looked for config.json + model.safetensors in "
+                                    "the folder and in best/, model/, last/); run the train stage first")
+        self.model_dir = model_dir
+        self.model = load_model(model_dir).to(device).eval()
+        self.device = device
+        self.batch_size = batch_size
+        self.name = f"trained:{run_dir.name}"
+        self._weights_hash = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()[:16]
+        super().__init__(cache if cache is not None else FeatureCache(namespace="retriever-trained"))
+
+    def audio_settings(self) -> dict:
+        return {"model": self._weights_hash, "max_seconds": getattr(self.model.config, "max_audio_seconds", None)}
+
+    def compute_audio(self, path) -> np.ndarray:
+        from atrlib.audio import load_audio
+
+        tower = self.model.audio_tower
+        x, _ = load_audio(path, sample_rate=tower.sample_rate,
+                          duration=getattr(self.model.config, "max_audio_seconds", None))
+        with torch.no_grad():
+            return self.model.encode_audio(torch.from_numpy(x)[None].to(self.device))[0].cpu().numpy()
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), 64):
+                out.append(self.model.encode_text(list(texts[i:i + 64])).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.model.config.embed_dim), np.float32)
+
+
+@RETRIEVERS.register("trained")
+def trained(run_dir: str, **kw) -> TrainedRetriever:
+    return TrainedRetriever(run_dir, **kw)
