@@ -30,7 +30,7 @@ def main(args) -> int:
     both = evaluate_both(sm.sim, ds.caption_clip_index())
     ci = scores_with_ci(sm.sim, sm.relevant)
     write_metrics(out, {"t2a": both["t2a"], "a2t": both["a2t"], "t2a_ci": ci},
-                  params=vars(args), key_metrics=["t2a/mAP@10", "t2a/R@1", "a2t/mAP@10"])
+                  params={k: v for k, v in vars(args).items() if not k.startswith("_")}, key_metrics=["t2a/mAP@10", "t2a/R@1", "a2t/mAP@10"])
     print(f"{args.model} on {ds.name}/{ds.split}: t2a mAP@10 {both['t2a']['mAP@10']:.4f}, "
           f"R@1 {both['t2a']['R@1']:.4f}; a2t mAP@10 {both['a2t']['mAP@10']:.4f} -> {out}")
     return 0

@@ -1,0 +1,71 @@
+"""The project's own files: environment.yml agrees with pyproject.toml, notebooks are
+committed clean with one literal-only parameters cell, profiles name real notebooks."""
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_matches_pyproject():
+    import tomllib
+
+    py = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["name"] == "atrlib" and "pip" in env["dependencies"]
+    assert any(str(d).startswith("python=") for d in env["dependencies"] if isinstance(d, str))
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    pip_names = {_name(r) for r in pip if not r.startswith("-")}
+    wanted = {_name(r) for r in py["dependencies"]} | {_name(r) for r in py["optional-dependencies"]["dev"]}
+    assert wanted <= pip_names, f"missing from environment.yml: {sorted(wanted - pip_names)}"
+    assert "torch==2.13.0" in pip  # the same pin the Makefile installs first
+    assert "-e ." in pip
+
+
+def test_makefile_pins_torch_first():
+    mk = (ROOT / "Makefile").read_text()
+    assert "TORCH_SPEC ?= torch==2.13.0" in mk
+    assert mk.index('"$(TORCH_SPEC)"') < mk.index('-e ".[dev,notebook]"')
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_clean_and_parameterised(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert not any(c.get("outputs") for c in code), f"{path.name} has outputs committed"
+    assert all(c.get("execution_count") is None for c in code)
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
+    src = "".join(tagged[0]["source"])
+    # literals only, one comment each, and no '=' inside comments (papermill's parser splits on it)
+    for node in ast.parse(src).body:
+        assert isinstance(node, ast.Assign), f"{path.name}: parameters cell has a non-assignment"
+        ast.literal_eval(node.value)
+    for line in src.splitlines():
+        if line.strip():
+            assert line.count("=") == 1 and "#" in line, f"{path.name}: {line!r}"
+    assert nb["cells"][0]["cell_type"] == "markdown" and nb["cells"][0]["source"][0].startswith("# ")
+    assert nb["cells"][1] is tagged[0]
+
+
+def test_profiles_name_existing_notebooks_and_declared_parameters(tmp_path):
+    from atrlib.batch import load_profile, resolve_parameters
+
+    profiles = sorted((ROOT / "notebooks/params").glob("*.yaml"))
+    assert {p.stem for p in profiles} >= {"smoke", "demo", "clotho"}
+    for p in profiles:
+        prof = yaml.safe_load(p.read_text())
+        for st in prof["stages"]:
+            assert (ROOT / "notebooks" / st["notebook"]).exists(), f"{p.name}: {st['notebook']}"
+        # every stage parameter must be one its notebook declares
+        resolved = resolve_parameters(load_profile(p), {}, tmp_path)
+        assert set(resolved) == {Path(st["notebook"]).stem for st in prof["stages"]}
