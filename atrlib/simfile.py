@@ -69,6 +69,7 @@ def save_similarity(path: str | Path, sm: SimilarityMatrix) -> Path:
     indices = np.array([i for r in sm.relevant for i in r], dtype=np.int64)
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
     os.close(fd)
+    os.chmod(tmp, 0o644)
     try:
         np.savez_compressed(
             tmp,

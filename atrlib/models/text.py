@@ -74,6 +74,9 @@ class TextTower(nn.Module):
         local = Path(self.name_or_path).expanduser().is_dir()
         if local_files_only is None:
             local_files_only = local or _hf_offline()
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a per-load bar clutters notebooks and reports
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.name_or_path, local_files_only=local_files_only)
             self.model = AutoModel.from_pretrained(self.name_or_path, local_files_only=local_files_only)
