@@ -417,18 +417,13 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
     return history
 
 
-def run_training(cfg: TrainConfig) -> Dict[str, Any]:
-    """What notebook 02 and ``python -m atrlib train`` do: data, model, fit, score val and
-    test, write ``sim_<split>.npz`` and ``metrics.json`` into ``out_dir``."""
+def finish_run(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], history: List[dict]) -> Dict[str, Any]:
+    """Score the trained ``model`` on the validation and test splits, write
+    ``sim_<split>.npz`` and ``metrics.json`` into ``cfg.out_dir``; return the metrics."""
     from atrlib.metrics import evaluate_both, scores_with_ci
-    from atrlib.models.dual import create_model
     from atrlib.reporting import write_metrics
     from atrlib.simfile import save_similarity
 
-    torch.manual_seed(cfg.seed)
-    data = load_splits(cfg)
-    model = create_model(cfg.model, **cfg.model_overrides)
-    history = fit(cfg, model, data)
     out = Path(cfg.out_dir)
     metrics: Dict[str, Any] = {"epochs_run": len(history),
                                "best_val_mAP@10": max((h["val_mAP@10"] for h in history), default=float("nan"))}
@@ -443,4 +438,17 @@ def run_training(cfg: TrainConfig) -> Dict[str, Any]:
                         "t2a_ci": {k: ci[k] for k in ("R@1", "R@5", "R@10", "mAP@10")}}
     write_metrics(out, metrics, params=cfg.to_dict(),
                   key_metrics=["test/t2a/mAP@10", "test/t2a/R@1", "test/t2a/R@10", "best_val_mAP@10", "epochs_run"])
+    return metrics
+
+
+def run_training(cfg: TrainConfig, data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """What notebook 02 and ``python -m atrlib train`` do: data, model, :func:`fit`,
+    :func:`finish_run`. Returns history, metrics, model and data."""
+    from atrlib.models.dual import create_model
+
+    torch.manual_seed(cfg.seed)
+    data = data if data is not None else load_splits(cfg)
+    model = create_model(cfg.model, **cfg.model_overrides)
+    history = fit(cfg, model, data)
+    metrics = finish_run(cfg, model, data, history)
     return {"history": history, "metrics": metrics, "model": model, "data": data}

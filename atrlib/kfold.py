@@ -1,0 +1,50 @@
+"""k-fold training (as the 2024 Samsung system did): pool development + validation, split the
+clips into K folds, train K models — each validating on its own held-out fold — and score all
+of them on the same test split, so their test matrices can be ensembled.
+
+Folds are by clip (all captions of a clip stay in one fold), drawn with scikit-learn's
+``KFold(shuffle=True, random_state=seed)``. Each fold's run folder holds what any training
+run holds (``best/``, ``sim_<val>.npz`` on its own fold, ``sim_<test>.npz``, ``metrics.json``).
+Validation matrices differ between folds (different clips), so fold ensembles weight their
+members equally (or by each fold's validation score); they are not fitted on one shared
+validation set.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, List
+
+from atrlib.data.base import AudioCaptionDataset
+from atrlib.training import TrainConfig, load_splits, run_training
+
+
+def make_folds(pool: AudioCaptionDataset, k: int, seed: int = 0) -> List[Dict[str, AudioCaptionDataset]]:
+    """K (train, val) pairs of datasets over ``pool``'s clips."""
+    from sklearn.model_selection import KFold
+
+    if k < 2 or k > len(pool):
+        raise ValueError(f"k must be between 2 and the number of clips ({len(pool)}), not {k}")
+    folds = []
+    for i, (tr, va) in enumerate(KFold(n_splits=k, shuffle=True, random_state=seed).split(range(len(pool)))):
+        folds.append({
+            "train": AudioCaptionDataset(pool.name, f"fold{i}-train", pool.root, [pool.items[j] for j in tr]),
+            "val": AudioCaptionDataset(pool.name, f"fold{i}-val", pool.root, [pool.items[j] for j in va]),
+        })
+    return folds
+
+
+def kfold_train(cfg: TrainConfig, k: int = 5, out_dir: str | Path | None = None) -> List[Path]:
+    """Train ``k`` models on folds of ``cfg.train_split`` + ``cfg.val_split``; returns the run
+    folders ``<out_dir>/fold<i>``, each scored on ``cfg.test_split``."""
+    out = Path(out_dir or cfg.out_dir)
+    data = load_splits(cfg)
+    pool = AudioCaptionDataset(data["train"].name, "train+val", data["train"].root,
+                               data["train"].items + data["val"].items)
+    runs = []
+    for i, fold in enumerate(make_folds(pool, k, cfg.seed)):
+        run = out / f"fold{i}"
+        fold_data = dict(fold, test=data["test"]) if "test" in data else fold
+        run_training(replace(cfg, out_dir=str(run)), data=fold_data)
+        runs.append(run)
+    return runs
