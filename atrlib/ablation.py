@@ -1,0 +1,82 @@
+"""Loss ablations: train one model per (loss, seed) and compare them on the test split with
+confidence intervals and paired significance tests against a baseline loss.
+
+Per-query AP@10 is averaged over seeds before the statistics, so the CI and the paired test
+are over test queries (the unit the DCASE metrics average over), not over seeds.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+import pandas as pd
+
+from atrlib.metrics import jackknife_ci, paired_test, per_query_metrics
+from atrlib.reporting import read_json
+from atrlib.simfile import load_similarity
+from atrlib.training import TrainConfig, load_splits, run_training
+
+
+def run_grid(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], out_dir: str | Path,
+             progress: bool = True) -> Dict[str, List[Path]]:
+    """Train every (loss, seed) into ``<out_dir>/<loss>-s<seed>``; returns loss -> run folders.
+
+    A run folder that already holds ``metrics.json`` from the same config is reused, so an
+    interrupted ablation picks up where it stopped.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    data = load_splits(base)
+    runs: Dict[str, List[Path]] = {}
+    grid = [(l, s) for l in losses for s in seeds]
+    for loss, seed in tqdm(grid, desc="ablation runs", disable=not progress):
+        run = out / f"{loss}-s{seed}"
+        cfg = replace(base, loss=loss, seed=seed, out_dir=str(run), progress=False)
+        params = run / "params.json"
+        if not ((run / "metrics.json").exists() and params.exists() and read_json(params) == _as_json(cfg)):
+            run_training(cfg, data=data)
+        runs.setdefault(loss, []).append(run)
+    return runs
+
+
+def _as_json(cfg: TrainConfig) -> dict:
+    import json
+
+    return json.loads(json.dumps(cfg.to_dict(), default=str))
+
+
+def per_query_ap(run: str | Path, split: str = "test", k: int = 10) -> np.ndarray:
+    sm = load_similarity(Path(run) / f"sim_{split}.npz")
+    return per_query_metrics(sm.sim, sm.relevant, map_at=k)[f"AP@{k}"]
+
+
+def summarise(runs: Dict[str, List[Path]], baseline: str = "infonce", split: str = "test",
+              n: int = 10000, seed: int = 0) -> pd.DataFrame:
+    """One row per loss: test mAP@10 (mean over seeds) with its jackknife 95 % CI, the spread
+    over seeds, R@1/R@10, and a paired permutation test of per-query AP against ``baseline``."""
+    ap = {loss: np.mean([per_query_ap(r, split) for r in rs], axis=0) for loss, rs in runs.items()}
+    rows = []
+    for loss, rs in runs.items():
+        ci = jackknife_ci(ap[loss])
+        per_seed = [read_json(Path(r) / "metrics.json")[_key(split)]["t2a"] for r in rs]
+        row = {"loss": loss, "mAP@10": ci["value"], "low": ci["low"], "high": ci["high"],
+               "seed_sd": float(np.std([m["mAP@10"] for m in per_seed], ddof=1)) if len(rs) > 1 else float("nan"),
+               "R@1": float(np.mean([m["R@1"] for m in per_seed])), "R@10": float(np.mean([m["R@10"] for m in per_seed])),
+               "seeds": len(rs)}
+        if baseline in ap and loss != baseline:
+            t = paired_test(ap[loss], ap[baseline], method="permutation", n=n, seed=seed)
+            row.update(diff_vs_baseline=t["diff"], p_value=t["p_value"])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("loss").sort_values("mAP@10", ascending=False)
+
+
+def _key(split: str) -> str:
+    return "test" if split not in ("validation", "val") else "val"
+
+
+def histories(runs: Dict[str, List[Path]]) -> Dict[str, List[dict]]:
+    """loss-seed -> history, for overlaying training curves."""
+    return {Path(r).name: read_json(Path(r) / "history.json") for rs in runs.values() for r in rs}
