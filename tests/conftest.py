@@ -33,7 +33,15 @@ def shared() -> Path:
     return d
 
 
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own atrlib cache so results never leak between tests."""
-    monkeypatch.setenv("ATRLIB_CACHE", str(tmp_path_factory.getbasetemp() / "atrlib-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """The test session uses its own atrlib cache (features, embeddings, generated data),
+    never the user's ~/.cache/atrlib; subprocesses inherit it. Session-scoped so that
+    module-scoped fixtures (the notebook run) see it too."""
+    old = os.environ.get("ATRLIB_CACHE")
+    os.environ["ATRLIB_CACHE"] = str(tmp_path_factory.getbasetemp() / "atrlib-cache")
+    yield
+    if old is None:
+        os.environ.pop("ATRLIB_CACHE", None)
+    else:
+        os.environ["ATRLIB_CACHE"] = old
