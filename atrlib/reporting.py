@@ -102,24 +102,8 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
     Parent folders are created. Handles numpy scalars/arrays and tensors (see
     ``_to_jsonable``); NaN/inf are written as ``null``. Returns the path.
     """
-    path = Path(path)
     text = json.dumps(_to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be shared
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return _write_text(Path(path), text)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -129,13 +113,16 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def _write_text(path: Path, text: str) -> Path:
-    """Atomic text write (same scheme as :func:`write_json`)."""
+    """Atomic text write: a temporary file in the same folder, flushed to disk, then
+    ``os.replace``d over ``path``; parent folders are created."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be shared
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:
