@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
@@ -29,7 +27,7 @@ import torch
 from torch import nn
 
 from atrlib.audio import load_audio, pad_or_crop
-from atrlib.features import FeatureCache
+from atrlib.features import FeatureCache, save_npy_atomic
 from atrlib.paths import cache_dir
 
 
@@ -170,13 +168,5 @@ def text_tower_embeddings(tower: nn.Module, tower_id: dict, texts: Sequence[str]
               for s in tqdm(range(0, len(texts), batch_size), desc="text tower (frozen, cached)", disable=not progress)]
     tower.train(was_training)
     emb = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, tower.embed_dim), np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, emb, allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_npy_atomic(path, emb)
     return emb

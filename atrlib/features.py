@@ -171,6 +171,21 @@ def content_hash(path: str | Path) -> str:
     return _HASH_MEMO[key]
 
 
+def save_npy_atomic(path: str | Path, value: np.ndarray) -> Path:
+    """``np.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, np.asarray(value), allow_pickle=False)
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
+
+
 class FeatureCache:
     """Content-addressed store of numpy arrays.
 
@@ -206,16 +221,7 @@ class FeatureCache:
             return None
 
     def put(self, key: str, value: np.ndarray) -> None:
-        p = self.path(key)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.save(f, np.asarray(value), allow_pickle=False)
-            os.replace(tmp, p)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        save_npy_atomic(self.path(key), value)
 
     def get_or_compute(self, audio_path: str | Path, settings: dict, fn: Callable[[], np.ndarray]) -> np.ndarray:
         k = self.key(audio_path, settings)
