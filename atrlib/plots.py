@@ -4,7 +4,7 @@ Functions take plain arrays / dicts, never models, so any stage (or a user) can 
 """
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 

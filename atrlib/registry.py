@@ -1,7 +1,7 @@
 """A tiny name -> factory registry, one per kind of thing (datasets, models, losses, ...)."""
 from __future__ import annotations
 
-from typing import Callable, Dict, Generic, Iterator, Optional, TypeVar
+from typing import Dict, Generic, Iterator, Optional, TypeVar
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import glob
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping
 
 from atrlib.simfile import SimilarityMatrix, load_similarity, save_similarity
 
