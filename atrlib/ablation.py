@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from atrlib.metrics import jackknife_ci, paired_test, per_query_metrics
-from atrlib.reporting import read_json
+from atrlib.files import read_json
 from atrlib.simfile import load_similarity
 from atrlib.training import TrainConfig, load_splits, run_training
 

@@ -5,7 +5,6 @@ a dataset of thousands is the normal case, not the exception.
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -134,11 +133,3 @@ def segment(x: np.ndarray, sample_rate: int, seconds: float = 10.0, max_seconds:
         out.append(pad_or_crop(piece, seg))
     return out
 
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Content hash of a file (the feature cache and the leakage audit key on it)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()

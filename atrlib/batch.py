@@ -35,7 +35,7 @@ Run folder layout (default ``reports/<profile>``)::
     <run>/index.html, summary.md   the report (atrlib.reporting.write_index); updated after each stage
     <run>/<stage>/<stage>.ipynb    the executed notebook (partial, up to the error, if it failed)
     <run>/<stage>/<stage>.html     its HTML export (nbconvert)
-    <run>/<stage>/metrics.json     whatever the notebook wrote (atrlib.reporting.write_metrics), ...
+    <run>/<stage>/metrics.json     whatever the notebook wrote (atrlib.files.write_metrics), ...
 
 Execution: each notebook runs with its working directory set to its own stage folder (so
 any file it writes with a relative path lands in the run, never in ``notebooks/``), in a
@@ -74,7 +74,8 @@ import yaml
 
 import atrlib
 from atrlib.paths import PACKAGE_DIR, REPO_ROOT
-from atrlib.reporting import read_json, read_metrics, write_index, write_json
+from atrlib.files import read_json, read_metrics, write_json
+from atrlib.reporting import write_index
 
 RUNNER_PARAMS = ("out_dir", "run_dir")  # always offered by the runner; not overridable
 STATUSES = ("ok", "failed", "skipped")

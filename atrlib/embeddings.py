@@ -5,7 +5,7 @@ cached on disk.
   rate, cropped / zero-padded to a fixed length (small datasets; training crops from these);
   :func:`load_wave` reads one clip the same way (datasets too large to hold in memory).
 - :func:`audio_tower_embeddings` — a frozen audio tower's output per clip, cached per file
-  content + tower identity in a :class:`~atrlib.features.FeatureCache`
+  content + tower identity in a :class:`~atrlib.cache.FeatureCache`
   (``cache_dir()/features/tower-embeddings/``).
 - :func:`text_tower_embeddings` — a frozen text tower's output for a list of captions, cached
   as one ``.npy`` keyed by sha256 of the captions + tower identity
@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from atrlib.audio import load_audio, pad_or_crop
-from atrlib.features import FeatureCache, save_npy_atomic
+from atrlib.cache import FeatureCache
+from atrlib.files import save_npy_atomic
 from atrlib.paths import cache_dir
 
 

@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     from atrlib.data import load_dataset
     from atrlib.metrics import evaluate_both, scores_with_ci
-    from atrlib.reporting import write_metrics
+    from atrlib.files import write_metrics
     from atrlib.simfile import save_similarity
 
     ds = load_dataset(args.dataset, root=args.root, split=args.split, size=args.size)

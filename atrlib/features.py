@@ -1,5 +1,6 @@
-"""Log-mel spectrograms in torch from one :class:`FeatureConfig`, named presets, and the
-content-addressed on-disk feature cache.
+"""Log-mel spectrograms in torch from one :class:`FeatureConfig`, and named presets.
+
+(The content-addressed on-disk cache they are stored in is :mod:`atrlib.cache`.)
 
 The transform is a plain ``nn.Module`` (batched, runs on whatever device its input is on):
 
@@ -16,19 +17,16 @@ Presets (``FEATURE_PRESETS``):
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 import torch
 from torch import nn
 
-from atrlib.paths import cache_dir
+from atrlib.cache import FeatureCache
+from atrlib.mel import kaldi_mel_banks
 
 
 @dataclass(frozen=True)
@@ -84,27 +82,6 @@ def get_feature_config(name_or_cfg: str | FeatureConfig | dict, **overrides) -> 
     return replace(cfg, **overrides) if overrides else cfg
 
 
-def kaldi_mel_banks(n_mels: int, n_fft: int, sample_rate: int, fmin: float, fmax: float) -> torch.Tensor:
-    """Kaldi-style triangular mel filters, (n_mels, n_fft // 2 + 1).
-
-    Triangles are equally spaced on the mel scale 1127·ln(1 + f/700) and evaluated at the
-    FFT bin centres; Kaldi defines n_fft // 2 bins and the Nyquist bin gets zero weight.
-    """
-    def mel(f):
-        return 1127.0 * torch.log1p(torch.as_tensor(f, dtype=torch.float64) / 700.0)
-
-    n_bins = n_fft // 2
-    lo, hi = mel(fmin), mel(fmax)
-    delta = (hi - lo) / (n_mels + 1)
-    b = torch.arange(n_mels, dtype=torch.float64).unsqueeze(1)   # (n_mels, 1)
-    left, center, right = lo + b * delta, lo + (b + 1) * delta, lo + (b + 2) * delta
-    m = mel(sample_rate / n_fft * torch.arange(n_bins, dtype=torch.float64)).unsqueeze(0)  # (1, n_bins)
-    up = (m - left) / (center - left)
-    down = (right - m) / (right - center)
-    banks = torch.clamp(torch.minimum(up, down), min=0.0)        # (n_mels, n_bins)
-    return torch.nn.functional.pad(banks, (0, 1)).float()        # (n_mels, n_bins + 1)
-
-
 def mel_filterbank(cfg: FeatureConfig) -> torch.Tensor:
     """(n_mels, n_fft // 2 + 1) filterbank for ``cfg.mel_scale``."""
     fmax = cfg.fmax if cfg.fmax is not None else cfg.sample_rate / 2
@@ -151,88 +128,6 @@ class LogMel(nn.Module):
         elif c.log != "none":
             raise ValueError(f"unknown log mode {c.log!r}; use 'db', 'log' or 'none'")
         return (mel - c.norm_mean) / c.norm_std                        # (batch, n_mels, frames)
-
-
-# ---------------------------------------------------------------------------------------------
-# The on-disk cache
-# ---------------------------------------------------------------------------------------------
-_HASH_MEMO: Dict[Tuple[str, int, int], str] = {}
-
-
-def content_hash(path: str | Path) -> str:
-    """sha256 of a file's bytes, memoised per (path, size, mtime) within the process."""
-    from atrlib.audio import file_sha256
-
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _HASH_MEMO:
-        _HASH_MEMO[key] = file_sha256(p)
-    return _HASH_MEMO[key]
-
-
-def save_npy_atomic(path: str | Path, value: np.ndarray) -> Path:
-    """``np.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.asarray(value), allow_pickle=False)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
-
-
-class FeatureCache:
-    """Content-addressed store of numpy arrays.
-
-    The key of an entry is sha256(audio file bytes + JSON of the settings that made it), so
-    a changed clip or a changed setting can never return a stale array. Entries are written
-    to a temporary file and renamed into place: a killed run leaves no half-written entry.
-
-    Layout: ``<root>/<namespace>/<key[:2]>/<key>.npy`` with root ``cache_dir()/"features"``.
-    """
-
-    def __init__(self, root: str | Path | None = None, namespace: str = "default"):
-        self.root = Path(root) if root is not None else cache_dir() / "features"
-        self.dir = self.root / namespace
-        self.hits = 0
-        self.misses = 0
-
-    @staticmethod
-    def key(audio_path: str | Path, settings: dict) -> str:
-        blob = content_hash(audio_path) + json.dumps(settings, sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
-
-    def path(self, key: str) -> Path:
-        return self.dir / key[:2] / f"{key}.npy"
-
-    def get(self, key: str) -> Optional[np.ndarray]:
-        p = self.path(key)
-        if not p.exists():
-            return None
-        try:
-            return np.load(p, allow_pickle=False)
-        except Exception:  # unreadable entry (disk trouble): drop it and recompute
-            p.unlink(missing_ok=True)
-            return None
-
-    def put(self, key: str, value: np.ndarray) -> None:
-        save_npy_atomic(self.path(key), value)
-
-    def get_or_compute(self, audio_path: str | Path, settings: dict, fn: Callable[[], np.ndarray]) -> np.ndarray:
-        k = self.key(audio_path, settings)
-        v = self.get(k)
-        if v is not None:
-            self.hits += 1
-            return v
-        self.misses += 1
-        v = np.asarray(fn())
-        self.put(k, v)
-        return v
 
 
 def compute_logmel(audio_path: str | Path, cfg: FeatureConfig | str = "panns", cache: Optional[FeatureCache] = None,

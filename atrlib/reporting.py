@@ -1,9 +1,8 @@
-"""Run directories on disk: JSON files, ``metrics.json``, and the ``index.html`` / ``summary.md`` of a run.
+"""The reports of a run: ``index.html`` / ``summary.md`` and the helpers that format metrics.
 
-Stage notebooks use the first half (``write_json``, ``read_json``, ``write_metrics``,
-``flatten_metrics``); the batch runner (:mod:`atrlib.batch`) uses the second
-(``write_index``). Everything here works on plain dicts, so a run can be re-rendered from
-its ``run.json`` alone::
+Files themselves (``metrics.json``, atomic writes) live in :mod:`atrlib.files`; this module
+only renders. The batch runner (:mod:`atrlib.batch`) calls ``write_index``. Everything here
+works on plain dicts, so a run can be re-rendered from its ``run.json`` alone::
 
     write_index(run_dir, read_json(run_dir / "run.json"))
 
@@ -29,23 +28,18 @@ reports are always written relative to the run dir, so a run folder can be moved
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import html
 import json
-import math
 import os
-import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Mapping, Optional
 from urllib.parse import quote
+
+from atrlib.files import write_text_atomic
 
 MAX_KEY_NUMBERS = 8  # top-level scalars shown per stage when it names no key_metrics
 
 __all__ = [
-    "write_json",
-    "read_json",
-    "write_metrics",
-    "read_metrics",
     "flatten_metrics",
     "key_numbers",
     "format_value",
@@ -54,119 +48,6 @@ __all__ = [
     "render_index_html",
     "render_summary_md",
 ]
-
-
-# --------------------------------------------------------------------------------------
-# JSON files
-# --------------------------------------------------------------------------------------
-def _to_jsonable(obj: Any) -> Any:
-    """Plain JSON types from numpy scalars/arrays, tensors, paths, dataclasses, sets, dates.
-
-    Non-finite floats (NaN, ±inf) become ``None`` so the file is strict JSON that any
-    reader (browsers, jq, pandas) accepts.
-    """
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):  # includes numpy.float64
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): _to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_to_jsonable(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return [_to_jsonable(v) for v in sorted(obj, key=repr)]
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, (_dt.datetime, _dt.date)):
-        return obj.isoformat()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _to_jsonable(dataclasses.asdict(obj))
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return _to_jsonable(obj.to_dict())
-    # numpy scalars and arrays, torch tensors: .tolist() gives Python numbers / nested lists
-    if hasattr(obj, "tolist") and callable(obj.tolist):
-        return _to_jsonable(obj.tolist())
-    if hasattr(obj, "item") and callable(obj.item):
-        return _to_jsonable(obj.item())
-    raise TypeError(f"cannot write {type(obj).__name__} to JSON: {obj!r:.80}")
-
-
-def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
-    """Write ``obj`` to ``path`` as JSON, atomically.
-
-    The text is built first (so an unserialisable object leaves no file behind), written to a
-    temporary file in the same folder, flushed to disk, then moved over ``path`` with
-    ``os.replace``: a reader sees either the old file or the complete new one, never half.
-    Parent folders are created. Handles numpy scalars/arrays and tensors (see
-    ``_to_jsonable``); NaN/inf are written as ``null``. Returns the path.
-    """
-    text = json.dumps(_to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
-    return _write_text(Path(path), text)
-
-
-def read_json(path: str | os.PathLike) -> Any:
-    """Read a JSON file."""
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def _write_text(path: Path, text: str) -> Path:
-    """Atomic text write: a temporary file in the same folder, flushed to disk, then
-    ``os.replace``d over ``path``; parent folders are created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be shared
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-# --------------------------------------------------------------------------------------
-# metrics.json
-# --------------------------------------------------------------------------------------
-def write_metrics(
-    out_dir: str | os.PathLike,
-    metrics: Mapping[str, Any],
-    params: Optional[Mapping[str, Any]] = None,
-    *,
-    key_metrics: Optional[Iterable[str]] = None,
-) -> Path:
-    """Write ``<out_dir>/metrics.json`` (and ``<out_dir>/params.json`` when ``params`` is given).
-
-    ``key_metrics`` (flattened keys such as ``"t2a/mAP@10"``) is stored in the file as
-    ``"key_metrics"``; the run's ``index.html`` then shows exactly those numbers for this
-    stage. A ``"key_metrics"`` entry already in ``metrics`` works the same. Returns the
-    path of ``metrics.json``.
-    """
-    out_dir = Path(out_dir)
-    record = dict(metrics)
-    if key_metrics is not None:
-        record["key_metrics"] = list(key_metrics)
-    path = write_json(out_dir / "metrics.json", record)
-    if params is not None:
-        write_json(out_dir / "params.json", dict(params))
-    return path
-
-
-def read_metrics(stage_dir: str | os.PathLike) -> Optional[dict]:
-    """``<stage_dir>/metrics.json`` as a dict, or None when the stage wrote none."""
-    p = Path(stage_dir) / "metrics.json"
-    if not p.is_file():
-        return None
-    data = read_json(p)
-    return data if isinstance(data, dict) else {"value": data}
 
 
 def flatten_metrics(d: Mapping[str, Any], sep: str = "/", prefix: str = "") -> dict[str, Any]:
@@ -443,5 +324,5 @@ def write_index(run_dir: str | os.PathLike, result: Any) -> Path:
     ``result`` is a :class:`atrlib.batch.RunResult` or its dict form (``run.json``).
     """
     run_dir = Path(run_dir)
-    _write_text(run_dir / "summary.md", render_summary_md(run_dir, result))
-    return _write_text(run_dir / "index.html", render_index_html(run_dir, result))
+    write_text_atomic(run_dir / "summary.md", render_summary_md(run_dir, result))
+    return write_text_atomic(run_dir / "index.html", render_index_html(run_dir, result))

@@ -8,7 +8,7 @@ The interface (:class:`Retriever`)::
     S = r.similarity(captions, paths) # (n_captions, n_clips) cosine, higher = more relevant
 
 Subclasses say what the expensive per-file array is (:meth:`Retriever.compute_audio`, cached
-in a :class:`~atrlib.features.FeatureCache` keyed by the file's bytes and
+in a :class:`~atrlib.cache.FeatureCache` keyed by the file's bytes and
 :meth:`Retriever.audio_settings`) and how arrays become embeddings
 (:meth:`Retriever.finish_audio`, cheap, not cached), so that changing a cheap setting
 never recomputes the network.
@@ -34,7 +34,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from atrlib.features import FeatureCache, content_hash
+from atrlib.cache import FeatureCache
+from atrlib.files import content_hash
 from atrlib.registry import Registry
 
 RETRIEVERS: Registry[Callable[..., "Retriever"]] = Registry("retriever")

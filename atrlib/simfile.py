@@ -20,13 +20,13 @@ transpose with relevance inverted (:meth:`SimilarityMatrix.transposed`).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Sequence
 
 import numpy as np
+
+from atrlib.files import atomic_path
 
 
 @dataclass
@@ -63,14 +63,10 @@ def relevance_from_clip_index(caption_clip_index: Sequence[int]) -> List[List[in
 def save_similarity(path: str | Path, sm: SimilarityMatrix) -> Path:
     """Write ``sm`` to ``path`` (.npz) atomically (a temp file, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     indptr = np.zeros(len(sm.relevant) + 1, dtype=np.int64)
     indptr[1:] = np.cumsum([len(r) for r in sm.relevant])
     indices = np.array([i for r in sm.relevant for i in r], dtype=np.int64)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    os.close(fd)
-    os.chmod(tmp, 0o644)
-    try:
+    with atomic_path(path, suffix=".tmp.npz") as tmp:
         np.savez_compressed(
             tmp,
             sim=np.asarray(sm.sim, dtype=np.float32),
@@ -80,10 +76,6 @@ def save_similarity(path: str | Path, sm: SimilarityMatrix) -> Path:
             rel_indices=indices,
             meta=np.array(json.dumps(sm.meta)),
         )
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

@@ -312,7 +312,7 @@ def _swap_in(tmp: Path, final: Path) -> None:
 def save_checkpoint(out: Path, model: DualEncoder, optimizer, scheduler, state: dict) -> Path:
     """``out/last/``: model (safetensors), trainer state (optimizer, scheduler, RNG) and
     ``state.json`` (epoch, step, history, best), written atomically."""
-    from atrlib.reporting import write_json
+    from atrlib.files import write_json
 
     tmp = Path(tempfile.mkdtemp(prefix=".last.", dir=out))
     save_model(model, tmp)
@@ -504,7 +504,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
         improved = scores["mAP@10"] > best
         best, bad_epochs = (scores["mAP@10"], 0) if improved else (best, bad_epochs + 1)
         if acc.is_main_process:
-            from atrlib.reporting import write_json
+            from atrlib.files import write_json
 
             if improved:
                 save_best(out, core)
@@ -530,7 +530,7 @@ def finish_run(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], histo
     ``sim_<split>.npz`` and ``metrics.json`` (+ ``params.json``) into ``cfg.out_dir``;
     return the metrics."""
     from atrlib.metrics import evaluate_both, scores_with_ci
-    from atrlib.reporting import write_metrics
+    from atrlib.files import write_metrics
 
     out = Path(cfg.out_dir)
     metrics: Dict[str, Any] = {"epochs_run": len(history),

@@ -11,17 +11,20 @@
 When nothing is found and the download is impossible (offline, ``download=False``,
 ``$ATRLIB_OFFLINE=1``) or fails, :class:`WeightsNotFoundError` says which file to fetch
 from which URL and where to save it.
+
+Loading a resolved file: :func:`torch_load_weights_only` (``weights_only=True`` with numpy's
+array reconstructors allow-listed — numpy data, never arbitrary unpickling).
 """
 from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from atrlib.files import atomic_path
 from atrlib.paths import cache_dir, shared_dir
 
 
@@ -152,11 +155,9 @@ def download_file(url: str, dest: str | Path, spec: Optional[WeightSpec] = None,
     from tqdm.auto import tqdm
 
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
+    with atomic_path(dest, suffix=".part") as tmp:
         req = urllib.request.Request(url, headers={"User-Agent": "atrlib"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:
+        with open(tmp, "wb") as out, urllib.request.urlopen(req, timeout=timeout) as resp:
             total = resp.headers.get("Content-Length")
             with tqdm(total=int(total) if total else None, unit="B", unit_scale=True, unit_divisor=1024,
                       desc=dest.name, disable=not progress) as bar:
@@ -165,10 +166,6 @@ def download_file(url: str, dest: str | Path, spec: Optional[WeightSpec] = None,
                     bar.update(len(block))
         if spec is not None:
             verify_file(tmp, spec)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dest
 
 
@@ -204,3 +201,37 @@ def resolve_weights(name: str | WeightSpec, path: Optional[str | Path] = None, d
         raise
     except Exception as e:  # offline, DNS, HTTP error, disk full, ...
         raise WeightsNotFoundError(_help(spec, looked, f"downloading {spec.url} failed ({type(e).__name__}: {e})")) from e
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, safely
+# ---------------------------------------------------------------------------------------------
+def numpy_safe_globals() -> list:
+    """numpy's array / scalar / dtype reconstructors, under both the numpy 1.x names
+    (``numpy.core.multiarray``) and 2.x names (``numpy._core.multiarray``), for
+    ``torch.serialization.safe_globals``. They rebuild numpy data only; object arrays stay refused."""
+    import numpy as np
+
+    try:
+        from numpy._core import multiarray as ma
+    except ImportError:  # numpy < 1.26
+        from numpy.core import multiarray as ma
+    out: list = [np.ndarray, np.dtype, ma._reconstruct, ma.scalar]
+    for name in ("_reconstruct", "scalar"):
+        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+            out.append((getattr(ma, name), f"{module}.{name}"))
+    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles dtypes by their DType class
+    if dtypes is not None:
+        out += [getattr(dtypes, n) for n in dir(dtypes)
+                if n.endswith("DType") and n != "ObjectDType" and isinstance(getattr(dtypes, n), type)]
+    return out
+
+
+def torch_load_weights_only(path: str | Path):
+    """``torch.load(path, map_location="cpu", weights_only=True)`` that also accepts numpy
+    arrays / scalars inside the file (training-state extras in released checkpoints, e.g.
+    PANNs' sampler state). Anything else that needs unpickling is refused by torch."""
+    import torch
+
+    with torch.serialization.safe_globals(numpy_safe_globals()):
+        return torch.load(str(path), map_location="cpu", weights_only=True)

@@ -10,10 +10,13 @@ import atrlib  # noqa: F401  (thread settings before torch work)
 from atrlib.features import LogMel
 from atrlib.models.aisfx_tower import (AisfxTower, aisfx, aisfx_package_checkpoint, convert_aisfx_checkpoint,
                                        load_aisfx_weights)
-from atrlib.models.cnn14 import (Cnn14, build_cnn14, load_panns_state_dict, mel_matrix, torch_load_weights_only)
+from atrlib.mel import mel_matrix
+from atrlib.models.cnn14 import Cnn14, build_cnn14, load_panns_state_dict
+from atrlib.weights import torch_load_weights_only
 from atrlib.models.registry import AUDIO_TOWERS
 from atrlib.paths import cache_dir
-from atrlib.models.small_cnn import SmallCNN, SmallCNNConfig, SpecAugment
+from atrlib.models.frontend import SpecAugment
+from atrlib.models.small_cnn import SmallCNN, SmallCNNConfig
 
 
 def _has_aisfx() -> bool:

@@ -17,7 +17,7 @@ import atrlib
 from atrlib import batch
 from atrlib.__main__ import main as cli_main
 from atrlib.batch import ProfileError, RunExistsError, RunResult, load_profile, parse_overrides, run_profile
-from atrlib.reporting import read_json
+from atrlib.files import read_json
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
 MIXED = FIXTURES / "params" / "mixed.yaml"

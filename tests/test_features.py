@@ -3,8 +3,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from atrlib.features import (FEATURE_PRESETS, FeatureCache, LogMel, compute_logmel, get_feature_config,
-                             kaldi_mel_banks)
+from atrlib.cache import FeatureCache
+from atrlib.features import FEATURE_PRESETS, LogMel, compute_logmel, get_feature_config
+from atrlib.mel import kaldi_mel_banks
 
 
 @pytest.fixture

@@ -5,17 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from atrlib import reporting
-from atrlib.reporting import (
-    flatten_metrics,
-    format_duration,
-    key_numbers,
-    read_json,
-    read_metrics,
-    write_index,
-    write_json,
-    write_metrics,
-)
+from atrlib import files, reporting
+from atrlib.files import read_json, read_metrics, write_json, write_metrics
+from atrlib.reporting import flatten_metrics, format_duration, key_numbers, write_index
 
 
 def _leftovers(folder):
@@ -72,7 +64,7 @@ def test_write_json_is_atomic(tmp_path, monkeypatch):
         assert os.path.exists(src) and src != str(dst)  # the new text went to a temp file first
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(reporting.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk on fire"):
         write_json(p, {"v": 3})
     assert read_json(p) == {"v": 2}

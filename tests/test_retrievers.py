@@ -9,7 +9,7 @@ import pytest
 
 import atrlib  # noqa: F401  (thread settings before torch)
 
-from atrlib.features import FeatureCache
+from atrlib.cache import FeatureCache
 from atrlib.retrievers import RETRIEVERS, Retriever, TagBridgeRetriever, get_retriever, split_segments
 
 

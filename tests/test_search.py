@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from atrlib.retrievers import Retriever
-from atrlib.search import list_audio, rank, resolve_retriever, score_split
+from atrlib.search import list_audio, rank, resolve_retriever
 
 
 class _Fixed(Retriever):

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from atrlib.data.base import AudioCaptionDataset
-from atrlib.features import content_hash
+from atrlib.files import content_hash
 
 
 def _audio_hash(path: str) -> str:

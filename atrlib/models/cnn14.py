@@ -26,140 +26,24 @@ Loading: the official file is ``{"iteration": int, "model": state_dict, "sampler
 and its sampler state holds numpy int64 arrays, so plain ``torch.load(weights_only=True)``
 refuses it (``Unsupported global: numpy.core.multiarray._reconstruct``). We keep
 ``weights_only=True`` and allow-list only numpy's array / scalar / dtype reconstructors
-(:func:`torch_load_weights_only`): numpy data, no arbitrary code.
+(:func:`atrlib.weights.torch_load_weights_only`): numpy data, no arbitrary code.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atrlib.models.frontend import LogmelFilterBank, SpecAugment, Spectrogram
 from atrlib.models.registry import AUDIO_TOWERS
-from atrlib.models.small_cnn import SpecAugment
+from atrlib.weights import torch_load_weights_only
 
 PathLike = Union[str, Path]
 PANNS_WEIGHTS = "panns-cnn14"  # atrlib.weights name of Cnn14_mAP=0.431.pth (Zenodo 3987831)
-
-
-# ---------------------------------------------------------------------------------------------
-# Front end: librosa's mel matrix and torchlibrosa's STFT-as-conv1d, written out
-# ---------------------------------------------------------------------------------------------
-def hz_to_mel(f: np.ndarray, htk: bool = False) -> np.ndarray:
-    """Hz -> mel. Slaney (librosa default): linear below 1 kHz (3 mel / 200 Hz), log above."""
-    f = np.asarray(f, dtype=np.float64)
-    if htk:
-        return 2595.0 * np.log10(1.0 + f / 700.0)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
-
-
-def mel_to_hz(m: np.ndarray, htk: bool = False) -> np.ndarray:
-    """Inverse of :func:`hz_to_mel`."""
-    m = np.asarray(m, dtype=np.float64)
-    if htk:
-        return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
-
-
-def mel_matrix(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: Optional[float] = None,
-               htk: bool = False, norm: Union[str, float, None] = "slaney") -> np.ndarray:
-    """Triangular mel filterbank, (n_mels, n_fft // 2 + 1) float32, as ``librosa.filters.mel``.
-
-    ``norm="slaney"`` scales each triangle to constant energy per Hz (2 / bandwidth);
-    a number p scales each row to unit Lp norm (aisfx uses p = 1: rows sum to 1); None: peak 1.
-    """
-    fmax = sr / 2.0 if fmax is None else fmax
-    fft_freqs = np.linspace(0.0, sr / 2.0, 1 + n_fft // 2)                          # (freq,)
-    edges = mel_to_hz(np.linspace(hz_to_mel(fmin, htk), hz_to_mel(fmax, htk), n_mels + 2), htk)  # (n_mels + 2,)
-    widths = np.diff(edges)                                                          # (n_mels + 1,)
-    ramps = edges[:, None] - fft_freqs[None, :]                                      # (n_mels + 2, freq)
-    rising = -ramps[:-2] / widths[:-1, None]                                         # (n_mels, freq)
-    falling = ramps[2:] / widths[1:, None]                                           # (n_mels, freq)
-    weights = np.maximum(0.0, np.minimum(rising, falling))                           # (n_mels, freq)
-    if norm == "slaney":
-        weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]
-    elif isinstance(norm, (int, float)) and not isinstance(norm, bool):
-        length = (np.abs(weights) ** norm).sum(axis=1, keepdims=True) ** (1.0 / norm)
-        weights = weights / np.where(length > np.finfo(np.float32).tiny, length, 1.0)
-    elif norm is not None:
-        raise ValueError(f"unknown mel norm {norm!r}; use 'slaney', a number p, or None")
-    return weights.astype(np.float32)
-
-
-class ConvSTFT(nn.Module):
-    """STFT as two Conv1d over the (centre-padded) waveform, the torchlibrosa way.
-
-    ``conv_real.weight[k, 0, n] = window[n]·cos(2πkn/N)``, ``conv_imag.weight[k, 0, n] =
-    -window[n]·sin(2πkn/N)`` (periodic Hann, length win_length, centred in n_fft).
-    """
-
-    def __init__(self, n_fft: int = 1024, hop_length: int = 320, win_length: Optional[int] = None,
-                 center: bool = True, pad_mode: str = "reflect"):
-        super().__init__()
-        win_length = win_length or n_fft
-        self.n_fft, self.hop_length, self.center, self.pad_mode = n_fft, hop_length, center, pad_mode
-        n_freq = n_fft // 2 + 1
-        window = torch.zeros(n_fft, dtype=torch.float64)
-        left = (n_fft - win_length) // 2
-        window[left:left + win_length] = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
-        angle = 2 * math.pi * torch.outer(torch.arange(n_freq, dtype=torch.float64),
-                                          torch.arange(n_fft, dtype=torch.float64)) / n_fft  # (freq, n_fft)
-        self.conv_real = nn.Conv1d(1, n_freq, kernel_size=n_fft, stride=hop_length, bias=False)
-        self.conv_imag = nn.Conv1d(1, n_freq, kernel_size=n_fft, stride=hop_length, bias=False)
-        with torch.no_grad():
-            self.conv_real.weight.copy_((torch.cos(angle) * window)[:, None, :].float())    # (freq, 1, n_fft)
-            self.conv_imag.weight.copy_((-torch.sin(angle) * window)[:, None, :].float())   # (freq, 1, n_fft)
-        for p in self.parameters():
-            p.requires_grad = False
-
-    def forward(self, wave: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        x = wave[:, None, :]                                               # (batch, 1, samples)
-        if self.center:
-            x = F.pad(x, (self.n_fft // 2, self.n_fft // 2), mode=self.pad_mode)  # (batch, 1, samples + n_fft)
-        real = self.conv_real(x)[:, None].transpose(2, 3)                  # (batch, 1, frames, freq)
-        imag = self.conv_imag(x)[:, None].transpose(2, 3)                  # (batch, 1, frames, freq)
-        return real, imag
-
-
-class Spectrogram(nn.Module):
-    """Power spectrogram; holds the STFT as ``.stft`` (the official key prefix)."""
-
-    def __init__(self, n_fft: int, hop_length: int, win_length: Optional[int] = None, center: bool = True,
-                 pad_mode: str = "reflect"):
-        super().__init__()
-        self.stft = ConvSTFT(n_fft, hop_length, win_length, center, pad_mode)
-
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        real, imag = self.stft(wave)                                       # (batch, 1, frames, freq) x 2
-        return real ** 2 + imag ** 2                                       # (batch, 1, frames, freq)
-
-
-class LogmelFilterBank(nn.Module):
-    """Power spectrogram -> dB mel, with the (frozen) mel matrix as parameter ``melW``."""
-
-    def __init__(self, sr: int, n_fft: int, n_mels: int, fmin: float, fmax: Optional[float],
-                 ref: float = 1.0, amin: float = 1e-10, top_db: Optional[float] = None):
-        super().__init__()
-        self.ref, self.amin, self.top_db = ref, amin, top_db
-        melw = torch.from_numpy(mel_matrix(sr, n_fft, n_mels, fmin, fmax)).T.contiguous()  # (freq, n_mels)
-        self.melW = nn.Parameter(melw, requires_grad=False)
-
-    def forward(self, power: torch.Tensor) -> torch.Tensor:
-        mel = torch.matmul(power, self.melW)                               # (batch, 1, frames, n_mels)
-        db = 10.0 * torch.log10(torch.clamp(mel, min=self.amin))
-        db = db - 10.0 * math.log10(max(self.amin, self.ref))
-        if self.top_db is not None:
-            db = torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - self.top_db)
-        return db                                                          # (batch, 1, frames, n_mels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,32 +165,6 @@ class Cnn14(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------
-def numpy_safe_globals() -> list:
-    """numpy's array / scalar / dtype reconstructors, under both the numpy 1.x names
-    (``numpy.core.multiarray``) and 2.x names (``numpy._core.multiarray``), for
-    ``torch.serialization.safe_globals``. They rebuild numpy data only; object arrays stay refused."""
-    try:
-        from numpy._core import multiarray as ma
-    except ImportError:  # numpy < 1.26
-        from numpy.core import multiarray as ma
-    out: list = [np.ndarray, np.dtype, ma._reconstruct, ma.scalar]
-    for name in ("_reconstruct", "scalar"):
-        for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-            out.append((getattr(ma, name), f"{module}.{name}"))
-    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles dtypes by their DType class
-    if dtypes is not None:
-        out += [getattr(dtypes, n) for n in dir(dtypes)
-                if n.endswith("DType") and n != "ObjectDType" and isinstance(getattr(dtypes, n), type)]
-    return out
-
-
-def torch_load_weights_only(path: PathLike):
-    """``torch.load(path, map_location="cpu", weights_only=True)`` that also accepts numpy
-    arrays / scalars inside the file (training-state extras in released checkpoints)."""
-    with torch.serialization.safe_globals(numpy_safe_globals()):
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-
-
 def load_panns_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
     """The model state dict of a PANNs checkpoint (``{"model": sd, ...}`` or a bare state dict)."""
     ckpt = torch_load_weights_only(path)

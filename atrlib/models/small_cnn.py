@@ -1,4 +1,4 @@
-"""A small from-scratch CNN audio tower for the embedded synthetic dataset, and SpecAugment.
+"""A small from-scratch CNN audio tower for the embedded synthetic dataset.
 
     wave (batch, samples) at 16 kHz
       -> LogMel("small")                (batch, 64 mels, frames)       dB, inside the tower
@@ -20,46 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.features import LogMel, get_feature_config
+from atrlib.models.frontend import SpecAugment
 from atrlib.models.registry import AUDIO_TOWERS
-
-
-class SpecAugment(nn.Module):
-    """Time and frequency masking (Park et al., 2019) on (batch, 1, frames, bins) or
-    (batch, frames, bins); identity in eval mode or when both mask counts are 0.
-
-    Each example gets its own stripes: ``time_masks`` stripes of width uniform in
-    [0, time_width) frames and ``freq_masks`` stripes of width uniform in [0, freq_width) bins,
-    at uniform positions; masked cells are set to ``fill`` (0). Uses torch's RNG
-    (``torch.manual_seed`` reproduces it). No parameters, so no state-dict keys.
-    """
-
-    def __init__(self, time_masks: int = 2, time_width: int = 64, freq_masks: int = 2, freq_width: int = 8,
-                 fill: float = 0.0):
-        super().__init__()
-        self.time_masks, self.time_width = time_masks, time_width
-        self.freq_masks, self.freq_width = freq_masks, freq_width
-        self.fill = fill
-
-    @staticmethod
-    def _stripes(batch: int, size: int, count: int, width: int, device) -> torch.Tensor:
-        """(batch, size) bool, True inside any of ``count`` random stripes per row."""
-        pos = torch.arange(size, device=device)                                     # (size,)
-        w = torch.randint(0, max(width, 1), (batch, count, 1), device=device)        # (batch, count, 1)
-        start = (torch.rand(batch, count, 1, device=device) * (size - w + 1).clamp(min=1)).long()  # (batch, count, 1)
-        return ((pos >= start) & (pos < start + w)).any(dim=1)                      # (batch, size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or (self.time_masks <= 0 and self.freq_masks <= 0):
-            return x
-        batch, frames, bins = x.shape[0], x.shape[-2], x.shape[-1]
-        mask = torch.zeros(batch, frames, bins, dtype=torch.bool, device=x.device)  # (batch, frames, bins)
-        if self.time_masks > 0:
-            mask |= self._stripes(batch, frames, self.time_masks, self.time_width, x.device)[:, :, None]
-        if self.freq_masks > 0:
-            mask |= self._stripes(batch, bins, self.freq_masks, self.freq_width, x.device)[:, None, :]
-        if x.dim() == 4:
-            mask = mask[:, None]                                                    # (batch, 1, frames, bins)
-        return x.masked_fill(mask, self.fill)
 
 
 @dataclass(frozen=True)

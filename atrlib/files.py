@@ -1,0 +1,209 @@
+"""Files a run leaves behind: one atomic writer, JSON / ``metrics.json`` I/O, content hashes.
+
+Everything that writes a file the workbench reads back later (metrics, parameters, the
+feature cache, similarity matrices, downloaded or converted weights) goes through
+:func:`atomic_path`: the bytes go to a temporary file in the destination folder, which is
+renamed over the destination only once complete. A killed process or a full disk leaves either
+the old file or the new one, never half of one, and no stray temporary file.
+
+A stage's ``metrics.json`` is any JSON object. Nested dicts show in reports as flattened keys
+(``{"t2a": {"mAP@10": 0.3}}`` -> ``t2a/mAP@10``); a ``"key_metrics"`` list of flattened keys
+names the numbers a run's ``index.html`` shows for the stage.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as _dt
+import errno
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
+
+import numpy as np
+
+__all__ = [
+    "atomic_path", "write_text_atomic", "save_npy_atomic", "file_mode",
+    "write_json", "read_json", "write_metrics", "read_metrics",
+    "file_sha256", "content_hash",
+]
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file (0o666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+class DiskWriteError(OSError):
+    """A write failed for a reason a user can act on (disk full, read-only, permissions)."""
+
+
+def _explain(exc: OSError, path: Path, needed: Optional[int]) -> Optional[str]:
+    need = f": about {needed / 1e6:.1f} MB needed" if needed else ""
+    if exc.errno == errno.ENOSPC:
+        return f"no space left on the disk holding {path.parent}{need}; free space or point the output elsewhere"
+    if exc.errno in (errno.EROFS,):
+        return f"{path.parent} is on a read-only file system; choose a writable output folder"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"no permission to write in {path.parent}; choose a folder you can write to"
+    return None
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", needed_bytes: Optional[int] = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
+
+    Parent folders are created. The file gets the user's normal mode (not mkstemp's 0600).
+    On any exception the temporary file is removed and the exception re-raised; disk-full,
+    read-only and permission errors are re-raised as :class:`DiskWriteError` saying, in words,
+    what happened and where.
+    """
+    path = Path(path)
+    tmp: Optional[str] = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
+        os.chmod(tmp, file_mode())
+        yield Path(tmp)
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as e:
+        msg = _explain(e, path, needed_bytes)
+        if msg is not None and not isinstance(e, DiskWriteError):
+            raise DiskWriteError(e.errno, f"{msg} (writing {path})") from e
+        raise
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically, flushed to disk before the rename."""
+    data = text.encode("utf-8")
+    with atomic_path(path, needed_bytes=len(data)) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)
+
+
+def save_npy_atomic(path: str | os.PathLike, value: np.ndarray) -> Path:
+    """``np.save`` atomically: never a half-written ``.npy``."""
+    arr = np.asarray(value)
+    with atomic_path(path, needed_bytes=arr.nbytes) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, arr, allow_pickle=False)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------
+# JSON and metrics.json
+# --------------------------------------------------------------------------------------
+def _to_jsonable(obj: Any) -> Any:
+    """Plain JSON types from numpy scalars/arrays, tensors, paths, dataclasses, sets, dates.
+
+    Non-finite floats (NaN, ±inf) become ``None`` so the file is strict JSON that any
+    reader (browsers, jq, pandas) accepts.
+    """
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):  # includes numpy.float64
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return [_to_jsonable(v) for v in sorted(obj, key=repr)]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, (_dt.datetime, _dt.date)):
+        return obj.isoformat()
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _to_jsonable(dataclasses.asdict(obj))
+    if hasattr(obj, "to_dict") and callable(obj.to_dict):
+        return _to_jsonable(obj.to_dict())
+    # numpy scalars and arrays, torch tensors: .tolist() gives Python numbers / nested lists
+    if hasattr(obj, "tolist") and callable(obj.tolist):
+        return _to_jsonable(obj.tolist())
+    if hasattr(obj, "item") and callable(obj.item):
+        return _to_jsonable(obj.item())
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON: {obj!r:.80}")
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2) -> Path:
+    """Write ``obj`` to ``path`` as JSON, atomically.
+
+    The text is built first (so an unserialisable object leaves no file behind). Handles numpy
+    scalars/arrays and tensors; NaN/inf are written as ``null``. Returns the path.
+    """
+    text = json.dumps(_to_jsonable(obj), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+    return write_text_atomic(path, text)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write_metrics(out_dir: str | os.PathLike, metrics: Mapping[str, Any], params: Optional[Mapping[str, Any]] = None,
+                  *, key_metrics: Optional[Iterable[str]] = None) -> Path:
+    """Write ``<out_dir>/metrics.json`` (and ``<out_dir>/params.json`` when ``params`` is given).
+
+    ``key_metrics`` (flattened keys such as ``"t2a/mAP@10"``) is stored in the file as
+    ``"key_metrics"``; the run's ``index.html`` then shows exactly those numbers for this
+    stage. Returns the path of ``metrics.json``.
+    """
+    out_dir = Path(out_dir)
+    record = dict(metrics)
+    if key_metrics is not None:
+        record["key_metrics"] = list(key_metrics)
+    path = write_json(out_dir / "metrics.json", record)
+    if params is not None:
+        write_json(out_dir / "params.json", dict(params))
+    return path
+
+
+def read_metrics(stage_dir: str | os.PathLike) -> Optional[dict]:
+    """``<stage_dir>/metrics.json`` as a dict, or None when the stage wrote none."""
+    p = Path(stage_dir) / "metrics.json"
+    if not p.is_file():
+        return None
+    data = read_json(p)
+    return data if isinstance(data, dict) else {"value": data}
+
+
+# --------------------------------------------------------------------------------------
+# Content hashes
+# --------------------------------------------------------------------------------------
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes (the feature cache and the leakage audit key on it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_HASH_MEMO: Dict[Tuple[str, int, int], str] = {}
+
+
+def content_hash(path: str | os.PathLike) -> str:
+    """:func:`file_sha256`, memoised per (path, size, mtime) within the process."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _HASH_MEMO:
+        _HASH_MEMO[key] = file_sha256(p)
+    return _HASH_MEMO[key]
