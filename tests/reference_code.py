@@ -6,7 +6,8 @@
   wheel once with ``pip download --no-deps`` and extracts it; :func:`stub_torchaudio` makes it
   importable as ``torchaudio.compliance.kaldi`` under a stub ``torchaudio`` package.
 - ``openbeats`` 0.1.1 (MIT port of the BEATs encoder) and ``hear21passt`` 0.0.26 (PaSST): both
-  import torchaudio at module level, so they are imported under the stub. hear21passt's helper
+  import torchaudio at module level, so they are imported under the stub (openbeats' optional
+  transformers adapters are blocked there: we never use them). hear21passt's helper
   module imports ``timm.models._hub.download_cached_file`` (only used to download weights);
   timm itself cannot import without torchvision, so a stub ``timm.models._hub`` stands in.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.machinery
 import importlib.util
 import subprocess
 import sys
@@ -54,9 +56,17 @@ def stub_torchaudio(kaldi_py: Path):
     """``sys.modules`` holds a stub ``torchaudio`` (with the real ``compliance.kaldi``) and a stub
     ``timm.models._hub`` inside the block; the previous entries come back afterwards (modules
     imported inside keep their references to the stubs)."""
+    # openbeats optionally imports two transformers modules (adapters we never use); blocking them
+    # keeps transformers from probing the stub (it would take torchaudio for installed)
+    blocked = ["transformers.models.bart.modeling_bart",
+               "transformers.models.wav2vec2_conformer.modeling_wav2vec2_conformer"]
+    if "transformers" not in sys.modules:
+        blocked.append("transformers")
     names = ["torchaudio", "torchaudio.compliance", "torchaudio.compliance.kaldi", "torchaudio.functional",
-             "torchaudio.transforms", "timm", "timm.models", "timm.models._hub"]
+             "torchaudio.transforms", "timm", "timm.models", "timm.models._hub"] + blocked
     saved = {n: sys.modules.get(n) for n in names}
+    for n in blocked:
+        sys.modules[n] = None  # importing it raises ImportError, which openbeats catches
 
     def _unavailable(*args, **kwargs):
         raise RuntimeError("not available in the torchaudio test stub")
@@ -76,6 +86,7 @@ def stub_torchaudio(kaldi_py: Path):
     timm.models._hub = types.ModuleType("timm.models._hub")
     timm.models._hub.download_cached_file = _unavailable
     for mod in (ta, ta.functional, ta.transforms, ta.compliance, timm, timm.models, timm.models._hub):
+        mod.__spec__ = importlib.machinery.ModuleSpec(mod.__name__, None, is_package=hasattr(mod, "__path__"))
         sys.modules[mod.__name__] = mod
     try:
         spec = importlib.util.spec_from_file_location("torchaudio.compliance.kaldi", str(kaldi_py))

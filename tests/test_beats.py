@@ -1,0 +1,182 @@
+"""BEATs tower: strict loading of the authors' layout, and equality with the reference encoder
+(openbeats 0.1.1, an MIT port of the authors' BEATs code) on the same random weights."""
+import dataclasses
+
+import pytest
+import torch
+
+import atrlib  # noqa: F401  (thread settings before torch work)
+from atrlib.models.beats import BEATS_CONFIGS, BEATs, BEATsConfig, build_beats, relative_position_buckets
+from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.weights import WeightsNotFoundError
+from reference_code import import_reference, kaldi_reference
+
+# the ESPnet port adds two fixed all-ones convs that turn sample masks into patch masks; the
+# authors' checkpoints do not have them
+ESPNET_ONLY = ("patch_embedding_pad.", "raw2fbank_pad.")
+AUTHOR_KEYS = [f.name for f in dataclasses.fields(BEATsConfig)][:25]   # the fields named as in the authors' cfg
+
+
+@pytest.fixture(scope="module")
+def ref_module(request):
+    path = kaldi_reference(request.config.cache.mkdir("atrlib-torchaudio-kaldi"))
+    return import_reference("openbeats.beats_encoder", path, "openbeats==0.1.1")
+
+
+def _author_cfg(cfg: BEATsConfig) -> dict:
+    return {k: getattr(cfg, k) for k in AUTHOR_KEYS}
+
+
+def _pair(ref_module, name: str, seed: int = 0, **cfg_overrides):
+    """(reference encoder, ours) with the reference's random weights loaded into ours, strictly."""
+    cfg = dataclasses.replace(BEATS_CONFIGS[name], **cfg_overrides)
+    torch.manual_seed(seed)
+    ref = ref_module.BeatsEncoder(input_size=0, beats_config=_author_cfg(cfg), is_pretraining=False).eval()
+    sd = {k: v for k, v in ref.state_dict().items() if not k.startswith(ESPNET_ONLY)}
+    with torch.no_grad():  # the reference inits grep_a to ones and biases to zero: randomise them too
+        for k, v in sd.items():
+            if k.endswith("grep_a") or k.endswith(".bias") or k.endswith("weight_g"):
+                v.copy_(v + 0.1 * torch.randn_like(v))
+    ours = BEATs(cfg).eval()
+    assert set(ours.state_dict()) == set(sd)
+    ours.load_state_dict(sd, strict=True)
+    return ref, ours, cfg
+
+
+def _waves(batch, seconds, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (0.1 * torch.randn(batch, int(16000 * seconds), generator=g)).clamp(-1, 1)
+
+
+def _rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def test_registered_and_attributes():
+    for name in ("beats", "beats-tiny"):
+        assert name in AUDIO_TOWERS
+    tower = AUDIO_TOWERS.get("beats-tiny")()
+    assert (tower.sample_rate, tower.embed_dim, tower.frame_dim, tower.frame_hop_samples) == (16000, 32, 32, 1280)
+
+
+def test_relative_buckets_match_reference(ref_module):
+    attn = ref_module.MultiheadAttention(32, 4, self_attention=True, has_relative_attention_bias=True,
+                                         num_buckets=320, max_distance=800)
+    for n in (7, 500, 1400):
+        rel = torch.arange(n)[None, :] - torch.arange(n)[:, None]
+        assert torch.equal(relative_position_buckets(n, n, 320, 800), attn._relative_positions_bucket(rel))
+
+
+def test_tiny_equals_reference_from_waveform(ref_module):
+    """The whole pipeline (the reference runs torchaudio's Kaldi fbank) on 2.3 s of audio."""
+    ref, ours, cfg = _pair(ref_module, "beats-tiny", mel_bins=128, input_patch_size=16)
+    wave = _waves(2, 2.3)
+    with torch.no_grad():
+        ref_x, ref_len, _ = ref(wave, torch.tensor([wave.shape[1]] * 2))   # (2, patches, 32)
+        frames, mask = ours.forward_frames(wave)
+        pooled = ours(wave)
+    assert frames.shape == ref_x.shape == (2, (1 + (wave.shape[1] - 400) // 160) // 16 * 8, 32)
+    assert mask.all() and (ref_len == frames.shape[1]).all()
+    assert _rel(frames, ref_x) <= 1e-4
+    assert torch.allclose(pooled, ref_x.mean(1), atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    dict(deep_norm=False, layer_norm_first=True, gru_rel_pos=False),      # the pre-LN branch
+    dict(relative_position_embedding=False, gru_rel_pos=False, embed_dim=32),  # no bias, no projection
+])
+def test_tiny_equals_reference_from_fbank_with_padding(ref_module, overrides):
+    ref, ours, cfg = _pair(ref_module, "beats-tiny", seed=1, **overrides)
+    g = torch.Generator().manual_seed(3)
+    fbank = 15.0 + 6.0 * torch.randn(2, 8 * 9, cfg.mel_bins, generator=g)  # raw fbank, 9 patch rows
+    pad = torch.zeros(2, 72, dtype=torch.bool)
+    pad[1, 40:] = True                                                     # clip 2: 5 rows of 8 frames are real
+    with torch.no_grad():
+        ref_x, ref_pad, *_ = ref.extract_features(fbank, pad, skip_fbank_extraction=True)
+        x, valid = ours.encode_fbank((fbank - cfg.fbank_mean) / (2 * cfg.fbank_std), ~pad)
+    assert torch.equal(valid, ~ref_pad)
+    assert valid.sum(1).tolist() == [9 * 2, 5 * 2]                        # 2 frequency patches per row
+    assert _rel(x[valid], ref_x[valid]) <= 1e-4
+
+
+def test_padding_does_not_change_a_clip():
+    """With lengths given, a clip's frames and embedding do not depend on the zeros after it
+    (a clip whose fbank frames fill whole rows of patches: 400 + 159·160 samples = 160 frames)."""
+    model = BEATs(BEATS_CONFIGS["beats-tiny"]).eval()
+    short = _waves(1, 25840 / 16000, seed=5)
+    other = _waves(1, 2.6, seed=6)
+    padded = torch.cat([torch.nn.functional.pad(short, (0, other.shape[1] - short.shape[1])), other])
+    lengths = torch.tensor([short.shape[1], other.shape[1]])
+    with torch.no_grad():
+        alone, (f1, m1) = model(short), model.forward_frames(short)
+        both, (f, m) = model(padded, lengths=lengths), model.forward_frames(padded, lengths=lengths)
+        unmasked = model(padded)
+    n = f1.shape[1]
+    assert n == 160 // 8 * 2 and m1.all()
+    assert m[0].sum() == n and m[0, :n].all() and m[1].all()
+    assert _rel(f[0, :n], f1[0]) <= 1e-5
+    assert _rel(both[0], alone[0]) <= 1e-5
+    assert _rel(unmasked[0], alone[0]) > 1e-3                              # without lengths the zeros count
+
+
+def test_time_frames_average_the_frequency_patches():
+    model = BEATs(dataclasses.replace(BEATS_CONFIGS["beats-tiny"], frames="time")).eval()
+    wave = _waves(2, 1.7)
+    with torch.no_grad():
+        frames, mask = model.forward_frames(wave)
+        patches, _ = model.encode_fbank(model.preprocess(wave))
+    assert frames.shape == (2, patches.shape[1] // 2, 32) and mask.all()
+    assert torch.allclose(frames, patches.view(2, -1, 2, 32).mean(2))
+
+
+def test_full_size_config_loads_the_reference_state_dict_strictly(ref_module, tmp_path):
+    """The released architecture (every size from the checkpoint cfg): a checkpoint file in the
+    authors' {"cfg", "model"} layout builds the same network and the same outputs."""
+    cfg = BEATS_CONFIGS["beats"]
+    author_cfg = _author_cfg(cfg)
+    author_cfg["layer_wise_gradient_decay_ratio"] = 0.6                   # a training-only key: ignored
+    torch.manual_seed(0)
+    ref = ref_module.BeatsEncoder(input_size=0, beats_config=author_cfg, is_pretraining=False).eval()
+    sd = {k: v for k, v in ref.state_dict().items() if not k.startswith(ESPNET_ONLY)}
+    torch.save({"cfg": author_cfg, "model": sd}, tmp_path / "BEATs_iter3_plus_AS2M.pt")
+    ours = build_beats("beats-tiny", weights=tmp_path / "BEATs_iter3_plus_AS2M.pt").eval()  # sizes from cfg
+    assert ours.cfg.encoder_layers == 12 and ours.embed_dim == 768 and ours.cfg.mel_bins == 16
+    ours = build_beats("beats", pretrained=tmp_path / "BEATs_iter3_plus_AS2M.pt", mel_bins=128).eval()
+    n_params = sum(p.numel() for p in ours.parameters())
+    assert n_params == sum(p.numel() for p in ref.parameters()) - 16 * 16 - 400  # minus the ESPnet pads
+    wave = _waves(1, 1.0)
+    with torch.no_grad():
+        ref_x, _, _ = ref(wave, torch.tensor([wave.shape[1]]))
+        x, _ = ours.forward_frames(wave)
+    assert x.shape == ref_x.shape == (1, 48, 768)
+    assert _rel(x, ref_x) <= 1e-4
+
+
+def test_wrong_files_and_missing_weights_say_what_to_do(tmp_path, monkeypatch):
+    torch.save({"model": {}}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="not a BEATs checkpoint"):
+        build_beats("beats", weights=tmp_path / "bad.pt")
+    sd = BEATs(BEATS_CONFIGS["beats-tiny"]).state_dict()
+    sd.pop("encoder.layer_norm.bias")
+    torch.save({"cfg": _author_cfg(BEATS_CONFIGS["beats-tiny"]), "model": sd}, tmp_path / "short.pt")
+    with pytest.raises(RuntimeError, match="encoder.layer_norm.bias"):
+        build_beats("beats-tiny", weights=tmp_path / "short.pt", mel_bins=16)
+    with pytest.raises(ValueError, match="no published weights"):
+        build_beats("beats-tiny", pretrained=True)
+    monkeypatch.setenv("ATRLIB_OFFLINE", "1")
+    monkeypatch.setenv("ATRLIB_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("ATRLIB_SHARED", str(tmp_path / "no-shared"))
+    with pytest.raises(WeightsNotFoundError) as e:
+        build_beats("beats", pretrained=True)
+    assert "BEATs_iter3_plus_AS2M.pt" in str(e.value) and "https://" in str(e.value)
+
+
+def test_frozen_and_trainable():
+    tower = AUDIO_TOWERS.get("beats-tiny")()
+    wave = _waves(2, 1.0)
+    tower.train()
+    tower(wave).pow(2).sum().backward()
+    grads = [p.grad for p in tower.parameters() if p.requires_grad]
+    assert grads and all(g is not None for g in grads)
+    assert tower.encoder.layers[1].self_attn.relative_attention_bias is tower.encoder.layers[0].self_attn.relative_attention_bias
