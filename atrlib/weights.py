@@ -62,6 +62,37 @@ KNOWN_WEIGHTS: Dict[str, WeightSpec] = {
             size=327428481, md5="541141fa2ee191a88f24a3219fff024e", subdir="panns_cnn14",
             note="PANNs CNN14, AudioSet mAP .431 (Kong et al. 2020; Zenodo record 3987831, CC BY 4.0)",
         ),
+        # ResNet38 / Wavegram-Logmel-CNN14: sha256 not verified here (no copy could be downloaded);
+        # md5 = the checksum Zenodo publishes for record 3987831, as quoted identically by several
+        # independent projects (which quote CNN14's md5 above the same way). Size unknown.
+        WeightSpec(
+            "panns-resnet38", "ResNet38_mAP=0.434.pth",
+            "https://zenodo.org/record/3987831/files/ResNet38_mAP%3D0.434.pth?download=1",
+            md5="bf12f36aaabac4e0855e22d3c3239c1b", subdir="panns_resnet38",
+            note="PANNs ResNet38, AudioSet mAP .434 (Kong et al. 2020; Zenodo record 3987831, CC BY 4.0)",
+        ),
+        WeightSpec(
+            "panns-wavegram-logmel-cnn14", "Wavegram_Logmel_Cnn14_mAP=0.439.pth",
+            "https://zenodo.org/record/3987831/files/Wavegram_Logmel_Cnn14_mAP%3D0.439.pth?download=1",
+            md5="17fa9ab65af3c0eb5ffbc5f65552c4e1", subdir="panns_wavegram_logmel_cnn14",
+            note="PANNs Wavegram-Logmel-CNN14, AudioSet mAP .439 (Kong et al. 2020; Zenodo record 3987831, CC BY 4.0)",
+        ),
+        # BEATs / PaSST: no copy could be downloaded here, so no checksum is on record (sha256 None);
+        # the URLs are the authors' (BEATs: the SAS link in microsoft/unilm beats/README.md).
+        WeightSpec(
+            "beats-iter3-plus-as2m", "BEATs_iter3_plus_AS2M.pt",
+            "https://valle.blob.core.windows.net/share/BEATs/BEATs_iter3_plus_AS2M.pt?sv=2020-08-04"
+            "&st=2023-03-01T07%3A51%3A05Z&se=2033-03-02T07%3A51%3A00Z&sr=c&sp=rl"
+            "&sig=QJXmSJG9DbMKf48UDIU1MfzIro8HQOf3sqlNXiflY1I%3D",
+            subdir="beats",
+            note="BEATs iter3+ pre-trained on AudioSet-2M (Chen et al. 2022; microsoft/unilm, MIT)",
+        ),
+        WeightSpec(
+            "passt-s-swa-ap476", "passt-s-f128-p16-s10-ap.476-swa.pt",
+            "https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt",
+            subdir="passt",
+            note="PaSST-S, 128 mels, patch 16 stride 10, AudioSet mAP .476 (SWA) (Koutini et al. 2022; kkoutini/PaSST release v0.0.1-audioset; see that repository for the licence)",
+        ),
     ]
 }
 
