@@ -11,7 +11,9 @@ Presets (``FEATURE_PRESETS``):
 
 - ``panns``: 32 kHz, n_fft 1024 / hop 320, 64 Slaney mels 50-14000 Hz, 10·log10 (PANNs CNN14).
 - ``efficientat``: 32 kHz, pre-emphasis 0.97, n_fft 1024, Hann window 800 (symmetric), hop 320,
-  128 Kaldi mels 0-16000 Hz, log(x + 1e-5), then (x + 4.5) / 5 (EfficientAT MobileNets).
+  128 Kaldi mels 0-15000 Hz, log(x + 1e-5), then (x + 4.5) / 5 (EfficientAT MobileNets). 15 kHz is
+  the authors' eval-mode edge: their ``AugmentMelSTFT`` sets fmax = sr/2 - fmax_aug_range/2 =
+  16000 - 2000/2 (in training it draws fmin / fmax around 0 / 15000 at random).
 - ``small``: 16 kHz, n_fft 512 / hop 160, 64 Slaney mels, dB (the from-scratch CNN on the
   embedded dataset).
 """
@@ -60,7 +62,7 @@ class FeatureConfig:
 FEATURE_PRESETS: Dict[str, FeatureConfig] = {
     "panns": FeatureConfig(),
     "efficientat": FeatureConfig(
-        sample_rate=32000, n_fft=1024, win_length=800, hop_length=320, n_mels=128, fmin=0.0, fmax=16000.0,
+        sample_rate=32000, n_fft=1024, win_length=800, hop_length=320, n_mels=128, fmin=0.0, fmax=15000.0,
         window_periodic=False, preemphasis=0.97, mel_scale="kaldi", log="log", log_offset=1e-5,
         norm_mean=-4.5, norm_std=5.0,
     ),

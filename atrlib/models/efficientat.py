@@ -7,9 +7,11 @@ Module names follow the authors' state dicts (``features.N.block.M...``, ``class
 ``classifier.5``), so their released weights load strictly, key for key.
 
     wave (batch, samples) @ 32 kHz
-      -> LogMel(FEATURE_PRESETS["efficientat"])      (batch, 128, frames)
+      -> LogMel(FEATURE_PRESETS["efficientat"])      (batch, 128, frames)      mels 0-15 kHz
+      -> SpecAugment (training, off by default)       masked cells = log 0, i.e. 0.9 after the affine
       -> features: stem conv + 15 inverted residuals + 1x1 conv   (batch, C, 4, frames/32)
-      -> global average pool = the embedding          (batch, C)    C = 6 * last block width
+      -> mean over frequency = the frames             (batch, frames/32, C)     forward_frames
+      -> mean over time = the embedding               (batch, C)    C = 6 * last block width
       -> classifier MLP (C -> hidden -> 527)          (batch, 527) logits; sigmoid = tag probs
 
 For ``mn04`` the embedding is 384-d (``embed_dim``) and the MLP hidden layer 512-d.
@@ -29,6 +31,8 @@ import torch
 from torch import nn
 
 from atrlib.features import FEATURE_PRESETS, FeatureConfig, LogMel
+from atrlib.models.frames import frames_mask
+from atrlib.models.frontend import SpecAugment
 from atrlib.models.registry import AUDIO_TOWERS
 
 NUM_AUDIOSET_CLASSES = 527
@@ -152,24 +156,32 @@ class EfficientAT(nn.Module):
     num_classes: output tags (527 AudioSet classes).
     dropout: dropout before the last linear layer (training only).
     features: the log-mel front end; default the ``efficientat`` preset (32 kHz, 128 Kaldi mels).
+    spec_time_masks, spec_time_width, spec_freq_masks, spec_freq_width: SpecAugment stripes in
+        training (the authors train with one time stripe < 192 frames and one mel stripe < 48 bins).
 
-    Attributes: ``sample_rate`` (32000), ``embed_dim`` (pooled CNN features, 384 for mn04),
-    ``hidden_dim`` (MLP hidden layer), ``num_classes``.
-    Calls: ``forward(wave) -> embedding``, ``tag(wave) -> logits``,
-    ``tag_and_embed(wave) -> (logits, embedding)``, ``forward_mel(mel)`` for precomputed log-mels.
+    Attributes: ``sample_rate`` (32000), ``embed_dim`` = ``frame_dim`` (pooled CNN features, 384
+    for mn04), ``hidden_dim`` (MLP hidden layer), ``num_classes``, ``frame_hop_samples`` (10240).
+    Calls: ``forward(wave) -> embedding``, ``forward_frames(wave) -> (frames, mask)``,
+    ``tag(wave) -> logits``, ``tag_and_embed(wave) -> (logits, embedding)``, ``forward_mel(mel)``
+    for precomputed log-mels.
     """
 
     def __init__(self, width_mult: float = 0.4, num_classes: int = NUM_AUDIOSET_CLASSES, dropout: float = 0.2,
-                 features: FeatureConfig | str = "efficientat"):
+                 features: FeatureConfig | str = "efficientat", spec_time_masks: int = 0, spec_time_width: int = 192,
+                 spec_freq_masks: int = 0, spec_freq_width: int = 48):
         super().__init__()
         self.width_mult = width_mult
         self.num_classes = num_classes
         self.frontend = LogMel(features if isinstance(features, FeatureConfig) else FEATURE_PRESETS[features])
-        self.sample_rate = self.frontend.cfg.sample_rate
+        fc = self.frontend.cfg
+        self.spec_augment = SpecAugment(spec_time_masks, spec_time_width, spec_freq_masks, spec_freq_width,
+                                        fill=(0.0 - fc.norm_mean) / fc.norm_std)  # log-mel 0, as the authors mask
+        self.sample_rate = fc.sample_rate
+        self.frame_hop_samples = 32 * fc.hop_length                 # stem + 4 stride-2 blocks halve time 5 times
         blocks = MOBILENET_V3_LARGE
         stem = make_divisible(blocks[0].in_ch * width_mult)
         last_in = make_divisible(blocks[-1].out_ch * width_mult)
-        self.embed_dim = 6 * last_in
+        self.embed_dim = self.frame_dim = 6 * last_in
         self.hidden_dim = make_divisible(LAST_CHANNEL * width_mult)
         self.features = nn.Sequential(
             ConvBNAct(1, stem, 3, stride=2),
@@ -206,12 +218,27 @@ class EfficientAT(nn.Module):
         logits = self.classifier(x)                                 # (batch, num_classes)
         return logits, emb
 
-    def tag_and_embed(self, wave: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Waveform (batch, samples) at ``sample_rate`` -> (logits (batch, 527), embedding (batch, embed_dim))."""
+    def logmel(self, wave: torch.Tensor) -> torch.Tensor:
+        """Waveform (batch, samples) -> normalised log-mel (batch, n_mels, frames), SpecAugment in training."""
         if wave.dim() == 1:
             wave = wave.unsqueeze(0)                                # (batch, samples)
         mel = self.frontend(wave)                                   # (batch, n_mels, frames)
-        return self.forward_mel(mel)
+        return self.spec_augment(mel.transpose(1, 2)).transpose(1, 2)  # (batch, n_mels, frames)
+
+    def tag_and_embed(self, wave: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Waveform (batch, samples) at ``sample_rate`` -> (logits (batch, 527), embedding (batch, embed_dim))."""
+        return self.forward_mel(self.logmel(wave))
+
+    def forward_logmel(self, mel: torch.Tensor) -> torch.Tensor:
+        """The embedding from a log-mel (batch, n_mels, frames), e.g. after mix-up."""
+        return self.forward_mel(mel)[1]
+
+    def forward_frames(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None):
+        """(frames (batch, frames/32, embed_dim), mask (batch, frames/32)): the last feature map
+        averaged over frequency; its mean over time is :meth:`forward`'s embedding."""
+        x = self.features(self.logmel(wave)[:, None])               # (batch, embed_dim, n_mels/32, frames/32)
+        frames = x.mean(dim=2).transpose(1, 2)                      # (batch, frames/32, embed_dim)
+        return frames, frames_mask(lengths, frames.shape[0], frames.shape[1], self.frame_hop_samples, frames.device)
 
     def tag(self, wave: torch.Tensor) -> torch.Tensor:
         """Tag logits (batch, num_classes); ``torch.sigmoid`` gives per-class probabilities."""
