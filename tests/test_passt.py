@@ -1,0 +1,206 @@
+"""PaSST tower: strict loading of the authors' layout, and equality with their code (hear21passt
+0.0.26) on the same random weights — network, patch-out, front end, windows."""
+import dataclasses
+
+import pytest
+import torch
+
+import atrlib  # noqa: F401  (thread settings before torch work)
+from atrlib.models.passt import PASST_CONFIGS, PaSST, build_passt
+from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.weights import WeightsNotFoundError
+from reference_code import import_reference, kaldi_reference
+
+
+@pytest.fixture(scope="module")
+def kaldi_py(request):
+    return kaldi_reference(request.config.cache.mkdir("atrlib-torchaudio-kaldi"))
+
+
+@pytest.fixture(scope="module")
+def ref_passt(kaldi_py):
+    return import_reference("hear21passt.models.passt", kaldi_py, "hear21passt==0.0.26")
+
+
+def _ref_net(ref_passt, cfg, seed=0):
+    torch.manual_seed(seed)
+    net = ref_passt.PaSST(img_size=(cfg.n_mels, cfg.input_tdim), patch_size=cfg.patch_size,
+                          stride=(cfg.fstride, cfg.tstride), in_chans=1, num_classes=cfg.num_classes,
+                          embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, distilled=True,
+                          s_patchout_t=cfg.s_patchout_t, s_patchout_f=cfg.s_patchout_f)
+    with torch.no_grad():  # the authors init biases / LayerNorms / heads to constants: randomise them
+        for k, v in net.state_dict().items():
+            if k.endswith(".bias") or "norm" in k or k.startswith("head"):
+                v.copy_(v + 0.1 * torch.randn_like(v))
+    return net
+
+
+def _pair(ref_passt, name, seed=0, **overrides):
+    cfg = dataclasses.replace(PASST_CONFIGS[name], **overrides)
+    ref = _ref_net(ref_passt, cfg, seed).eval()
+    ours = PaSST(cfg).eval()
+    assert set(ours.state_dict()) == set(ref.state_dict())
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    return ref, ours, cfg
+
+
+def _ref_tokens(ref, mel):
+    """The reference's output and its token sequence after the final norm (via a hook)."""
+    seen = {}
+    h = ref.norm.register_forward_hook(lambda m, i, o: seen.__setitem__("x", o))
+    try:
+        logits, feats = ref(mel.unsqueeze(1))
+    finally:
+        h.remove()
+    return logits, feats, seen["x"]
+
+
+def _rel(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def _time_major(tokens, rows):
+    """Reference patch tokens (batch, rows · cols, dim), frequency-major -> time-major."""
+    b, n, d = tokens.shape
+    return tokens.view(b, rows, n // rows, d).transpose(1, 2).reshape(b, n, d)
+
+
+def test_registered_and_attributes():
+    for name in ("passt", "passt-tiny"):
+        assert name in AUDIO_TOWERS
+    tower = AUDIO_TOWERS.get("passt-tiny")()
+    assert (tower.sample_rate, tower.embed_dim, tower.frame_dim, tower.frame_hop_samples) == (32000, 32, 32, 1280)
+
+
+@pytest.mark.parametrize("frames", [200, 137, 8])
+def test_tiny_equals_reference_from_mels(ref_passt, frames):
+    ref, ours, cfg = _pair(ref_passt, "passt-tiny")
+    mel = torch.randn(2, cfg.n_mels, frames, generator=torch.Generator().manual_seed(frames))
+    with torch.no_grad():
+        logits, feats, tokens = _ref_tokens(ref, mel)
+        pooled, patches, valid = ours.encode_mel(mel)
+    assert valid.all() and patches.shape == (2, tokens.shape[1] - 2, 32)
+    assert _rel(pooled, feats) <= 1e-4
+    assert _rel(ours.head(pooled), logits) <= 1e-4
+    assert _rel(patches, _time_major(tokens[:, 2:], cfg.grid[0])) <= 1e-4
+
+
+def test_patchout_in_training_equals_reference(ref_passt):
+    ref, ours, cfg = _pair(ref_passt, "passt-tiny", s_patchout_t=7, s_patchout_f=1)
+    ref.train(), ours.train()
+    mel = torch.randn(2, cfg.n_mels, 200, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(5)
+    _, feats, tokens = _ref_tokens(ref, mel)
+    torch.manual_seed(5)
+    pooled, patches, valid = ours.encode_mel(mel)
+    cols = (200 - cfg.patch_size) // cfg.tstride + 1
+    assert patches.shape[1] == (cols - 7) * (cfg.grid[0] - 1) == tokens.shape[1] - 2
+    assert _rel(pooled, feats) <= 1e-4
+    assert _rel(patches, _time_major(tokens[:, 2:], cfg.grid[0] - 1)) <= 1e-4
+
+
+def test_front_end_and_full_size_equal_reference(ref_passt, kaldi_py):
+    """Real sizes: the authors' mel front end (eval mode: 0-15 kHz) and network, from the waveform."""
+    pre = import_reference("hear21passt.models.preprocess", kaldi_py, "hear21passt==0.0.26")
+    wrapper = import_reference("hear21passt.wrapper", kaldi_py, "hear21passt==0.0.26")
+    mel = pre.AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=0, timem=0,
+                             fmin=0.0, fmax=None, fmin_aug_range=10, fmax_aug_range=2000).eval()
+    assert mel.fmax == PASST_CONFIGS["passt"].fmax == 15000
+    ref_net, ours, cfg = _pair(ref_passt, "passt")
+    ref = wrapper.PasstBasicWrapper(mel=mel, net=ref_net, mode="all").eval()
+    g = torch.Generator().manual_seed(0)
+    wave = (0.3 * torch.sin(torch.arange(3 * 32000) * 0.07) + 0.05 * torch.randn(2, 3 * 32000, generator=g))
+    with torch.no_grad():
+        ref_mel = mel(wave)
+        our_mel = ours.mel(wave)
+        ref_out = ref(wave)                                                # (2, 527 + 768)
+        pooled = ours(wave)
+        probs = ours.tag(wave)
+    assert our_mel.shape == ref_mel.shape == (2, 128, 1 + (3 * 32000 - 1) // 320)
+    assert (our_mel - ref_mel).abs().max() <= 1e-4 * ref_mel.abs().max()
+    assert _rel(pooled, ref_out[:, 527:]) <= 1e-4
+    assert _rel(probs, torch.sigmoid(ref_out[:, :527])) <= 1e-4
+
+
+def test_long_clips_are_cut_into_windows(ref_passt):
+    ref, ours, cfg = _pair(ref_passt, "passt-tiny")
+    wave = 0.1 * torch.randn(1, 2 * cfg.window_samples, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        halves = [_ref_tokens(ref, ours.mel(w))[1:] for w in wave.split(cfg.window_samples, dim=1)]
+        pooled = ours(wave)
+        frames, mask = ours.forward_frames(wave)
+    assert _rel(pooled, (halves[0][0] + halves[1][0]) / 2) <= 1e-4
+    ref_frames = torch.cat([_time_major(t[:, 2:], cfg.grid[0]) for _, t in halves], 1)
+    assert frames.shape == ref_frames.shape and mask.all()
+    assert _rel(frames, ref_frames) <= 1e-4
+
+
+def test_lengths_mask_padding_out_of_attention():
+    """With lengths, what lies after the last valid patch's receptive field cannot change the
+    valid outputs; without lengths it does."""
+    model = build_passt("passt-tiny").eval()
+    c = model.cfg
+    length = 20000
+    last_col = (length - 1) // (c.tstride * c.hop_length)                  # last column starting inside
+    reach = (last_col * c.tstride + c.patch_size - 1) * c.hop_length + c.n_fft // 2 + 1
+    a = 0.1 * torch.randn(1, c.window_samples, generator=torch.Generator().manual_seed(3))
+    b = a.clone()
+    b[:, reach:] = 0.5 * torch.randn(1, c.window_samples - reach, generator=torch.Generator().manual_seed(4))
+    lengths = torch.tensor([length])
+    with torch.no_grad():
+        fa, ma = model.forward_frames(a, lengths)
+        fb, mb = model.forward_frames(b, lengths)
+        pa, pb = model(a, lengths), model(b, lengths)
+        ua, ub = model(a), model(b)
+    assert torch.equal(ma, mb) and ma.sum() == (last_col + 1) * c.grid[0]
+    assert _rel(fa[ma], fb[mb]) <= 1e-5 and _rel(pa, pb) <= 1e-5
+    assert _rel(ua, ub) > 1e-3
+
+
+def test_time_frames_and_training_shapes():
+    model = build_passt("passt-tiny", frames="time", s_patchout_t=5, s_patchout_f=1)
+    wave = 0.1 * torch.randn(2, 40000)
+    model.eval()
+    with torch.no_grad():
+        frames, mask = model.forward_frames(wave)
+    cols = (model.mel(wave).shape[-1] - 8) // 4 + 1
+    assert frames.shape == (2, cols, 32) and mask.all()
+    model.train()
+    f, m = model.forward_frames(wave)
+    assert f.shape == (2, cols - 5, 32) and m.shape == (2, cols - 5)
+    model(wave).pow(2).sum().backward()                                    # trainable end to end (heads unused)
+    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("head"))
+
+
+def test_checkpoint_files_load_strictly_and_missing_weights_say_what_to_do(tmp_path, monkeypatch):
+    src = build_passt("passt-tiny")
+    torch.save(src.state_dict(), tmp_path / "plain.pt")
+    torch.save({"model": {f"module.{k}": v for k, v in src.state_dict().items()}}, tmp_path / "wrapped.pt")
+    wave = 0.1 * torch.randn(1, 30000)
+    with torch.no_grad():
+        want = src.eval()(wave)
+        for f in ("plain.pt", "wrapped.pt"):
+            assert torch.allclose(build_passt("passt-tiny", weights=tmp_path / f).eval()(wave), want)
+    sd = src.state_dict()
+    sd.pop("head_dist.bias")
+    torch.save(sd, tmp_path / "short.pt")
+    with pytest.raises(RuntimeError, match="head_dist.bias"):
+        build_passt("passt-tiny", weights=tmp_path / "short.pt")
+    torch.save({"cfg": {}, "model": {"x": torch.zeros(1)}}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a PaSST state dict"):
+        build_passt("passt-tiny", weights=tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="no published weights"):
+        build_passt("passt-tiny", pretrained=True)
+    monkeypatch.setenv("ATRLIB_OFFLINE", "1")
+    monkeypatch.setenv("ATRLIB_WEIGHTS", str(tmp_path))
+    monkeypatch.setenv("ATRLIB_SHARED", str(tmp_path / "no-shared"))
+    with pytest.raises(WeightsNotFoundError) as e:
+        build_passt("passt", pretrained=True)
+    assert "passt-s-f128-p16-s10-ap.476-swa.pt" in str(e.value) and "github.com/kkoutini/PaSST" in str(e.value)
+
+
+def test_too_many_frames_for_the_time_embedding_is_a_clear_error():
+    model = build_passt("passt-tiny").eval()
+    with pytest.raises(ValueError, match="time embedding"):
+        model.encode_mel(torch.zeros(1, 32, model.max_frames + 1))
+    model.encode_mel(torch.zeros(1, 32, model.max_frames))
