@@ -4,7 +4,7 @@ Each command lives in its own module, which exposes ``add_arguments(parser)`` (f
 command's argparse sub-parser) and ``main(args) -> int`` (the exit code). To add one, add a
 line to :data:`COMMANDS`::
 
-    "search": ("atrlib.search:main", "rank a folder of audio against a text query"),
+    "search": ("atrlib.cli.search:main", "rank a folder of audio against a text query"),
 
 Only the chosen command's module is imported, so a slow import (torch) in one command
 never slows down, or breaks, the others.
@@ -18,11 +18,11 @@ from typing import Callable, Optional, Sequence
 
 # command name -> ("module:function", one-line help). The module also has add_arguments(parser).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("atrlib.batch:main", "run a profile's stage notebooks with papermill into reports/<run>/"),
-    "search": ("atrlib.search:main", "rank a folder of audio clips for text queries"),
-    "evaluate": ("atrlib.evaluate_cli:main", "score a retriever or trained run on a dataset split"),
-    "train": ("atrlib.train_cli:main", "train a dual encoder from a YAML config (same as notebook 02)"),
-    "bench": ("atrlib.bench:main", "run the benchmark scripts and print their tables"),
+    "run": ("atrlib.cli.run:main", "run a profile's stage notebooks with papermill into reports/<run>/"),
+    "search": ("atrlib.cli.search:main", "rank a folder of audio clips for text queries"),
+    "evaluate": ("atrlib.cli.evaluate:main", "score a retriever or trained run on a dataset split"),
+    "train": ("atrlib.cli.train:main", "train a dual encoder from a YAML config (same as notebook 02)"),
+    "bench": ("atrlib.cli.bench:main", "run the benchmark scripts and print their tables"),
 }
 
 

@@ -1,23 +1,17 @@
-"""Ranking clips for sentences, and scoring a system on a dataset split.
+"""Ranking clips for sentences (scoring a whole dataset split is :mod:`atrlib.scoring`).
 
 - :func:`resolve_retriever` — a registered retriever name (``tagbridge``) or a trained run
   directory (anything :func:`atrlib.models.dual.load_model` reads) -> a :class:`Retriever`.
 - :func:`rank` — queries × clips -> a tidy table ``query, rank, file, score``.
-- :func:`score_split` — a retriever on a dataset split -> the text-to-audio
-  :class:`~atrlib.simfile.SimilarityMatrix` the evaluate and ensemble stages exchange.
-- CLIs: ``python -m atrlib search`` and ``python -m atrlib evaluate``.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from atrlib.simfile import SimilarityMatrix, relevance_from_clip_index
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".aif")
 
@@ -72,41 +66,3 @@ def rank(retriever, queries: Sequence[str], audio_paths: Sequence[str | Path], t
         rows += [{"query": text, "rank": r + 1, "file": Path(audio_paths[i]).name, "score": float(sim[q, i]),
                   "path": str(audio_paths[i])} for r, i in enumerate(order)]
     return pd.DataFrame(rows, columns=["query", "rank", "file", "score", "path"])
-
-
-def score_split(retriever, dataset, system: str = "", progress: bool = True) -> SimilarityMatrix:
-    """Text-to-audio similarity of every caption of ``dataset`` against its clips."""
-    sim = retriever.similarity(dataset.captions_flat(), dataset.audio_paths, progress=progress)
-    return SimilarityMatrix(
-        sim=np.asarray(sim, dtype=np.float32), query_ids=dataset.caption_ids(), item_ids=dataset.clip_ids,
-        relevant=relevance_from_clip_index(dataset.caption_clip_index()),
-        meta={"system": system or getattr(retriever, "name", "retriever"), "dataset": dataset.name,
-              "split": dataset.split, "direction": "t2a"},
-    )
-
-
-# ---- CLI: search -------------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="tagbridge", help="registered retriever (tagbridge) or a trained run directory")
-    p.add_argument("--audio", required=True, help="a folder of audio files, or a CSV with a file_name column")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--query", action="append", help="a sentence (repeatable)")
-    g.add_argument("--queries", help="a text file with one query per line")
-    p.add_argument("--top", type=int, default=10, help="clips to list per query")
-    p.add_argument("--out", help="write the ranking as CSV (query, rank, file, score) instead of printing")
-
-
-def main(args) -> int:
-    queries = args.query or [l.strip() for l in Path(args.queries).read_text(encoding="utf-8").splitlines() if l.strip()]
-    retriever = resolve_retriever(args.model)
-    table = rank(retriever, queries, list_audio(args.audio), top=args.top, progress=sys.stderr.isatty())
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.drop(columns="path").to_csv(args.out, index=False)
-        print(args.out)
-    else:
-        for q, g in table.groupby("query", sort=False):
-            print(f"\n{q}")
-            for _, r in g.iterrows():
-                print(f"  {r['rank']:>3}  {r['score']:+.4f}  {r['file']}")
-    return 0

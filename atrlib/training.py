@@ -31,22 +31,22 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
-import numpy as np
 import torch
 
-from atrlib.embeddings import (audio_tower_embeddings, load_wave, load_waves, module_device, text_tower_embeddings,
-                               unpadded_batches, weights_hash)
+from atrlib.checkpoints import clean_partial_saves, find_checkpoint, save_best, save_checkpoint
+from atrlib.config import field_help, option
+from atrlib.distributed import gather_with_grad
+from atrlib.files import write_json, write_metrics
 from atrlib.losses import get_loss
 from atrlib.metrics import retrieval_scores
-from atrlib.models.dual import DualEncoder, field_help, load_into, option, save_model
-from atrlib.simfile import SimilarityMatrix, relevance_from_clip_index
+from atrlib.models.dual import DualEncoder, load_into
+from atrlib.scoring import save_run_outputs, similarity, split_metrics
+from atrlib.train_inputs import PairSet, SplitInputs, epoch_order, load_splits, random_crops
 
 
 @dataclass
@@ -109,241 +109,6 @@ class TrainConfig:
         return asdict(self)
 
 
-# ---------------------------------------------------------------------------------------------
-# data
-# ---------------------------------------------------------------------------------------------
-def load_splits(cfg: TrainConfig) -> Dict[str, Any]:
-    """The train / val / test datasets named by ``cfg`` (test only when ``test_split``)."""
-    from atrlib.data import load_dataset
-
-    kw = dict(root=cfg.root or None, size=cfg.size, **cfg.dataset_kwargs)
-    names = {"train": cfg.train_split, "val": cfg.val_split, "test": cfg.test_split}
-    return {k: load_dataset(cfg.dataset, split=s, **kw).subset(cfg.max_clips) for k, s in names.items() if s}
-
-
-def tower_id(model: DualEncoder, part: str) -> dict:
-    """What identifies a tower's outputs: registry name, kwargs, weights source and hash."""
-    tc = getattr(model.config, part)
-    tower = getattr(model, f"{part}_tower")
-    return {"name": tc.name, "kwargs": tc.kwargs, "pretrained": str(tc.pretrained), "weights": weights_hash(tower)}
-
-
-class SplitInputs:
-    """What the model eats for one split.
-
-    ``audio``: frozen-tower features (clips, audio_dim), padded waveforms (clips, samples),
-    or None when waveforms are read from disk per batch; ``lengths`` (clips,): samples of
-    real audio per clip (waveform inputs only);
-    ``text``: frozen-tower features (captions, text_dim) or the caption strings;
-    ``caption_clip``: (captions,) clip index of each caption.
-    """
-
-    def __init__(self, model: DualEncoder, dataset, batch_size: int = 32, progress: bool = True,
-                 preload_audio: bool = True):
-        c = model.config
-        self.dataset = dataset
-        self.audio_frozen, self.text_frozen = c.audio.frozen, c.text.frozen
-        self.sample_rate, self.seconds = model.sample_rate, c.max_audio_seconds
-        self.caption_clip = torch.tensor(dataset.caption_clip_index(), dtype=torch.long)
-        self.captions = dataset.captions_flat()
-        self.lengths: Optional[torch.Tensor] = None
-        self.audio: Optional[torch.Tensor] = None
-        if c.audio.frozen:
-            self.audio = torch.from_numpy(audio_tower_embeddings(
-                model.audio_tower, tower_id(model, "audio"), dataset, c.max_audio_seconds, batch_size,
-                progress=progress))                                                 # (clips, audio_dim)
-        elif preload_audio:
-            self.audio, self.lengths = load_waves(dataset, self.sample_rate, self.seconds, progress=progress,
-                                                  return_lengths=True)              # (clips, samples), (clips,)
-        else:  # read per batch; lengths from the items' durations
-            n = int(round(self.seconds * self.sample_rate))
-            seconds = [float(it.get("duration") or self.seconds) for it in dataset.items]
-            self.lengths = torch.tensor([max(1, min(n, int(d * self.sample_rate))) for d in seconds])  # (clips,)
-        if c.text.frozen:
-            self.text = torch.from_numpy(text_tower_embeddings(
-                model.text_tower, tower_id(model, "text"), self.captions, progress=progress))  # (captions, text_dim)
-        else:
-            self.text = self.captions
-
-    def clip_audio(self, i: int, pad: bool = True) -> torch.Tensor:
-        """Model input of clip ``i``: features, or its waveform (padded, or real length)."""
-        if self.audio is None:
-            return load_wave(self.dataset[i]["audio_path"], self.sample_rate, self.seconds, pad=pad)
-        if self.audio_frozen or pad:
-            return self.audio[i]
-        return self.audio[i, :int(self.lengths[i])]
-
-    def text_batch(self, idx: Sequence[int]):
-        return self.text[list(idx)] if isinstance(self.text, torch.Tensor) else [self.text[i] for i in idx]
-
-
-class PairSet(torch.utils.data.Dataset):
-    """Index i -> (audio input of caption i's clip, text input of caption i, clip index)."""
-
-    def __init__(self, inputs: SplitInputs):
-        self.x = inputs
-
-    def __len__(self):
-        return len(self.x.caption_clip)
-
-    def __getitem__(self, i):
-        c = int(self.x.caption_clip[i])
-        return self.x.clip_audio(c), self.x.text_batch([i])[0], c
-
-
-def epoch_order(inputs: SplitInputs, mode: str, seed: int, epoch: int) -> List[int]:
-    """Pair indices of one epoch, from a generator seeded by (seed, epoch): a resumed epoch
-    replays exactly. ``"clips"`` keeps one random caption per clip."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    n = len(inputs.caption_clip)
-    if mode == "captions":
-        return torch.randperm(n, generator=g).tolist()
-    if mode == "clips":
-        by_clip: Dict[int, List[int]] = {}
-        for i, c in enumerate(inputs.caption_clip.tolist()):
-            by_clip.setdefault(c, []).append(i)
-        picks = [caps[int(torch.randint(len(caps), (1,), generator=g))] for caps in by_clip.values()]
-        return [picks[j] for j in torch.randperm(len(picks), generator=g).tolist()]
-    raise ValueError(f"pairs must be 'captions' or 'clips', not {mode!r}")
-
-
-def random_crops(wave: torch.Tensor, lengths: torch.Tensor, n: int) -> torch.Tensor:
-    """(batch, samples) -> (batch, n): a window of ``n`` samples at a uniform offset inside
-    each clip's real audio (``lengths``); offsets come from torch's RNG (reproducible)."""
-    n = min(n, wave.shape[1])
-    room = (lengths.to(wave.device) - n + 1).clamp(min=1)                        # (batch,)
-    start = (torch.rand(len(wave)).to(wave.device) * room).long()               # (batch,)
-    idx = start[:, None] + torch.arange(n, device=wave.device)[None]             # (batch, n)
-    return wave.gather(1, idx)                                                   # (batch, n)
-
-
-# ---------------------------------------------------------------------------------------------
-# scoring
-# ---------------------------------------------------------------------------------------------
-@torch.no_grad()
-def embed_split(model: DualEncoder, inputs: SplitInputs, batch_size: int = 64):
-    """L2-normalised (clip embeddings (clips, E), caption embeddings (captions, E)); waveforms
-    run unpadded, clips of equal length batched together."""
-    was_training = model.training
-    model.eval()
-    device = module_device(model)
-    n_clips = len(inputs.dataset)
-    a = torch.zeros(n_clips, model.config.embed_dim)                             # (clips, E)
-    if inputs.audio_frozen:
-        for s in range(0, n_clips, batch_size):
-            idx = list(range(s, min(s + batch_size, n_clips)))
-            a[idx] = model.project_audio(inputs.audio[idx].to(device)).float().cpu()
-    else:
-        order = sorted(range(n_clips), key=lambda i: int(inputs.lengths[i]))
-        for idx, waves in unpadded_batches(lambda i: inputs.clip_audio(i, pad=False), order, batch_size):
-            a[idx] = model.encode_audio(waves.to(device)).float().cpu()         # (batch, E)
-    t_parts = []
-    for s in range(0, len(inputs.captions), batch_size):
-        t = inputs.text_batch(range(s, min(s + batch_size, len(inputs.captions))))
-        t = model.project_text(t.to(device)) if inputs.text_frozen else model.encode_text(t)
-        t_parts.append(t.float().cpu())                                          # (batch, E)
-    model.train(was_training)
-    return a, torch.cat(t_parts)
-
-
-def similarity(model: DualEncoder, inputs: SplitInputs, system: str = "model") -> SimilarityMatrix:
-    """Text-to-audio :class:`SimilarityMatrix` (captions × clips) of a split."""
-    a, t = embed_split(model, inputs)
-    ds = inputs.dataset
-    return SimilarityMatrix(sim=(t @ a.T).numpy().astype(np.float32), query_ids=ds.caption_ids(),
-                            item_ids=ds.clip_ids, relevant=relevance_from_clip_index(ds.caption_clip_index()),
-                            meta={"system": system, "dataset": ds.name, "split": ds.split, "direction": "t2a"})
-
-
-def evaluate_model(model: DualEncoder, dataset, batch_size: int = 32, progress: bool = False,
-                   system: str = "model") -> SimilarityMatrix:
-    """Text-to-audio similarity of a trained model on one dataset split (query ids =
-    ``dataset.caption_ids()``, item ids = ``dataset.clip_ids``, relevance from
-    ``caption_clip_index``)."""
-    return similarity(model, SplitInputs(model, dataset, batch_size, progress), system=system)
-
-
-def save_run_outputs(out_dir, model: DualEncoder, datasets: Dict[str, Any], batch_size: int = 32,
-                     progress: bool = False) -> Dict[str, SimilarityMatrix]:
-    """Score ``model`` on each dataset and write ``<out_dir>/sim_<dataset.split>.npz`` (the
-    file name the evaluate and ensemble stages look for). Returns {key: matrix}."""
-    from atrlib.simfile import save_similarity
-
-    out = {}
-    for key, ds in datasets.items():
-        out[key] = evaluate_model(model, ds, batch_size, progress, system=str(out_dir))
-        save_similarity(Path(out_dir) / f"sim_{ds.split}.npz", out[key])
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# distributed helpers
-# ---------------------------------------------------------------------------------------------
-def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` (batch, ...) over all processes -> (world · batch, ...); the local
-    slice keeps its gradient, the others are constants (open_clip's ``gather_features``).
-    Identity when not distributed."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x
-    parts = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(parts, x.detach().contiguous())
-    parts[dist.get_rank()] = x
-    return torch.cat(parts)
-
-
-# ---------------------------------------------------------------------------------------------
-# checkpoints
-# ---------------------------------------------------------------------------------------------
-def _swap_in(tmp: Path, final: Path) -> None:
-    """Replace folder ``final`` by the complete folder ``tmp`` with two renames; a kill between
-    them leaves ``final.old`` (which :func:`find_checkpoint` falls back to)."""
-    old = final.with_name(final.name + ".old")
-    if old.exists() and final.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def save_checkpoint(out: Path, model: DualEncoder, optimizer, scheduler, state: dict) -> Path:
-    """``out/last/``: model (safetensors), trainer state (optimizer, scheduler, RNG) and
-    ``state.json`` (epoch, step, history, best), written atomically."""
-    from atrlib.files import write_json
-
-    tmp = Path(tempfile.mkdtemp(prefix=".last.", dir=out))
-    save_model(model, tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "trainer.pt")
-    write_json(tmp / "state.json", state)
-    _swap_in(tmp, out / "last")
-    return out / "last"
-
-
-def find_checkpoint(out: Path) -> Optional[Path]:
-    """``out/last`` (or ``last.old`` when a kill fell between the two renames of a swap)."""
-    for d in (out / "last", out / "last.old"):
-        if all((d / f).exists() for f in ("state.json", "trainer.pt", "model.safetensors", "config.json")):
-            return d
-    return None
-
-
-def save_best(out: Path, model: DualEncoder) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=".best.", dir=out))
-    save_model(model, tmp)
-    _swap_in(tmp, out / "best")
-
-
-def _clean_partial_saves(out: Path) -> None:
-    """Remove temporary folders a kill left mid-save (never a complete checkpoint)."""
-    for d in list(out.glob(".last.*")) + list(out.glob(".best.*")):
-        shutil.rmtree(d, ignore_errors=True)
-
-
 def _lr_lambda(total: int, warmup: int, kind: str):
     def f(step: int) -> float:
         if warmup and step < warmup:
@@ -395,7 +160,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
     out.mkdir(parents=True, exist_ok=True)
     show = cfg.progress and acc.is_main_process
     if acc.is_main_process:
-        _clean_partial_saves(out)
+        clean_partial_saves(out)
     if cfg.max_audio_seconds:
         model.config = replace(model.config, max_audio_seconds=cfg.max_audio_seconds)
     model.to(acc.device)
@@ -504,8 +269,6 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
         improved = scores["mAP@10"] > best
         best, bad_epochs = (scores["mAP@10"], 0) if improved else (best, bad_epochs + 1)
         if acc.is_main_process:
-            from atrlib.files import write_json
-
             if improved:
                 save_best(out, core)
             save_checkpoint(out, core, optimizer, scheduler,
@@ -529,8 +292,6 @@ def finish_run(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], histo
     """Score the trained ``model`` on the validation and test splits, write
     ``sim_<split>.npz`` and ``metrics.json`` (+ ``params.json``) into ``cfg.out_dir``;
     return the metrics."""
-    from atrlib.metrics import evaluate_both, scores_with_ci
-    from atrlib.files import write_metrics
 
     out = Path(cfg.out_dir)
     metrics: Dict[str, Any] = {"epochs_run": len(history),
@@ -538,10 +299,7 @@ def finish_run(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], histo
     sims = save_run_outputs(out, model, {k: data[k] for k in ("val", "test") if k in data},
                             cfg.embed_batch_size, cfg.progress)
     for key, sm in sims.items():
-        both = evaluate_both(sm.sim, data[key].caption_clip_index())
-        ci = scores_with_ci(sm.sim, sm.relevant)
-        metrics[key] = {"t2a": both["t2a"], "a2t": both["a2t"],
-                        "t2a_ci": {k: ci[k] for k in ("R@1", "R@5", "R@10", "mAP@10")}}
+        metrics[key] = split_metrics(sm, data[key])
     write_metrics(out, metrics, params=cfg.to_dict(),
                   key_metrics=["test/t2a/mAP@10", "test/t2a/R@1", "test/t2a/R@10", "best_val_mAP@10", "epochs_run"])
     return metrics

@@ -16,7 +16,8 @@ import pytest
 import atrlib
 from atrlib import batch
 from atrlib.__main__ import main as cli_main
-from atrlib.batch import ProfileError, RunExistsError, RunResult, load_profile, parse_overrides, run_profile
+from atrlib.batch import RunExistsError, RunResult, run_profile
+from atrlib.profiles import ProfileError, load_profile, parse_overrides
 from atrlib.files import read_json
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"

@@ -19,8 +19,9 @@ from atrlib.data.base import AudioCaptionDataset
 from atrlib.embeddings import (audio_tower_embeddings, load_waves, same_length_runs, text_cache_path,
                                text_tower_embeddings)
 from atrlib.cache import FeatureCache
-from atrlib.models.dual import (DualEncoder, ModelConfig, create_model, field_help, get_model_config, load_model,
-                                model_config_names, save_model)
+from atrlib.config import field_help
+from atrlib.models.dual import (DualEncoder, ModelConfig, create_model, get_model_config, load_model, model_config_names,
+                                save_model)
 from atrlib.models.heads import LinearHead, MLPHead, build_head
 from atrlib.models.registry import AUDIO_TOWERS, TEXT_TOWERS
 

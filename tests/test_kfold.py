@@ -1,7 +1,7 @@
 import numpy as np
 
 from atrlib.data import load_dataset
-from atrlib.kfold import kfold_train, make_folds
+from atrlib.experiments.kfold import kfold_train, make_folds
 from atrlib.simfile import load_similarity
 from atrlib.training import TrainConfig
 

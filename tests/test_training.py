@@ -26,9 +26,12 @@ from atrlib.data.base import DATASETS, AudioCaptionDataset
 from atrlib.metrics import retrieval_scores
 from atrlib.models.dual import create_model, load_model
 from atrlib.models.registry import AUDIO_TOWERS, TEXT_TOWERS
-from atrlib import training
-from atrlib.training import (TrainConfig, epoch_order, evaluate_model, find_checkpoint, fit, gather_with_grad,
-                             random_crops, save_checkpoint, save_run_outputs, SplitInputs)
+from atrlib import checkpoints, scoring
+from atrlib.checkpoints import find_checkpoint, save_checkpoint
+from atrlib.distributed import gather_with_grad
+from atrlib.scoring import evaluate_model, save_run_outputs
+from atrlib.train_inputs import SplitInputs, epoch_order, random_crops
+from atrlib.training import TrainConfig, fit
 
 TESTS = Path(__file__).resolve().parent
 SR = 16000
@@ -286,7 +289,7 @@ def test_kill_during_checkpoint_save_keeps_the_previous_one(toy_root, tmp_path, 
         raise Killed()
 
     with monkeypatch.context() as m:
-        m.setattr(training.torch, "save", dying_save)
+        m.setattr(checkpoints.torch, "save", dying_save)
         with pytest.raises(Killed):
             save_checkpoint(tmp_path, model, opt, None, {"epoch": 99})
     assert find_checkpoint(tmp_path) == tmp_path / "last"
@@ -303,7 +306,7 @@ def test_kill_during_checkpoint_save_keeps_the_previous_one(toy_root, tmp_path, 
         real_replace(src, dst)
 
     with monkeypatch.context() as m:
-        m.setattr(training.os, "replace", dying_replace)
+        m.setattr(checkpoints.os, "replace", dying_replace)
         with pytest.raises(Killed):
             save_checkpoint(tmp_path, model, opt, None, {"epoch": 99})
     assert not (tmp_path / "last").exists()
@@ -374,7 +377,7 @@ def test_scoring_runs_clips_unpadded(toy_root):
     model = create_model(TRAINABLE).eval()
     inputs = SplitInputs(model, ds, progress=False)
     assert inputs.audio.shape == (12, SR) and sorted(set(inputs.lengths.tolist())) == [12000, 16000]
-    a, _ = training.embed_split(model, inputs, batch_size=5)
+    a, _ = scoring.embed_split(model, inputs, batch_size=5)
     with torch.no_grad():
         for i in (0, 1):
             one = model.encode_audio(inputs.audio[i:i + 1, :int(inputs.lengths[i])])[0]
@@ -403,7 +406,7 @@ def test_gather_with_grad_is_identity_in_one_process():
 
 DDP_SCRIPT = """
 import atrlib, os, sys, torch, torch.distributed as dist
-from atrlib.training import gather_with_grad
+from atrlib.distributed import gather_with_grad
 
 def work(rank, world, init):
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
@@ -439,7 +442,7 @@ def test_fp16_on_cuda(toy_root, tmp_path):
 
 # ----------------------------------------------------------------------------- CLI
 def test_train_cli_config_and_overrides(toy_root, tmp_path, capsys):
-    from atrlib.train_cli import build_config, main
+    from atrlib.cli.train import build_config, main
 
     model_json = tmp_path / "toy.json"
     model_json.write_text(json.dumps(FROZEN))

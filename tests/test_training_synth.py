@@ -22,12 +22,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import atrlib.training as training
+import atrlib.checkpoints as checkpoints
 from atrlib.models.dual import create_model, load_into, model_state, save_model
 from atrlib.simfile import load_similarity
-from atrlib.train_cli import build_config
-from atrlib.training import (SplitInputs, TrainConfig, epoch_order, find_checkpoint, fit, gather_with_grad,
-                             load_splits, run_training, save_checkpoint, similarity)
+from atrlib.cli.train import build_config
+from atrlib.checkpoints import find_checkpoint, save_checkpoint
+from atrlib.distributed import gather_with_grad
+from atrlib.scoring import similarity
+from atrlib.train_inputs import SplitInputs, epoch_order, load_splits
+from atrlib.training import TrainConfig, fit, run_training
 
 REPO = Path(atrlib.__file__).resolve().parents[1]
 
@@ -222,7 +225,7 @@ def test_resume_after_kill_reproduces_the_uninterrupted_run(tmp_path, model, ext
 def test_kill_during_checkpoint_swap_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     cfg = tiny_cfg(tmp_path, epochs=2)
     out = Path(cfg.out_dir)
-    real_swap = training._swap_in
+    real_swap = checkpoints._swap_in
 
     def swap_killed_after_first_rename(tmp, final):
         if final.name == "last" and final.exists():                  # the checkpoint after epoch 1
@@ -230,7 +233,7 @@ def test_kill_during_checkpoint_swap_leaves_the_previous_checkpoint(tmp_path, mo
             raise Killed("between the two renames")
         real_swap(tmp, final)
 
-    monkeypatch.setattr(training, "_swap_in", swap_killed_after_first_rename)
+    monkeypatch.setattr(checkpoints, "_swap_in", swap_killed_after_first_rename)
     data = load_splits(cfg)
     with pytest.raises(Killed):
         fit(cfg, create_model(cfg.model), data)
@@ -242,7 +245,7 @@ def test_kill_during_checkpoint_swap_leaves_the_previous_checkpoint(tmp_path, mo
     load_into(create_model(cfg.model), load_file(str(ckpt / "model.safetensors")))   # complete and loadable
 
     # resuming from last.old finishes the run
-    monkeypatch.setattr(training, "_swap_in", real_swap)
+    monkeypatch.setattr(checkpoints, "_swap_in", real_swap)
     history = fit(TrainConfig(**{**cfg.to_dict(), "resume": True}), create_model(cfg.model), data)
     assert [h["epoch"] for h in history] == [1, 2] and history[0] == state["history"][0]
     assert json.loads((out / "last" / "state.json").read_text())["epoch"] == 2
@@ -265,10 +268,10 @@ def test_swap_after_a_kill_never_deletes_the_only_copy(tmp_path, monkeypatch):
             raise Killed("at the rename into last/")
         real_replace(src, dst)
 
-    monkeypatch.setattr(training.os, "replace", killed_replace)
+    monkeypatch.setattr(checkpoints.os, "replace", killed_replace)
     with pytest.raises(Killed):
         save_checkpoint(tmp_path, model, opt, sched, {"epoch": 2})
-    monkeypatch.setattr(training.os, "replace", real_replace)
+    monkeypatch.setattr(checkpoints.os, "replace", real_replace)
     ckpt = find_checkpoint(tmp_path)
     assert ckpt is not None and json.loads((ckpt / "state.json").read_text())["epoch"] == 1
     save_checkpoint(tmp_path, model, opt, sched, {"epoch": 3})        # unhindered: last/ back, last.old gone

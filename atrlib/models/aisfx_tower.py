@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
@@ -42,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atrlib.files import atomic_path
 from atrlib.mel import mel_matrix
 from atrlib.models.registry import AUDIO_TOWERS
 from atrlib.paths import cache_dir
@@ -102,16 +101,8 @@ def convert_aisfx_checkpoint(src: Optional[PathLike] = None, dst: Optional[PathL
     tensors = {k: v.detach().contiguous() for k, v in weights.items()}
     meta = {"source": f"aisfx package checkpoint {src.name}",
             "ds_dict": json.dumps({k: [int(i), int(n)] for k, (i, n) in ds_dict.items()})}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(dst) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return dst
 
 

@@ -23,36 +23,19 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atrlib.config import option
 from atrlib.models.heads import build_head
 from atrlib.paths import PACKAGE_DIR
 
 CONFIG_DIR = PACKAGE_DIR / "model_configs"
-
-
-def option(default: Any = MISSING, help: str = "", factory: Optional[Callable[[], Any]] = None) -> Any:
-    """A dataclass field with a help string (``fields(cls)[i].metadata["help"]``), as
-    transformers' ``run_clip.py`` declares its arguments; the train CLI lists them."""
-    if factory is not None:
-        return field(default_factory=factory, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
-def field_help(cls) -> Dict[str, str]:
-    """``{field name: "help (default: ...)"}`` of a config dataclass built with :func:`option`."""
-    out = {}
-    for f in fields(cls):
-        default = f.default if f.default is not MISSING else (
-            f.default_factory() if f.default_factory is not MISSING else None)
-        out[f.name] = f"{f.metadata.get('help', '')} (default: {default!r})"
-    return out
 
 
 @dataclass

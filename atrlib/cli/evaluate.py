@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from atrlib.search import resolve_retriever, score_split
+from atrlib.scoring import score_split, split_metrics
+from atrlib.search import resolve_retriever
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,7 +20,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     from atrlib.data import load_dataset
-    from atrlib.metrics import evaluate_both, scores_with_ci
     from atrlib.files import write_metrics
     from atrlib.simfile import save_similarity
 
@@ -27,9 +27,8 @@ def main(args) -> int:
     sm = score_split(resolve_retriever(args.model), ds, system=str(args.model))
     out = Path(args.out)
     save_similarity(out / f"sim_{ds.split}.npz", sm)
-    both = evaluate_both(sm.sim, ds.caption_clip_index())
-    ci = scores_with_ci(sm.sim, sm.relevant)
-    write_metrics(out, {"t2a": both["t2a"], "a2t": both["a2t"], "t2a_ci": ci},
+    both = split_metrics(sm, ds)
+    write_metrics(out, both,
                   params={k: v for k, v in vars(args).items() if not k.startswith("_")}, key_metrics=["t2a/mAP@10", "t2a/R@1", "a2t/mAP@10"])
     print(f"{args.model} on {ds.name}/{ds.split}: t2a mAP@10 {both['t2a']['mAP@10']:.4f}, "
           f"R@1 {both['t2a']['R@1']:.4f}; a2t mAP@10 {both['a2t']['mAP@10']:.4f} -> {out}")

@@ -57,7 +57,8 @@ def train_variants(base, variants: List[dict], out_dir: str | Path, data=None) -
 
 def score_retriever(name: str, datasets: Mapping[str, object], out_dir: str | Path, **kw) -> Path:
     """Score a registered retriever on each dataset split into ``<out_dir>/sim_<split>.npz``."""
-    from atrlib.search import resolve_retriever, score_split
+    from atrlib.scoring import score_split
+    from atrlib.search import resolve_retriever
 
     out = Path(out_dir)
     retriever = resolve_retriever(name, **kw)

@@ -9,20 +9,12 @@ error that lists the known ones.
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 from typing import Any, Dict, List
 
 import yaml
 
-_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
-
-
-def parse_value(text: str) -> Any:
-    if _FLOAT.match(text.strip()):
-        return float(text)  # PyYAML reads 1e-3 as a string
-    return yaml.safe_load(text)
-
+from atrlib.config import parse_value
 
 def build_config(config: str | None, overrides: List[str]):
     from atrlib.training import TrainConfig
@@ -44,7 +36,7 @@ def build_config(config: str | None, overrides: List[str]):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from atrlib.models.dual import field_help
+    from atrlib.config import field_help
     from atrlib.training import TrainConfig
 
     p.add_argument("--config", help="YAML file of TrainConfig fields")

@@ -1,0 +1,274 @@
+"""Profiles: the YAML that names a batch run's stage notebooks and their parameters (pure, no execution).
+
+A *profile* is ``notebooks/params/NAME.yaml``::
+
+    description: tiny run for tests
+    defaults:            # offered to every stage; each stage gets only those its notebook declares
+      dataset: synth
+      size: tiny
+    stages:
+      - notebook: 01_data.ipynb       # relative to the notebooks dir
+        parameters: {max_clips: 20}   # stage-specific, override defaults
+      - notebook: 02_train.ipynb
+      - notebook: 03_evaluate.ipynb
+        needs: [02_train]             # skipped (and recorded so) if 02_train failed or was skipped
+
+Rules, in the order they apply:
+
+* Stage name = notebook stem (``01_data``). A stage entry may also be just the notebook
+  file name. ``needs`` names earlier stages.
+* A stage's parameters are: ``defaults`` it declares < its own ``parameters`` < ``-p key=value``
+  overrides < ``-p stage.key=value`` overrides. Only parameters the notebook declares (its
+  cell tagged ``parameters``, read with ``papermill.inspect_notebook``) are injected; a
+  stage ``parameters`` entry or an override that no stage declares is an error that lists
+  the declared ones, raised before anything runs. ``-p`` values are YAML scalars
+  (``-p epochs=3`` is the int 3, ``-p lr=1e-3`` a float, ``-p name=abc`` a string).
+  Unlike plain PyYAML, ``1e-3`` (no dot) is read as a float here and in profiles.
+* The runner always offers ``out_dir`` (the stage's folder) and ``run_dir`` (the run
+  root), both absolute; later stages read earlier ones' files from
+  ``<run_dir>/<stage>/...``. They cannot be overridden.
+
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence, Union
+
+import yaml
+
+from atrlib.config import fix_floats, parse_value
+from atrlib.paths import REPO_ROOT
+
+RUNNER_PARAMS = ("out_dir", "run_dir")  # always offered by the runner; not overridable
+
+
+class ProfileError(ValueError):
+    """A profile, an override or a stage selection is invalid (raised before anything runs)."""
+
+
+# --------------------------------------------------------------------------------------
+# Profiles
+# --------------------------------------------------------------------------------------
+def default_notebooks_dir() -> Path:
+    """``notebooks/`` of the repository atrlib lives in, else ``./notebooks``."""
+    repo = REPO_ROOT / "notebooks"
+    return repo if repo.is_dir() else Path.cwd() / "notebooks"
+
+
+def default_reports_dir() -> Path:
+    """``reports/`` of the repository atrlib lives in, else ``./reports``."""
+    return REPO_ROOT / "reports" if (REPO_ROOT / "notebooks").is_dir() else Path.cwd() / "reports"
+
+
+@dataclass
+class Stage:
+    name: str  # notebook stem, e.g. "01_data"
+    notebook: Path  # absolute path of the source notebook
+    parameters: dict[str, Any] = field(default_factory=dict)  # stage-specific, from the profile
+    needs: list[str] = field(default_factory=list)  # earlier stages that must be ok
+
+
+@dataclass
+class Profile:
+    name: str
+    path: Path
+    description: str
+    defaults: dict[str, Any]
+    stages: list[Stage]
+    notebooks_dir: Path
+
+    def stage(self, name: str) -> Stage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def list_profiles(notebooks_dir: Optional[Path] = None) -> list[str]:
+    """Names of the profiles in ``<notebooks_dir>/params/``."""
+    d = Path(notebooks_dir or default_notebooks_dir()) / "params"
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def find_profile(profile: Union[str, Path], notebooks_dir: Optional[Path] = None) -> Path:
+    """A profile's YAML file: an existing path (``x.yaml``), or a name in ``<notebooks_dir>/params/``."""
+    p = Path(profile)
+    if p.suffix in (".yaml", ".yml") or p.is_file():
+        if not p.is_file():
+            raise ProfileError(f"profile file not found: {p}")
+        return p.resolve()
+    d = Path(notebooks_dir or default_notebooks_dir()) / "params"
+    for suffix in (".yaml", ".yml"):
+        if (d / f"{profile}{suffix}").is_file():
+            return (d / f"{profile}{suffix}").resolve()
+    known = ", ".join(list_profiles(d.parent)) or "(none)"
+    raise ProfileError(f"no profile {str(profile)!r} in {d}; available: {known}")
+
+
+def load_profile(profile: Union[str, Path], notebooks_dir: Optional[Path] = None) -> Profile:
+    """Read and check a profile (see the module docstring for the format).
+
+    ``profile`` is a name in ``<notebooks_dir>/params/`` or a path to a YAML file. Without
+    ``notebooks_dir``, notebooks are looked up in the folder above the profile's ``params/``
+    folder when it lives in one (``notebooks/params/x.yaml`` -> ``notebooks/``), else in
+    the repository's ``notebooks/``.
+    """
+    path = find_profile(profile, notebooks_dir)
+    if notebooks_dir is None:
+        notebooks_dir = path.parent.parent if path.parent.name == "params" else default_notebooks_dir()
+    notebooks_dir = Path(notebooks_dir).resolve()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ProfileError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ProfileError(f"{path}: expected a mapping with 'stages', got {type(data).__name__}")
+    unknown = set(data) - {"description", "defaults", "stages"}
+    if unknown:
+        raise ProfileError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: description, defaults, stages")
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise ProfileError(f"{path}: 'defaults' must be a mapping")
+    defaults = fix_floats(defaults)
+    raw_stages = data.get("stages")
+    if not isinstance(raw_stages, list) or not raw_stages:
+        raise ProfileError(f"{path}: 'stages' must be a non-empty list")
+
+    stages: list[Stage] = []
+    for i, entry in enumerate(raw_stages):
+        if isinstance(entry, str):
+            entry = {"notebook": entry}
+        if not isinstance(entry, dict) or "notebook" not in entry:
+            raise ProfileError(f"{path}: stage {i + 1} needs a 'notebook' entry")
+        bad = set(entry) - {"notebook", "parameters", "needs"}
+        if bad:
+            raise ProfileError(f"{path}: stage {entry['notebook']}: unknown keys {sorted(bad)}; allowed: notebook, parameters, needs")
+        nb = notebooks_dir / str(entry["notebook"])
+        name = nb.stem
+        if not nb.is_file():
+            raise ProfileError(f"{path}: stage {name}: notebook not found: {nb}")
+        if any(s.name == name for s in stages):
+            raise ProfileError(f"{path}: stage {name} appears twice")
+        params = entry.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise ProfileError(f"{path}: stage {name}: 'parameters' must be a mapping")
+        params = fix_floats(params)
+        needs = entry.get("needs") or []
+        needs = [needs] if isinstance(needs, str) else list(needs)
+        earlier = [s.name for s in stages]
+        for n in needs:
+            if n not in earlier:
+                raise ProfileError(f"{path}: stage {name} needs {n!r}, which is not an earlier stage ({', '.join(earlier) or 'none'})")
+        stages.append(Stage(name=name, notebook=nb, parameters=dict(params), needs=[str(n) for n in needs]))
+    return Profile(
+        name=path.stem,
+        path=path,
+        description=str(data.get("description") or ""),
+        defaults=dict(defaults),
+        stages=stages,
+        notebooks_dir=notebooks_dir,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Parameters
+# --------------------------------------------------------------------------------------
+def parse_overrides(overrides: Union[Mapping[str, Any], Iterable[str], None]) -> dict[str, Any]:
+    """``["epochs=3", "02_train.lr=1e-3"]`` (or a dict) -> ``{"epochs": 3, "02_train.lr": 0.001}``."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, Mapping):
+        return {str(k): v for k, v in overrides.items()}
+    out: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ProfileError(f"-p expects key=value, got {item!r}")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ProfileError(f"-p expects key=value, got {item!r}")
+        out[key] = parse_value(value)
+    return out
+
+
+def declared_parameters(notebook: Path) -> dict[str, dict]:
+    """The parameters a notebook declares in its ``parameters`` cell (name -> papermill's info)."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def resolve_parameters(
+    profile: Profile,
+    overrides: Mapping[str, Any],
+    run_dir: Path,
+    declared: Optional[Mapping[str, Mapping[str, Any]]] = None,
+) -> dict[str, dict[str, Any]]:
+    """Parameters to inject per stage (all stages of the profile), checking every name.
+
+    ``declared`` maps stage name -> declared parameter names (read from the notebooks when
+    not given). Raises :class:`ProfileError` for a stage parameter its notebook does not
+    declare, an override no stage declares, a ``stage.key`` override naming an unknown
+    stage or a key that stage does not declare, or an override of ``out_dir``/``run_dir``.
+    """
+    if declared is None:
+        declared = {s.name: declared_parameters(s.notebook) for s in profile.stages}
+    run_dir = Path(run_dir).resolve()
+    names = [s.name for s in profile.stages]
+
+    def listing(stage: Optional[str] = None) -> str:
+        if stage is not None:
+            return f"{stage} declares: {', '.join(declared[stage]) or '(nothing)'}"
+        return "; ".join(f"{s} declares: {', '.join(declared[s]) or '(nothing)'}" for s in names)
+
+    global_ov: dict[str, Any] = {}
+    stage_ov: dict[str, dict[str, Any]] = {n: {} for n in names}
+    for key, value in overrides.items():
+        stage, _, pkey = key.rpartition(".")
+        if pkey in RUNNER_PARAMS:
+            raise ProfileError(f"-p {key}: out_dir and run_dir are set by the runner (use --out)")
+        if stage:
+            if stage not in stage_ov:
+                raise ProfileError(f"-p {key}: no stage {stage!r} in profile {profile.name}; stages: {', '.join(names)}")
+            if pkey not in declared[stage]:
+                raise ProfileError(f"-p {key}: stage {stage} does not declare {pkey!r}; {listing(stage)}")
+            stage_ov[stage][pkey] = value
+        else:
+            if not any(pkey in declared[s] for s in names):
+                raise ProfileError(f"-p {key}: no stage declares {pkey!r}; {listing()}")
+            global_ov[pkey] = value
+
+    resolved: dict[str, dict[str, Any]] = {}
+    for s in profile.stages:
+        decl = declared[s.name]
+        for k in s.parameters:
+            if k in RUNNER_PARAMS:
+                raise ProfileError(f"{profile.path}: stage {s.name}: {k} is set by the runner")
+            if k not in decl:
+                raise ProfileError(f"{profile.path}: stage {s.name} sets {k!r}, which its notebook does not declare; {listing(s.name)}")
+        params = {k: v for k, v in profile.defaults.items() if k in decl}
+        params.update(s.parameters)
+        params.update({k: v for k, v in global_ov.items() if k in decl})
+        params.update(stage_ov[s.name])
+        runner = {"out_dir": str(run_dir / s.name), "run_dir": str(run_dir)}
+        params.update({k: v for k, v in runner.items() if k in decl})
+        resolved[s.name] = params
+    return resolved
+
+
+def select_stages(profile: Profile, stages: Optional[Sequence[str]]) -> list[Stage]:
+    """The profile's stages to run, in profile order; every needed stage must be selected too."""
+    if not stages:
+        return list(profile.stages)
+    wanted = [s.strip() for item in stages for s in str(item).split(",") if s.strip()]
+    names = [s.name for s in profile.stages]
+    unknown = [w for w in wanted if w not in names]
+    if unknown:
+        raise ProfileError(f"--stages: unknown {', '.join(unknown)}; profile {profile.name} has: {', '.join(names)}")
+    chosen = [s for s in profile.stages if s.name in wanted]
+    for s in chosen:
+        missing = [n for n in s.needs if n not in wanted]
+        if missing:
+            raise ProfileError(f"--stages: {s.name} needs {', '.join(missing)}; select it too (--stages {','.join(sorted(set(wanted) | set(missing), key=names.index))})")
+    return chosen
