@@ -5,7 +5,8 @@
       -> BatchNorm over mel bins        (batch, 1, frames, 64)
       -> SpecAugment (training only)    time / frequency stripes set to 0 (= the mean after bn0)
       -> 4 x [conv3x3 - BN - ReLU - 2x2 pool], 32-64-128-128 channels
-      -> mean over frequency, mean + max over time   (batch, 128)
+      -> mean over frequency                          (batch, frames/16, 128)  = forward_frames
+      -> mean + max over time                         (batch, 128)
       -> Linear                         (batch, embed_dim)
 
 About 0.2 M parameters; no pretrained weights.
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.features import LogMel, get_feature_config
+from atrlib.models.frames import frames_mask
 from atrlib.models.frontend import SpecAugment
 from atrlib.models.registry import AUDIO_TOWERS
 
@@ -45,6 +47,8 @@ class SmallCNN(nn.Module):
         feat = get_feature_config(cfg.features)
         self.sample_rate = feat.sample_rate
         self.embed_dim = cfg.embed_dim
+        self.frame_dim = cfg.channels[-1]
+        self.frame_hop_samples = 2 ** len(cfg.channels) * feat.hop_length   # each block halves time
         self.logmel = LogMel(feat)
         self.bn0 = nn.BatchNorm2d(feat.n_mels)
         self.spec_augment = SpecAugment(cfg.time_masks, cfg.time_width, cfg.freq_masks, cfg.freq_width)
@@ -55,18 +59,33 @@ class SmallCNN(nn.Module):
             for i in range(len(cfg.channels)))
         self.fc = nn.Linear(cfg.channels[-1], cfg.embed_dim)
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        if wave.dim() == 1:
-            wave = wave.unsqueeze(0)                                     # (batch, samples)
-        x = self.logmel(wave).transpose(1, 2)[:, None]                   # (batch, 1, frames, mels)
+    def _frames(self, mel: torch.Tensor) -> torch.Tensor:
+        """Log-mel (batch, mels, frames) -> conv frames (batch, channels[-1], frames')."""
+        x = mel.transpose(1, 2)[:, None]                                 # (batch, 1, frames, mels)
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)                  # (batch, 1, frames, mels)
         x = self.spec_augment(x)                                         # (batch, 1, frames, mels)
         for block in self.blocks:
             x = block(x)                                                 # (batch, ch, frames/2, mels/2)
-        x = x.mean(dim=3)                                                # (batch, channels[-1], frames')
+        return x.mean(dim=3)                                             # (batch, channels[-1], frames')
+
+    def forward_logmel(self, mel: torch.Tensor) -> torch.Tensor:
+        """The embedding from a log-mel (batch, mels, frames) = ``self.logmel(wave)``, e.g. after mix-up."""
+        x = self._frames(mel)                                            # (batch, channels[-1], frames')
         x = x.mean(dim=2) + x.amax(dim=2)                                # (batch, channels[-1])
         x = F.dropout(x, p=self.cfg.dropout, training=self.training)
         return self.fc(x)                                                # (batch, embed_dim)
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        if wave.dim() == 1:
+            wave = wave.unsqueeze(0)                                     # (batch, samples)
+        return self.forward_logmel(self.logmel(wave))                    # (batch, embed_dim)
+
+    def forward_frames(self, wave: torch.Tensor, lengths=None):
+        """(frames (batch, frames', channels[-1]), mask (batch, frames')): the conv features before pooling."""
+        if wave.dim() == 1:
+            wave = wave.unsqueeze(0)                                     # (batch, samples)
+        frames = self._frames(self.logmel(wave)).transpose(1, 2)         # (batch, frames', channels[-1])
+        return frames, frames_mask(lengths, frames.shape[0], frames.shape[1], self.frame_hop_samples, frames.device)
 
 
 @AUDIO_TOWERS.register("small-cnn")
