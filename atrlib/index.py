@@ -1,0 +1,419 @@
+"""Search over large collections: an on-disk embedding store and faiss indexes on it.
+
+The **store** is a folder, built incrementally by :func:`build_store` (``python -m atrlib
+index build --model M --audio DIR --index STORE``)::
+
+    STORE/store.json            model identity, dim, count, the files of the current generation, the index report
+    STORE/clips-<gen>.csv       path, sha256 of the file's bytes, size, mtime_ns — one row per embedding
+    STORE/embeddings-<gen>.npy  float16 (clips, dim), L2-normalised, read memory-mapped
+    STORE/index-<gen>.faiss     the faiss index (IVF or HNSW; exact search needs none)
+
+A re-run embeds only clips whose content is new (a file seen before with the same size and
+mtime is not even re-read; a renamed or copied file reuses its vector by content hash),
+drops clips whose file is gone, and writes a new generation; ``store.json`` is replaced
+last (atomically), so a killed build leaves the previous store intact (the retriever's
+feature cache keeps the network outputs computed so far).
+
+**Index kinds** (faiss-cpu, inner product on unit vectors = cosine): ``exact``
+(``IndexFlatIP``), ``ivf`` (``IndexIVFFlat``, ``nlist`` ≈ 4·√n lists, k-means trained on a
+sample), ``hnsw`` (``IndexHNSWFlat``). ``auto`` picks by size (:class:`IndexConfig`).
+At build time a held-out sample of the collection (rows left out of IVF training; each
+query's own row removed from both result lists) is searched exactly and approximately; the
+search breadth (``nprobe`` / ``efSearch``) is raised until recall@10 against exact search
+reaches ``target_recall``, and that breadth, the recall and the time per query are stored
+in ``store.json`` and used by every later search.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from atrlib.config import option
+from atrlib.files import atomic_path, file_sha256, read_json, write_json
+
+KINDS = ("auto", "exact", "ivf", "hnsw")
+STORE_VERSION = 1
+
+__all__ = ["IndexConfig", "EmbeddingStore", "BuildReport", "build_store", "build_index", "tune_index",
+           "exact_search", "recall_at_k", "model_identity", "search_index"]
+
+
+@dataclass
+class IndexConfig:
+    kind: str = option("auto", "auto, exact, ivf or hnsw; auto: exact below exact_below clips, else hnsw below "
+                               "hnsw_below, else ivf")
+    exact_below: int = option(100_000, "auto: exact search for fewer clips (one query over 100k × 512 costs ~1 ms)")
+    hnsw_below: int = option(5_000_000, "auto: HNSW below this many clips (its graph and float32 copy must fit in memory)")
+    nlist: int = option(0, "IVF lists; 0 = 4·sqrt(clips)")
+    train_size: int = option(100_000, "IVF: vectors k-means is trained on (a random sample, held-out rows excluded)")
+    hnsw_m: int = option(32, "HNSW: neighbours per node")
+    ef_construction: int = option(64, "HNSW: breadth while building")
+    target_recall: float = option(0.95, "raise nprobe / efSearch until recall@10 against exact search reaches this")
+    sample: int = option(500, "held-out queries for measuring recall at build time")
+    k: int = option(10, "recall@k is measured at this k")
+    seed: int = option(0, "sampling of the held-out queries and of the IVF training vectors")
+
+    def choose(self, n: int) -> str:
+        if self.kind not in KINDS:
+            raise ValueError(f"index kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
+        if self.kind != "auto":
+            return self.kind
+        return "exact" if n < self.exact_below else "hnsw" if n < self.hnsw_below else "ivf"
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("atrlib.index needs faiss: pip install 'atrlib[faiss]' (or faiss-cpu)") from e
+    return faiss
+
+
+# --------------------------------------------------------------------------------------
+# exact search and recall (plain numpy/torch: the reference the indexes are measured against)
+# --------------------------------------------------------------------------------------
+def exact_search(queries: np.ndarray, items: np.ndarray, k: int, chunk: int = 262_144) -> Tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` inner products of every query over ``items`` (float16 or float32, e.g. a
+    memory-mapped store): (scores (m, k) float32, ids (m, k) int64), best first; ties by lower id."""
+    import torch
+
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))            # (m, d)
+    k = min(k, len(items))
+    best_s = torch.full((len(q), 0), -math.inf)
+    best_i = torch.zeros((len(q), 0), dtype=torch.long)
+    for s in range(0, len(items), chunk):
+        block = torch.from_numpy(np.ascontiguousarray(items[s:s + chunk], dtype=np.float32))  # (c, d)
+        sc = q @ block.T                                                               # (m, c)
+        top = torch.topk(sc, min(k, sc.shape[1]), dim=1)
+        cand_s = torch.cat([best_s, top.values], 1)                                    # (m, <= 2k)
+        cand_i = torch.cat([best_i, top.indices + s], 1)
+        order = torch.argsort(cand_i, dim=1, stable=True)                              # ties -> lower id first
+        cand_s, cand_i = cand_s.gather(1, order), cand_i.gather(1, order)
+        keep = torch.topk(cand_s, min(k, cand_s.shape[1]), dim=1, sorted=True)
+        best_s, best_i = keep.values, cand_i.gather(1, keep.indices)
+    return best_s.numpy(), best_i.numpy()
+
+
+def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray, k: int = 10) -> float:
+    """Mean over queries of |approx top-k ∩ exact top-k| / k (ids < 0 are misses)."""
+    hits = [len(set(a[:k][a[:k] >= 0].tolist()) & set(e[:k].tolist())) for a, e in zip(approx_ids, exact_ids)]
+    return float(np.mean(hits) / k) if hits else float("nan")
+
+
+def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
+    """Remove each query's own row from its result list; keep the first ``k`` others."""
+    out = np.full((len(ids), k), -1, dtype=np.int64)
+    for r, (row, me) in enumerate(zip(ids, self_ids)):
+        row = row[row != me][:k]
+        out[r, :len(row)] = row
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# faiss indexes
+# --------------------------------------------------------------------------------------
+def build_index(x: np.ndarray, kind: str, cfg: IndexConfig, exclude: Sequence[int] = ()):
+    """A faiss index of ``kind`` over ``x`` (n, d) float32 unit rows; ``exclude``: rows kept
+    out of IVF training (the held-out queries). ``exact`` returns an ``IndexFlatIP``."""
+    faiss = _faiss()
+    n, d = x.shape
+    if kind == "exact":
+        index = faiss.IndexFlatIP(d)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = cfg.ef_construction
+    elif kind == "ivf":
+        nlist = cfg.nlist or max(1, int(round(4 * math.sqrt(n))))
+        nlist = min(nlist, max(1, n // 39))  # faiss wants >= 39 training points per list
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        pool = np.setdiff1d(np.arange(n), np.asarray(exclude, dtype=np.int64))
+        rng = np.random.default_rng(cfg.seed + 1)
+        train = rng.choice(pool, size=min(len(pool), max(cfg.train_size, 39 * nlist)), replace=False)
+        index.train(np.ascontiguousarray(x[np.sort(train)]))
+    else:
+        raise ValueError(f"unknown index kind {kind!r}; one of exact, ivf, hnsw")
+    for s in range(0, n, 262_144):  # in chunks: x may be a float16 memmap converted on the fly
+        index.add(np.ascontiguousarray(x[s:s + 262_144], dtype=np.float32))
+    return index
+
+
+def _breadths(index, kind: str) -> List[int]:
+    if kind == "ivf":
+        nl = index.nlist
+        return sorted({min(nl, b) for b in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,
+                                            768, 1024, 1536, 2048, 4096)} | {nl})
+    if kind == "hnsw":
+        return [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048]
+    return [0]
+
+
+def search_params(kind: str, breadth: int):
+    faiss = _faiss()
+    if kind == "ivf":
+        return faiss.SearchParametersIVF(nprobe=int(breadth))
+    if kind == "hnsw":
+        return faiss.SearchParametersHNSW(efSearch=int(breadth))
+    return None
+
+
+def tune_index(index, kind: str, x: np.ndarray, sample_ids: np.ndarray, cfg: IndexConfig) -> dict:
+    """Raise the search breadth until recall@k on the held-out sample reaches the target.
+
+    Ground truth: :func:`exact_search` of the sample rows over ``x``; each query's own row is
+    removed from both lists. Returns ``{"kind", "breadth", "recall@k", "ms_per_query",
+    "exact_ms_per_query", "curve": [...]}``.
+    """
+    k = cfg.k
+    q = np.ascontiguousarray(x[sample_ids], dtype=np.float32)                    # (s, d)
+    t0 = time.perf_counter()
+    _, ex = exact_search(q, x, k + 1)
+    exact_ms = (time.perf_counter() - t0) * 1000 / max(1, len(q))
+    truth = _drop_self(ex, sample_ids, k)
+    curve = []
+    for b in _breadths(index, kind):
+        t0 = time.perf_counter()
+        _, ids = index.search(q, k + 1, params=search_params(kind, b))
+        ms = (time.perf_counter() - t0) * 1000 / max(1, len(q))
+        rec = recall_at_k(_drop_self(ids, sample_ids, k), truth, k)
+        curve.append({"breadth": b, f"recall@{k}": round(rec, 4), "ms_per_query": round(ms, 4)})
+        if rec >= cfg.target_recall:
+            break
+    best = curve[-1]
+    return {"kind": kind, "breadth": best["breadth"], f"recall@{k}": best[f"recall@{k}"],
+            "ms_per_query": best["ms_per_query"], "exact_ms_per_query": round(exact_ms, 4),
+            "queries": int(len(q)), "target_recall": cfg.target_recall, "curve": curve}
+
+
+# --------------------------------------------------------------------------------------
+# the store
+# --------------------------------------------------------------------------------------
+CLIP_FIELDS = ("path", "sha256", "size", "mtime_ns")
+
+
+def model_identity(retriever) -> dict:
+    """What a store's vectors depend on: the retriever's name, audio settings and config."""
+    ident = {"name": getattr(retriever, "name", type(retriever).__name__)}
+    if hasattr(retriever, "audio_settings"):
+        ident["audio"] = retriever.audio_settings()
+    cfg = getattr(retriever, "cfg", None)
+    if cfg is not None:
+        ident["config"] = asdict(cfg) if hasattr(cfg, "__dataclass_fields__") else cfg
+    return json.loads(json.dumps(ident, sort_keys=True, default=str))
+
+
+class EmbeddingStore:
+    """An opened store: ``clips`` (paths), ``hashes``, ``embeddings`` (float16 memmap), ``info``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        meta = self.root / "store.json"
+        if not meta.is_file():
+            raise FileNotFoundError(f"{self.root}: no embedding store here (store.json missing); build one with "
+                                    f"`python -m atrlib index build --model M --audio DIR --index {self.root}`")
+        self.info = read_json(meta)
+        if self.info.get("version") != STORE_VERSION:
+            raise ValueError(f"{meta}: store version {self.info.get('version')} is not {STORE_VERSION}; rebuild it")
+        with open(self.root / self.info["clips"], newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        self.clips = [r["path"] for r in rows]
+        self.hashes = [r["sha256"] for r in rows]
+        self._stat = {r["path"]: (int(r["size"]), int(r["mtime_ns"]), r["sha256"]) for r in rows}
+        self.embeddings = (np.load(self.root / self.info["embeddings"], mmap_mode="r") if self.clips
+                           else np.zeros((0, int(self.info["dim"])), np.float16))              # (n, d) float16
+        self._index = None
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    @property
+    def kind(self) -> str:
+        return (self.info.get("index") or {}).get("kind", "exact")
+
+    @property
+    def index(self):
+        """The faiss index (read on first use); ``exact`` builds an IndexFlatIP in memory."""
+        if self._index is None:
+            f = (self.info.get("index") or {}).get("file")
+            if f:
+                self._index = _faiss().read_index(str(self.root / f))
+            else:
+                self._index = build_index(self.embeddings, "exact", IndexConfig())
+        return self._index
+
+    def search(self, queries: np.ndarray, k: int = 10, breadth: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """(scores (m, k), row ids (m, k)) for unit query vectors (m, d), best first."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        b = breadth if breadth is not None else (self.info.get("index") or {}).get("breadth", 0)
+        scores, ids = self.index.search(q, min(k, len(self)), params=search_params(self.kind, b))
+        return scores, ids
+
+
+@dataclass
+class BuildReport:
+    store: str
+    clips: int
+    embedded: int  # vectors computed by the model in this build
+    reused: int  # vectors kept from the previous store (same content)
+    removed: int  # clips whose files are gone
+    hashed: int  # files whose bytes were read to hash them (the others matched size + mtime)
+    seconds: float
+    index: dict = field(default_factory=dict)  # tune_index's report (kind, breadth, recall@10, ...)
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def build_store(root: str | Path, paths: Sequence[str | Path], embed: Callable[[List[str]], np.ndarray],
+                identity: dict, cfg: Optional[IndexConfig] = None, batch_size: int = 256,
+                progress: bool = True) -> BuildReport:
+    """Create or update the store at ``root`` for the audio files ``paths`` (added to those
+    already in it); see the module docstring. ``embed(paths) -> (n, d)`` is the model (e.g.
+    ``retriever.embed_audio``); ``identity`` (:func:`model_identity`) must match the store's.
+    """
+    from tqdm.auto import tqdm
+
+    cfg = cfg or IndexConfig()
+    t_start = time.perf_counter()
+    root = Path(root)
+    old = EmbeddingStore(root) if (root / "store.json").is_file() else None
+    if old is not None and old.info.get("model") != identity:
+        raise ValueError(f"{root}: this store was built with another model or settings ({old.info.get('model', {}).get('name')}); "
+                         "use another --index folder for this model")
+
+    # 1. the clip list: previous clips whose file still exists, then the new paths
+    wanted = list(dict.fromkeys([*(old.clips if old else []), *(str(Path(p).resolve()) for p in paths)]))
+    present, removed = [], 0
+    for p in wanted:
+        if os.path.isfile(p):
+            present.append(p)
+        else:
+            removed += 1
+    # 2. content hashes: reuse a stored hash when size and mtime are unchanged
+    hashes, stats, hashed = [], [], 0
+    for p in tqdm(present, desc="hashing", disable=not progress, leave=False):
+        st = os.stat(p)
+        prev = old._stat.get(p) if old else None
+        if prev and prev[0] == st.st_size and prev[1] == st.st_mtime_ns:
+            h = prev[2]
+        else:
+            h, hashed = file_sha256(p), hashed + 1
+        hashes.append(h)
+        stats.append((st.st_size, st.st_mtime_ns))
+    # 3. vectors: by content from the old store, else from the model
+    by_hash = {h: i for i, h in enumerate(old.hashes)} if old else {}
+    todo = [i for i, h in enumerate(hashes) if h not in by_hash]
+    todo_unique = list(dict.fromkeys(hashes[i] for i in todo))
+    first_of = {}
+    for i in todo:
+        first_of.setdefault(hashes[i], i)
+    dim = int(old.info["dim"]) if old else None
+    gen = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    emb_name, clips_name = f"embeddings-{gen}.npy", f"clips-{gen}.csv"
+    new_vecs: Dict[str, np.ndarray] = {}
+    bar = tqdm(total=len(todo_unique), desc="embedding", disable=not progress or not todo_unique)
+    for s in range(0, len(todo_unique), batch_size):
+        chunk = [present[first_of[h]] for h in todo_unique[s:s + batch_size]]
+        v = _l2(embed(chunk))                                                            # (batch, d)
+        if dim is None:
+            dim = v.shape[1]
+        elif v.shape[1] != dim:
+            raise ValueError(f"the model gives {v.shape[1]}-d vectors but the store holds {dim}-d ones")
+        for h, row in zip(todo_unique[s:s + batch_size], v.astype(np.float16)):
+            new_vecs[h] = row
+        bar.update(len(chunk))
+    bar.close()
+    if dim is None:
+        raise ValueError("no audio files to index")
+    # 4. the new generation: embeddings, clip list, index, then store.json (the commit point)
+    n = len(present)
+    with atomic_path(root / emb_name, needed_bytes=n * dim * 2) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(n, dim))  # (n, d)
+        for i, h in enumerate(hashes):
+            out[i] = new_vecs[h] if h in new_vecs else old.embeddings[by_hash[h]]
+        out.flush()
+        del out
+    with atomic_path(root / clips_name) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(CLIP_FIELDS)
+            w.writerows((p, h, sz, mt) for p, h, (sz, mt) in zip(present, hashes, stats))
+    x = np.load(root / emb_name, mmap_mode="r")
+    index_report = _index_for(root, x, cfg, gen, progress)
+    info = {"version": STORE_VERSION, "model": identity, "dim": dim, "dtype": "float16", "count": n,
+            "embeddings": emb_name, "clips": clips_name, "updated": _dt.datetime.now().isoformat(timespec="seconds"),
+            "index": index_report}
+    write_json(root / "store.json", info)
+    for f in root.iterdir():  # earlier generations
+        if f.name.startswith(("embeddings-", "clips-", "index-")) and gen not in f.name:
+            f.unlink()
+    report = BuildReport(str(root), n, len(todo_unique), n - len(todo), removed, hashed,
+                         round(time.perf_counter() - t_start, 3), index_report)
+    write_json(root / "build.json", report)
+    return report
+
+
+def _index_for(root: Path, x: np.ndarray, cfg: IndexConfig, gen: str, progress: bool) -> dict:
+    """Build, tune and save the index of a store generation; returns its report."""
+    n = len(x)
+    kind = cfg.choose(n)
+    rng = np.random.default_rng(cfg.seed)
+    sample = np.sort(rng.choice(n, size=min(cfg.sample, max(1, n // 10)), replace=False)) if n > 1 else np.arange(n)
+    t0 = time.perf_counter()
+    if kind == "exact":
+        return {"kind": "exact", "file": None, "breadth": 0, f"recall@{cfg.k}": 1.0, "build_s": 0.0,
+                "note": "exact inner-product search: recall is 1 by construction"}
+    if progress:
+        print(f"building a {kind} index over {n} vectors ...", file=sys.stderr, flush=True)
+    index = build_index(x, kind, cfg, exclude=sample)
+    build_s = time.perf_counter() - t0
+    rep = tune_index(index, kind, x, sample, cfg)
+    name = f"index-{gen}.faiss"
+    with atomic_path(root / name) as tmp:
+        _faiss().write_index(index, str(tmp))
+    rep.update({"file": name, "build_s": round(build_s, 3), "params": {k: v for k, v in asdict(cfg).items()}})
+    if kind == "ivf":
+        rep["nlist"] = int(index.nlist)
+    if rep[f"recall@{cfg.k}"] < cfg.target_recall:
+        rep["note"] = (f"recall@{cfg.k} {rep[f'recall@{cfg.k}']} stays below the target {cfg.target_recall} at the "
+                       "largest breadth tried; consider --kind exact")
+    return rep
+
+
+# --------------------------------------------------------------------------------------
+# searching a store with text
+# --------------------------------------------------------------------------------------
+def search_index(store: EmbeddingStore | str | Path, queries: Sequence[str], top: int = 10, retriever=None):
+    """Top ``top`` clips of the store for each sentence: a table ``query, rank, file, score,
+    path`` like :func:`atrlib.search.rank`. The retriever defaults to the store's model."""
+    import pandas as pd
+
+    store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
+    if retriever is None:
+        from atrlib.search import resolve_retriever
+
+        model = store.info["model"]
+        retriever = resolve_retriever(model.get("source") or model["name"])
+    if model_identity(retriever).get("name") != store.info["model"].get("name"):
+        raise ValueError(f"the store was built with {store.info['model'].get('name')!r}, not {model_identity(retriever).get('name')!r}")
+    q = _l2(retriever.embed_text(list(queries)))                                         # (m, d)
+    scores, ids = store.search(q, k=top)
+    rows = []
+    for qi, text in enumerate(queries):
+        for r, (s, i) in enumerate(zip(scores[qi], ids[qi])):
+            if i >= 0:
+                rows.append({"query": text, "rank": r + 1, "file": Path(store.clips[i]).name, "score": float(s),
+                             "path": store.clips[i]})
+    return pd.DataFrame(rows, columns=["query", "rank", "file", "score", "path"])
