@@ -180,3 +180,20 @@ def test_frozen_and_trainable():
     grads = [p.grad for p in tower.parameters() if p.requires_grad]
     assert grads and all(g is not None for g in grads)
     assert tower.encoder.layers[1].self_attn.relative_attention_bias is tower.encoder.layers[0].self_attn.relative_attention_bias
+
+
+def test_model_configs_build_with_random_weights():
+    """beats-bert (the Samsung / Lingban pairing) builds its real-size BEATs on the CPU with random
+    weights (the text tower swapped for the offline MiniLM); the tiny config runs end to end."""
+    from atrlib.models.dual import TowerConfig, create_model, get_model_config
+
+    cfg = get_model_config("beats-bert")
+    assert (cfg.audio.name, cfg.audio.pretrained, cfg.text.kwargs["name_or_path"]) == ("beats", True, "bert-base-uncased")
+    model = create_model("beats-bert", audio={"pretrained": None}, text=TowerConfig("minilm", frozen=True))
+    assert model.audio_tower.embed_dim == 768
+    assert model.summary()["audio_tower"]["trainable"] == 90_311_792
+    tiny = create_model("beats-tiny-minilm").eval()
+    with torch.no_grad():
+        a, t = tiny.encode_audio(_waves(2, 1.0)), tiny.encode_text(["a dog barks", "rain"])
+    assert a.shape == t.shape == (2, 32)
+    assert torch.allclose(a.norm(dim=1), torch.ones(2), atol=1e-5)

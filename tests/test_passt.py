@@ -204,3 +204,20 @@ def test_too_many_frames_for_the_time_embedding_is_a_clear_error():
     with pytest.raises(ValueError, match="time embedding"):
         model.encode_mel(torch.zeros(1, 32, model.max_frames + 1))
     model.encode_mel(torch.zeros(1, 32, model.max_frames))
+
+
+def test_model_configs_build_with_random_weights():
+    """passt-roberta (the Samsung ensemble pairing) builds its real-size PaSST on the CPU with random
+    weights (the text tower swapped for the offline MiniLM); the tiny config runs end to end."""
+    from atrlib.models.dual import TowerConfig, create_model, get_model_config
+
+    cfg = get_model_config("passt-roberta")
+    assert (cfg.audio.name, cfg.audio.pretrained, cfg.text.kwargs["name_or_path"]) == ("passt", True, "roberta-large")
+    model = create_model("passt-roberta", audio={"pretrained": None}, text=TowerConfig("minilm", frozen=True))
+    assert model.audio_tower.embed_dim == 768
+    assert model.summary()["audio_tower"]["trainable"] == 86_153_758
+    tiny = create_model("passt-tiny-minilm").eval()
+    with torch.no_grad():
+        a, t = tiny.encode_audio(0.1 * torch.randn(2, 96000)), tiny.encode_text(["a dog barks", "rain"])
+    assert a.shape == t.shape == (2, 32)
+    assert torch.allclose(a.norm(dim=1), torch.ones(2), atol=1e-5)

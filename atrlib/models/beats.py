@@ -427,7 +427,7 @@ def build_beats(name: str = "beats", pretrained: Union[bool, PathLike, None] = N
 
 @AUDIO_TOWERS.register("beats")
 def beats(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None, **overrides) -> BEATs:
-    """BEATs iter3+ (AS2M): 16 kHz, 768-d patches every 160 ms x 8 frequency bands, 90.2 M parameters."""
+    """BEATs iter3+ (AS2M): 16 kHz, 768-d patches every 160 ms x 8 frequency bands, 90.31 M parameters."""
     return build_beats("beats", pretrained, weights, **overrides)
 
 

@@ -366,7 +366,7 @@ def build_passt(name: str = "passt", pretrained: Union[bool, PathLike, None] = N
 
 @AUDIO_TOWERS.register("passt")
 def passt(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None, **overrides) -> PaSST:
-    """PaSST-S (patch 16, stride 10, 128 mels): 32 kHz, 10-s windows, 768-d, structured patch-out in training."""
+    """PaSST-S (patch 16, stride 10, 128 mels): 32 kHz, 10-s windows, 768-d, 86.15 M parameters, structured patch-out in training."""
     return build_passt("passt", pretrained, weights, **overrides)
 
 
