@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from atrlib.models.registry import TEXT_TOWERS
+from atrlib.text import normalize_caption
 
 POOLINGS = ("mean", "cls", "penultimate_mean")
 
@@ -51,17 +52,22 @@ class TextTower(nn.Module):
         layer) or ``"penultimate_mean"`` (masked mean of the second-to-last layer).
     max_length: tokens kept per text (longer texts are truncated).
     normalize: L2-normalise the output.
+    clean_text: lower-case and strip punctuation before tokenising (:func:`atrlib.text.normalize_caption`;
+        the Samsung 2024 preprocessing).
     freeze: no gradients to the transformer and always in eval mode (dropout off).
     device: where to put the model (``None`` keeps the CPU); inputs follow the model.
     local_files_only: ``None`` = only when ``$HF_HUB_OFFLINE`` is set or the name is a folder.
 
-    ``embed_dim`` is the model's hidden size; ``forward(texts) -> (batch, embed_dim)``.
+    ``embed_dim`` is the model's hidden size; ``forward(texts) -> (batch, embed_dim)``;
+    ``word_embeddings(texts)`` and ``forward_embeds(inputs_embeds, attention_mask)`` split it at
+    the word-embedding layer (for embedding-level mix-up, :mod:`atrlib.mixup`).
     """
 
     def __init__(self, name_or_path: str | Path, pooling: str = "mean", max_length: int = 64, normalize: bool = False,
                  freeze: bool = False, device: Optional[str | torch.device] = None,
-                 local_files_only: Optional[bool] = None):
+                 local_files_only: Optional[bool] = None, clean_text: bool = False):
         super().__init__()
+        self.clean_text = clean_text
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}")
         from transformers import AutoModel, AutoTokenizer
@@ -112,14 +118,32 @@ class TextTower(nn.Module):
         """Padded, truncated token tensors on the model's device (``input_ids``, ``attention_mask``, ...)."""
         if isinstance(texts, str):
             texts = [texts]
+        if self.clean_text:
+            texts = [normalize_caption(t) for t in texts]
         tok = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                              return_tensors="pt")
         return {k: v.to(self.device) for k, v in tok.items()}
 
+    def word_embeddings(self, texts: Sequence[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The word-embedding layer's output for ``texts``: (inputs_embeds (batch, tokens, hidden),
+        attention_mask (batch, tokens)) — the entry point of embedding-level mix-up."""
+        tok = self.tokenize(texts)
+        return self.model.get_input_embeddings()(tok["input_ids"]), tok["attention_mask"]
+
+    def forward_embeds(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The text embedding from word embeddings (batch, tokens, hidden) and their mask (batch,
+        tokens); ``forward_embeds(*word_embeddings(texts))`` equals ``forward(texts)``."""
+        out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+                         output_hidden_states=self.pooling == "penultimate_mean")
+        return self._pool(out, attention_mask)
+
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         tok = self.tokenize(texts)
         out = self.model(**tok, output_hidden_states=self.pooling == "penultimate_mean")
-        mask = tok["attention_mask"]                                # (batch, tokens)
+        return self._pool(out, tok["attention_mask"])
+
+    def _pool(self, out, mask: torch.Tensor) -> torch.Tensor:
+        """Pool the model output over tokens where ``mask`` (batch, tokens) is 1: (batch, dim)."""
         if self.pooling == "mean":
             emb = masked_mean(out.last_hidden_state, mask)           # (batch, dim)
         elif self.pooling == "cls":
