@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("atrlib.cli.evaluate:main", "score a retriever or trained run on a dataset split"),
     "train": ("atrlib.cli.train:main", "train a dual encoder from a YAML config (same as notebook 02)"),
     "bench": ("atrlib.cli.bench:main", "run the benchmark scripts and print their tables"),
+    "sweep": ("atrlib.cli.sweep:main", "run a grid of trials of a profile on Ray (resumable) into one sweep index"),
+    "index": ("atrlib.cli.index:main", "build an embedding store with a faiss index for large collections"),
 }
 
 

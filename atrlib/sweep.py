@@ -76,7 +76,7 @@ FINISHED = ("ok", "failed")
 LOCAL_OBJECT_STORE_BYTES = 100 * 1024**2  # trials exchange files, not objects: keep Ray's store small
 
 __all__ = ["SweepError", "Trial", "SweepSpec", "load_spec", "expand_trials", "run_sweep", "init_ray", "trial_status",
-           "sweep_table", "choose_trial", "write_sweep_index", "sweep_systems", "add_arguments", "main"]
+           "sweep_table", "choose_trial", "write_sweep_index", "sweep_systems"]
 
 
 class SweepError(ValueError):
@@ -624,45 +624,3 @@ def sweep_systems(sweep_dir: Union[str, Path], splits: Sequence[str] = ("validat
         for d in hits:
             found[t["label"] if len(hits) == 1 else f"{t['label']}/{d.relative_to(run).as_posix()}"] = d
     return found
-
-
-# --------------------------------------------------------------------------------------
-# CLI: python -m atrlib sweep SPEC.yaml
-# --------------------------------------------------------------------------------------
-def add_arguments(p) -> None:
-    p.add_argument("spec", type=Path, help="sweep spec (YAML): profile, parameters, trials, grid, seeds, folds, select, resources")
-    p.add_argument("--out", type=Path, help="sweep folder (default reports/sweeps/<spec name>); re-running resumes it")
-    p.add_argument("--executor", choices=sorted(EXECUTORS), default="ray", help="ray (default) or serial (no Ray)")
-    p.add_argument("--address", help="join a Ray cluster: 'auto' or ray://HOST:10001 (default: a local Ray)")
-    p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all)")
-    p.add_argument("--num-gpus", type=int, help="GPUs of the local Ray (default: detected)")
-    p.add_argument("--cpus-per-trial", type=float, help="CPUs each trial requests (overrides the spec's resources)")
-    p.add_argument("--gpus-per-trial", type=float, help="GPUs each trial requests (overrides the spec's resources)")
-    p.add_argument("--retry-failed", action="store_true", help="run failed trials again (ok ones are always skipped)")
-    p.add_argument("--list", action="store_true", help="list the trials and exit")
-
-
-def main(args) -> int:
-    """Run or resume a sweep; exit 0 when every trial is ok, 1 when some failed, 2 on a bad spec."""
-    from atrlib.profiles import default_reports_dir
-
-    try:
-        sp = load_spec(args.spec)
-        if args.list:
-            print(f"{len(sp.trials)} trials of profile {sp.profile}" + (f", stages {', '.join(sp.stages)}" if sp.stages else ""))
-            for t in sp.trials:
-                print(f"  {t.id}: {t.overrides}")
-            return 0
-        out = args.out or default_reports_dir() / "sweeps" / args.spec.stem
-        res = run_sweep(sp, out, executor=args.executor, address=args.address, num_cpus=args.num_cpus,
-                        num_gpus=args.num_gpus, resources={"num_cpus": args.cpus_per_trial, "num_gpus": args.gpus_per_trial},
-                        retry_failed=args.retry_failed)
-    except SweepError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    c = res.counts()
-    print(f"{c['ok']} ok, {c['failed']} failed ({len(res.ran)} run now, {len(res.skipped)} finished earlier)")
-    if res.chosen:
-        print(f"chosen on validation ({res.select_metric}): {res.records[res.chosen]['label']}")
-    print(res.index)
-    return 0 if res.ok else 1

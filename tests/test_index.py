@@ -176,3 +176,40 @@ def test_store_builds_an_ann_index_and_reports_recall(tmp_path):
     assert json.loads((tmp_path / "store" / "store.json").read_text())["index"]["breadth"] == rep.index["breadth"]
     _, ids = s.search(vecs[:50], k=10)
     assert recall_at_k(ids, brute_topk(vecs[:50], s.embeddings.astype(np.float32), 10)) >= 0.95
+
+
+# ---- the commands, with a tiny trained model ---------------------------------------------
+def test_index_build_and_search_commands_agree_with_exact_search(tmp_path, capsys):
+    """``index build`` + ``search --index`` rank like ``search --audio`` (exact, float32)."""
+    sf = pytest.importorskip("soundfile")
+    import pandas as pd
+
+    from atrlib.__main__ import main as cli
+    from atrlib.models.dual import create_model, save_model
+
+    save_model(create_model("synth-tiny"), tmp_path / "run")
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        t = np.arange(16000) / 16000
+        sf.write(audio / f"c{i}.wav", (0.3 * np.sin(2 * np.pi * 220 * (i + 1) * t) + 0.05 * rng.normal(size=t.size))
+                 .astype(np.float32), 16000)
+    store = tmp_path / "store"
+    q = ["a high beep", "low rumble"]
+    assert cli(["index", "build", "--model", str(tmp_path / "run"), "--audio", str(audio), "--index", str(store)]) == 0
+    assert "6 clips: 6 embedded, 0 reused" in capsys.readouterr().out
+    assert cli(["search", "--index", str(store), "--query", q[0], "--query", q[1], "--top", "6",
+                "--out", str(tmp_path / "ix.csv")]) == 0
+    assert cli(["search", "--model", str(tmp_path / "run"), "--audio", str(audio), "--query", q[0], "--query", q[1],
+                "--top", "6", "--out", str(tmp_path / "ex.csv")]) == 0
+    ix, ex = pd.read_csv(tmp_path / "ix.csv"), pd.read_csv(tmp_path / "ex.csv")
+    np.testing.assert_allclose(ix["score"], ex["score"], atol=3e-3)  # float16 store vs float32
+    for query in q:  # the store's order is the exact order, up to swaps of scores within float16 error
+        exact = ex[ex["query"] == query].set_index("file")["score"]
+        in_store_order = exact[ix[ix["query"] == query]["file"]].to_numpy()
+        assert sorted(ix[ix["query"] == query]["file"]) == sorted(exact.index)
+        assert np.all(np.diff(in_store_order) <= 6e-3)
+    # a second build embeds nothing
+    assert cli(["index", "build", "--model", str(tmp_path / "run"), "--audio", str(audio), "--index", str(store)]) == 0
+    assert "6 clips: 0 embedded, 6 reused" in capsys.readouterr().out

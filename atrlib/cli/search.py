@@ -9,8 +9,10 @@ from atrlib.search import list_audio, rank, resolve_retriever
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="tagbridge", help="registered retriever (tagbridge) or a trained run directory")
-    p.add_argument("--audio", required=True, help="a folder of audio files, or a CSV with a file_name column")
+    p.add_argument("--model", help="registered retriever (default tagbridge) or a trained run directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--audio", help="a folder of audio files, or a CSV with a file_name column")
+    src.add_argument("--index", help="an embedding store built by `atrlib index build` (its model by default)")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--query", action="append", help="a sentence (repeatable)")
     g.add_argument("--queries", help="a text file with one query per line")
@@ -20,8 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     queries = args.query or [l.strip() for l in Path(args.queries).read_text(encoding="utf-8").splitlines() if l.strip()]
-    retriever = resolve_retriever(args.model)
-    table = rank(retriever, queries, list_audio(args.audio), top=args.top, progress=sys.stderr.isatty())
+    if args.index:
+        from atrlib.index import search_index
+
+        table = search_index(args.index, queries, top=args.top, retriever=resolve_retriever(args.model) if args.model else None)
+    else:
+        table = rank(resolve_retriever(args.model or "tagbridge"), queries, list_audio(args.audio), top=args.top,
+                     progress=sys.stderr.isatty())
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         table.drop(columns="path").to_csv(args.out, index=False)
