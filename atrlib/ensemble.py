@@ -35,6 +35,15 @@ NORMS = ("none", "zscore", "minmax", "rank", "rrf")
 Arrays = Union[Mapping[str, Union[np.ndarray, SimilarityMatrix]], Sequence[np.ndarray]]
 
 
+def parse_metric(metric: str):
+    """``"mAP@10"`` -> ("mAP", 10, "AP@10"), ``"R@5"`` -> ("R", 5, "R@5"): the metric an ensemble
+    maximises (higher is better) and its per-query key in :func:`atrlib.metrics.per_query_metrics`."""
+    kind, _, k = str(metric).partition("@")
+    if kind not in ("R", "mAP") or not k.isdigit():
+        raise ValueError(f"metric must be 'R@k' or 'mAP@k' (higher is better), got {metric!r}")
+    return kind, int(k), (f"R@{k}" if kind == "R" else f"AP@{k}")
+
+
 # --------------------------------------------------------------------------------------
 # alignment
 # --------------------------------------------------------------------------------------
@@ -240,11 +249,8 @@ class _Scorer:
         self.relevant = first.relevant
         self.fingerprint = _fingerprint(first)
         self.metric, self.norm = metric, norm
-        kind, _, k = metric.partition("@")
-        if kind not in ("R", "mAP") or not k.isdigit():
-            raise ValueError(f"metric must be 'R@k' or 'mAP@k' (higher is better), got {metric!r}")
-        self.kw = {"ks": (int(k),), "map_at": 10} if kind == "R" else {"ks": (1,), "map_at": int(k)}
-        self.key = f"R@{k}" if kind == "R" else f"AP@{k}"
+        kind, k, self.key = parse_metric(metric)
+        self.kw = {"ks": (k,), "map_at": 10} if kind == "R" else {"ks": (1,), "map_at": k}
         self.arrays = [normalize(systems[n].sim, norm, rrf_k) for n in self.names]  # (Q, I) each
         self.calls = 0
 
@@ -442,12 +448,9 @@ def compare_to_best(test_systems: Mapping[str, SimilarityMatrix], ensemble_sim, 
     ens = ensemble_sim.sim if isinstance(ensemble_sim, SimilarityMatrix) else np.asarray(ensemble_sim)
     if ens.shape != first.sim.shape:
         raise ValueError(f"ensemble shape {ens.shape} differs from the test systems' {first.sim.shape}")
-    kind, _, k = metric.partition("@")
-    if kind not in ("R", "mAP") or not k.isdigit():
-        raise ValueError(f"metric must be 'R@k' or 'mAP@k', got {metric!r}")
-    key = f"R@{k}" if kind == "R" else f"AP@{k}"
-    kw = {"ks": (1, 5, 10) if kind == "mAP" else tuple(sorted({1, 5, 10, int(k)})),
-          "map_at": int(k) if kind == "mAP" else 10}
+    kind, k, key = parse_metric(metric)
+    kw = {"ks": (1, 5, 10) if kind == "mAP" else tuple(sorted({1, 5, 10, k})),
+          "map_at": k if kind == "mAP" else 10}
     per = {n: per_query_metrics(sm.sim, relevant, **kw)[key] for n, sm in test_systems.items()}
     if best is None:
         best = max(per, key=lambda n: per[n].mean())
@@ -460,3 +463,26 @@ def compare_to_best(test_systems: Mapping[str, SimilarityMatrix], ensemble_sim, 
         "best": scores_with_ci(test_systems[best].sim, relevant, method=ci, seed=seed, **kw),
         "paired": paired_test(ens_values, per[best], method=test, n=n, seed=seed),
     }
+
+
+# --------------------------------------------------------------------------------------
+# choosing (validation scores only)
+# --------------------------------------------------------------------------------------
+def choose_on_validation(val_scores: Mapping[str, float]) -> str:
+    """The name with the highest validation score; ties go to the earlier name (list the
+    simpler candidates first, e.g. the best single system before the ensembles).
+
+    Takes validation scores only, by design: a choice made on test scores would make the
+    reported test score of the chosen candidate optimistic.
+    """
+    if not val_scores:
+        raise ValueError("nothing to choose from")
+    best_name, best = None, -np.inf
+    for name, s in val_scores.items():
+        if s is None or not np.isfinite(s):
+            continue
+        if s > best:
+            best_name, best = name, s
+    if best_name is None:
+        raise ValueError(f"no finite validation score among {list(val_scores)}")
+    return best_name

@@ -15,7 +15,8 @@ import torch
 
 from atrlib.embeddings import module_device, unpadded_batches
 from atrlib.models.dual import DualEncoder
-from atrlib.simfile import SimilarityMatrix, relevance_from_clip_index
+from atrlib.metrics import t2a_relevance
+from atrlib.simfile import SimilarityMatrix
 from atrlib.train_inputs import SplitInputs
 
 
@@ -50,7 +51,7 @@ def similarity(model: DualEncoder, inputs: SplitInputs, system: str = "model") -
     a, t = embed_split(model, inputs)
     ds = inputs.dataset
     return SimilarityMatrix(sim=(t @ a.T).numpy().astype(np.float32), query_ids=ds.caption_ids(),
-                            item_ids=ds.clip_ids, relevant=relevance_from_clip_index(ds.caption_clip_index()),
+                            item_ids=ds.clip_ids, relevant=t2a_relevance(ds.caption_clip_index()),
                             meta={"system": system, "dataset": ds.name, "split": ds.split, "direction": "t2a"})
 
 
@@ -81,7 +82,7 @@ def score_split(retriever, dataset, system: str = "", progress: bool = True) -> 
     sim = retriever.similarity(dataset.captions_flat(), dataset.audio_paths, progress=progress)
     return SimilarityMatrix(
         sim=np.asarray(sim, dtype=np.float32), query_ids=dataset.caption_ids(), item_ids=dataset.clip_ids,
-        relevant=relevance_from_clip_index(dataset.caption_clip_index()),
+        relevant=t2a_relevance(dataset.caption_clip_index()),
         meta={"system": system or getattr(retriever, "name", "retriever"), "dataset": dataset.name,
               "split": dataset.split, "direction": "t2a"},
     )

@@ -55,11 +55,6 @@ class SimilarityMatrix:
         return SimilarityMatrix(self.sim.T.copy(), list(self.item_ids), list(self.query_ids), inv, meta)
 
 
-def relevance_from_clip_index(caption_clip_index: Sequence[int]) -> List[List[int]]:
-    """Text-to-audio relevance when each caption belongs to exactly one clip."""
-    return [[int(i)] for i in caption_clip_index]
-
-
 def save_similarity(path: str | Path, sm: SimilarityMatrix) -> Path:
     """Write ``sm`` to ``path`` (.npz) atomically (a temp file, then rename)."""
     path = Path(path)

@@ -1,4 +1,5 @@
-"""Caption text: normalisation as the DCASE seed systems do it, and tokenisation."""
+"""Caption text: normalisation as the DCASE seed systems do it (text towers call it before
+tokenising when asked to), and word counts for the data report."""
 from __future__ import annotations
 
 import re
@@ -20,16 +21,6 @@ def normalize_caption(text: str, lower: bool = True, strip_punct: bool = True) -
     if strip_punct:
         text = _PUNCT.sub(" ", text)
     return _SPACES.sub(" ", text).strip()
-
-
-def tokenize(texts: Sequence[str], tokenizer, max_length: int = 64, normalize: bool = True):
-    """Batch-encode captions with a transformers tokenizer (padding, truncation at
-    ``max_length``); returns the tokenizer's dict of tensors."""
-    if isinstance(texts, str):
-        texts = [texts]
-    if normalize:
-        texts = [normalize_caption(t) for t in texts]
-    return tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
 
 
 def word_counts(captions: Sequence[str], stopwords: Sequence[str] = ()) -> List[tuple]:

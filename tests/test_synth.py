@@ -21,8 +21,10 @@ import soundfile as sf
 import atrlib  # noqa: F401
 from atrlib.data import load_dataset
 from atrlib.data import synth
-from atrlib.data.synth import (EVENT_ATTRS, describe_clip, generate_synth, load_synth, render_clip,
-                               sample_clip_specs, synth_metadata)
+from atrlib.data.synth import generate_synth, load_synth, sample_clip_specs, synth_metadata
+from atrlib.data.synth_audio import render_clip
+from atrlib.data.synth_captions import describe_clip
+from atrlib.data.synth_scenes import EVENT_ATTRS
 
 SR = 16000
 

@@ -7,6 +7,28 @@ from typing import Callable, Iterator, List, Optional, TypedDict
 
 from atrlib.registry import Registry
 
+# The one split-alias table: every dataset names its three roles in its own words (Clotho:
+# development / validation / evaluation; synth: train / validation / test) and accepts the others.
+SPLIT_ROLES = {
+    "train": ("train", "development", "dev"),
+    "validation": ("validation", "val", "valid"),
+    "test": ("test", "evaluation", "eval"),
+}
+
+
+def resolve_split(split: str, names: dict, dataset: str) -> str:
+    """``split`` (any alias of a role, any case) -> the dataset's own name for that role.
+
+    ``names`` maps role -> the dataset's name, e.g. ``{"train": "development", ...}``.
+    """
+    s = str(split).lower()
+    for role, aliases in SPLIT_ROLES.items():
+        if s in aliases or s == names.get(role):
+            if role in names:
+                return names[role]
+    known = ", ".join(f"{n} (also {', '.join(a for a in SPLIT_ROLES[r] if a != n)})" for r, n in names.items())
+    raise ValueError(f"unknown {dataset} split {split!r}; use one of {known}")
+
 
 class ClipItem(TypedDict):
     """One audio clip and its captions (as aac-datasets' items are TypedDicts)."""

@@ -20,12 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Tuple
 
-from atrlib.data.base import DATASETS, AudioCaptionDataset
+from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
 from atrlib.data.captions_csv import DatasetError, build_dataset
 
 SPLITS = ("development", "validation", "evaluation")
-ALIASES = {"train": "development", "dev": "development", "val": "validation", "valid": "validation",
-           "test": "evaluation", "eval": "evaluation"}
+SPLIT_NAMES = {"train": "development", "validation": "validation", "test": "evaluation"}
 ZENODO = "https://zenodo.org/records/4783391"  # Clotho v2.1
 
 
@@ -62,9 +61,10 @@ def load_clotho(root=None, split: str = "evaluation", on_error: str = "raise", l
                 download: bool = False, encoding: str = "utf-8", **_) -> AudioCaptionDataset:
     if root is None:
         raise DatasetError("clotho needs root=: the folder holding clotho_captions_<split>.csv and the audio folders")
-    split = ALIASES.get(split, split)
-    if split not in SPLITS:
-        raise DatasetError(f"unknown Clotho split {split!r}; use one of {SPLITS}")
+    try:
+        split = resolve_split(split, SPLIT_NAMES, "Clotho")
+    except ValueError as e:
+        raise DatasetError(str(e)) from None
     root = Path(root)
     try:
         audio_dir, csv_path = locate(root, split)
