@@ -42,6 +42,7 @@ from torch import nn
 
 from atrlib.files import atomic_path
 from atrlib.mel import mel_matrix
+from atrlib.models.frames import frames_mask
 from atrlib.models.registry import AUDIO_TOWERS
 from atrlib.paths import cache_dir
 
@@ -188,7 +189,8 @@ class AisfxTower(nn.Module):
         self.clip_pool, self.block_frames, self.block_hop = clip_pool, block_frames, block_hop
         self.frontend = AisfxFrontEnd()
         self.embedding_net = EmbeddingNet(64)
-        self.embed_dim = self.embedding_net.out_dim
+        self.embed_dim = self.frame_dim = self.embedding_net.out_dim
+        self.frame_hop_samples = block_hop * HOP                          # one block every 50 STFT hops
 
     def blocks(self, spec: torch.Tensor) -> torch.Tensor:
         """(batch, frames, mels) -> (batch, blocks, block_frames, mels), as ``aisfx.preprocessing.blocking``
@@ -205,6 +207,11 @@ class AisfxTower(nn.Module):
         b, n = blocks.shape[:2]
         emb = self.embedding_net(blocks.reshape(b * n, *blocks.shape[2:]))  # (batch · blocks, 512)
         return emb.reshape(b, n, -1)                                      # (batch, blocks, 512)
+
+    def forward_frames(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None):
+        """(block embeddings (batch, blocks, 512), mask (batch, blocks)): the frames are the ~2.3-s blocks."""
+        emb = self.block_embeddings(wave)                                 # (batch, blocks, 512)
+        return emb, frames_mask(lengths, emb.shape[0], emb.shape[1], self.frame_hop_samples, emb.device)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         emb = self.block_embeddings(wave)                                 # (batch, blocks, 512)

@@ -9,7 +9,8 @@ Every tower in ``AUDIO_TOWERS`` is an ``nn.Module`` with
 - ``forward_frames(wave (batch, samples), lengths=None) -> (frames (batch, T, frame_dim),
   mask (batch, T) bool)``: the sequence the pooling sees (cross-modal objectives — matching
   heads, Q-Formers — attend over it). ``mask`` is True for valid frames; ``lengths`` (batch,)
-  gives the samples of real audio per clip when the batch was zero-padded (default: all valid).
+  gives the samples of real audio per clip when the batch was zero-padded (default: the whole
+  input; a tower that pads internally, e.g. to a fixed window, masks its own padding).
 
 What a "frame" is depends on the tower (conv features per 320 ms for PANNs, per 320 ms for
 EfficientAT, transformer tokens for ``hf-audio``, 2.3-s blocks for aisfx, STFT frames for
@@ -24,13 +25,14 @@ import torch
 
 def frames_mask(lengths: Optional[torch.Tensor], batch: int, n_frames: int, hop_samples: int,
                 device=None) -> torch.Tensor:
-    """(batch, n_frames) bool: frame ``t`` is valid when it starts inside the real audio,
-    ``t * hop_samples < length``; the first frame is always valid. ``lengths=None``: all valid."""
+    """(batch, n_frames) bool: frame ``t`` is valid when it starts within the real audio,
+    ``t * hop_samples <= length`` (a centred STFT's last frame sits on the end); the first frame
+    is always valid. ``lengths=None``: all valid."""
     if lengths is None:
         return torch.ones(batch, n_frames, dtype=torch.bool, device=device)
     lengths = torch.as_tensor(lengths, device=device).reshape(-1)               # (batch,)
     starts = torch.arange(n_frames, device=device) * hop_samples               # (n_frames,)
-    mask = starts[None, :] < lengths[:, None]                                  # (batch, n_frames)
+    mask = starts[None, :] <= lengths[:, None]                                 # (batch, n_frames)
     mask[:, 0] = True
     return mask
 

@@ -14,7 +14,7 @@ The common head of every PANNs tagger, given the last conv feature map (batch, C
 
 Frames: every PANNs tower halves time five times, so one output frame covers 32 STFT frames
 (32 x hop = 320 ms at 32 kHz); frame ``t`` is valid when its first STFT frame is centred
-inside the clip's real audio (``t * 32 * hop < length``).
+within the clip's real audio (``t * 32 * hop <= length``).
 """
 from __future__ import annotations
 
