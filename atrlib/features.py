@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from atrlib.cache import FeatureCache
+from atrlib.data.synth_scenes import SAMPLE_RATE as SYNTH_SAMPLE_RATE
 from atrlib.mel import kaldi_mel_banks
 
 
@@ -66,7 +67,7 @@ FEATURE_PRESETS: Dict[str, FeatureConfig] = {
         window_periodic=False, preemphasis=0.97, mel_scale="kaldi", log="log", log_offset=1e-5,
         norm_mean=-4.5, norm_std=5.0,
     ),
-    "small": FeatureConfig(sample_rate=16000, n_fft=512, win_length=512, hop_length=160, n_mels=64,
+    "small": FeatureConfig(sample_rate=SYNTH_SAMPLE_RATE, n_fft=512, win_length=512, hop_length=160, n_mels=64,
                            fmin=20.0, fmax=8000.0),
 }
 

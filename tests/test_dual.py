@@ -267,3 +267,18 @@ def test_text_tower_embeddings_hit_the_cache(tmp_path):
     assert tower.calls == 4                                   # other texts, other key
     with torch.no_grad():
         np.testing.assert_allclose(first, tower(texts).numpy(), atol=1e-6)
+
+
+def test_audio_cfg_sets_the_front_end_of_a_panns_tower():
+    """A model config carries its audio front end (open_clip's audio_cfg); the tower is built from it."""
+    cfg = {"audio": {"name": "cnn14-tiny"}, "text": {"name": "minilm", "frozen": True}, "embed_dim": 16,
+           "audio_cfg": {"sample_rate": 16000, "hop_size": 160, "mel_bins": 32, "fmax": 8000.0}}
+    model = create_model(cfg)
+    tower = model.audio_tower
+    assert (tower.cfg.sample_rate, tower.cfg.hop_size, tower.cfg.mel_bins, tower.cfg.fmax) == (16000, 160, 32, 8000.0)
+    assert tuple(tower.logmel_extractor.melW.shape) == (513, 32)       # (freq bins, mel bins) from audio_cfg
+    assert model.sample_rate == 16000
+    with pytest.raises(ValueError, match="both in audio_cfg and in audio.kwargs"):
+        create_model({**cfg, "audio": {"name": "cnn14-tiny", "kwargs": {"mel_bins": 64}}})
+    shipped = get_model_config("cnn14-bert")
+    assert shipped.audio_cfg["mel_bins"] == 64 and shipped.audio_cfg["sample_rate"] == 32000

@@ -43,7 +43,8 @@ import numpy as np
 from atrlib.data.base import DATASETS, AudioCaptionDataset, ClipItem, resolve_split
 from atrlib.data.synth_audio import render_clip
 from atrlib.data.synth_captions import N_CAPTIONS, describe_clip, make_captions
-from atrlib.data.synth_scenes import (ATTR_VALUES, BACKGROUNDS, EVENT_ATTRS, EVENT_KINDS, RELATIONS, _mutate, _realise,
+from atrlib.data.synth_scenes import (ATTR_VALUES, BACKGROUNDS, EVENT_ATTRS, EVENT_KINDS, RELATIONS, SAMPLE_RATE, _mutate,
+                                      _realise,
                                       _sample_attributes)
 from atrlib.paths import cache_dir
 
@@ -127,7 +128,7 @@ def resolve_size(size: Union[str, int]) -> SynthSize:
     raise ValueError(f"unknown synth size {size!r}; use one of {', '.join(SIZES)} or a number of train clips")
 
 
-def default_root(size: Union[str, int] = "demo", seed: int = 0, sample_rate: int = 16000) -> Path:
+def default_root(size: Union[str, int] = "demo", seed: int = 0, sample_rate: int = SAMPLE_RATE) -> Path:
     """``cache_dir()/"synth"/f"{size}-seed{seed}-sr{sample_rate}"``."""
     return cache_dir() / "synth" / f"{str(size).lower()}-seed{int(seed)}-sr{int(sample_rate)}"
 
@@ -196,7 +197,7 @@ def _write_split(folder: Path, split: str, size: SynthSize, seed: int, sample_ra
 
 
 def generate_synth(root: Optional[Union[str, Path]] = None, size: Union[str, int] = "demo", seed: int = 0,
-                   sample_rate: int = 16000) -> Path:
+                   sample_rate: int = SAMPLE_RATE) -> Path:
     """Generate the dataset into ``root`` (default :func:`default_root`) unless it is there.
 
     Parameters: ``size`` (``tiny`` 24/8/8 clips of 3 s, ``smoke`` 64/24/24 of 4 s, ``demo``
@@ -259,7 +260,7 @@ def generate_synth(root: Optional[Union[str, Path]] = None, size: Union[str, int
 
 
 def synth_metadata(root: Optional[Union[str, Path]] = None, split: str = "train", size: Union[str, int] = "demo",
-                   seed: int = 0, sample_rate: int = 16000) -> List[dict]:
+                   seed: int = 0, sample_rate: int = SAMPLE_RATE) -> List[dict]:
     """The specs (attributes, events, timings, captions) of every clip of ``split``, in
     dataset order; generates the dataset first if needed."""
     split = canonical_split(split)
@@ -269,7 +270,7 @@ def synth_metadata(root: Optional[Union[str, Path]] = None, split: str = "train"
 
 @DATASETS.register("synth")
 def load_synth(root: Optional[Union[str, Path]] = None, split: str = "train", size: Union[str, int] = "demo",
-               seed: int = 0, sample_rate: int = 16000, limit: Optional[int] = None, on_error: str = "raise",
+               seed: int = 0, sample_rate: int = SAMPLE_RATE, limit: Optional[int] = None, on_error: str = "raise",
                **kw) -> AudioCaptionDataset:
     """Load (generating on first use) one split of the synth dataset.
 

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import numpy as np
 
-from atrlib.data.synth_scenes import BACKGROUNDS, EVENT_KINDS
+from atrlib.data.synth_scenes import BACKGROUNDS, EVENT_KINDS, SAMPLE_RATE
 
 
 # ----------------------------------------------------------------------------- audio
@@ -111,7 +111,7 @@ def _render_background(bg: dict, n: int, sr: int) -> np.ndarray:
     return x * (bg["rms"] / max(np.sqrt(np.mean(x ** 2)), 1e-12))
 
 
-def render_clip(spec: dict, sample_rate: int = 16000, return_stems: bool = False):
+def render_clip(spec: dict, sample_rate: int = SAMPLE_RATE, return_stems: bool = False):
     """The clip's samples (float32, mono, in [-1, 1]) from its spec, deterministically.
 
     Each event is rendered over ``[onset, offset)`` and scaled to its ``rms`` (or, for clicks,

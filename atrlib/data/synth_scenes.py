@@ -36,6 +36,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+SAMPLE_RATE = 16000  # Hz of the generated clips (the one place this number lives)
+
 # ----------------------------------------------------------------------------- attributes
 EVENT_KINDS = ("tone", "sweep", "noise", "clicks", "hum", "beeps")
 EVENT_ATTRS: Dict[str, Tuple[str, ...]] = {

@@ -58,6 +58,11 @@ class ModelConfig:
     init_temperature: float = option(0.07, "initial softmax temperature (logit scale 1 / 0.07)")
     learn_temperature: bool = option(True, "learn the temperature (logit scale clamped at 100)")
     max_audio_seconds: float = option(10.0, "audio is cropped / zero-padded to this many seconds")
+    heads: Dict[str, Any] = option(factory=dict, help="extra heads for cross-modal objectives, name -> kwargs "
+                                   "(atrlib.models.fusion: crossattn, qformer, image); objectives add them")
+    audio_cfg: Dict[str, Any] = option(factory=dict, help="the audio tower's front end (as open_clip's audio_cfg): "
+                                       "sample_rate, window_size, hop_size, mel_bins, fmin, fmax for PANNs towers; "
+                                       "{} = the tower's published front end")
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
@@ -81,7 +86,7 @@ def _import_builtin_towers() -> None:
     import atrlib.models  # noqa: F401
 
 
-def _build_tower(kind: str, tc: TowerConfig) -> nn.Module:
+def _build_tower(kind: str, tc: TowerConfig, audio_cfg: Optional[Dict[str, Any]] = None) -> nn.Module:
     from atrlib.models.registry import AUDIO_TOWERS, TEXT_TOWERS
 
     _import_builtin_towers()
@@ -89,6 +94,10 @@ def _build_tower(kind: str, tc: TowerConfig) -> nn.Module:
     kw = dict(tc.kwargs)
     if kind == "audio":
         kw["pretrained"] = tc.pretrained
+        clash = sorted(set(audio_cfg or {}) & set(kw))
+        if clash:
+            raise ValueError(f"front-end field(s) {clash} are set both in audio_cfg and in audio.kwargs; keep one")
+        kw.update(audio_cfg or {})
     tower = reg.get(tc.name)(**kw)
     if tc.frozen:
         for p in tower.parameters():
@@ -117,6 +126,19 @@ class DualEncoder(nn.Module):
         self.text_head = build_head(c.head, self.text_tower.embed_dim, c.embed_dim, **head_kw)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / c.init_temperature)),
                                       requires_grad=c.learn_temperature)
+        self.extra_heads = nn.ModuleDict()
+        for name, kw in c.heads.items():
+            self.add_head(name, kw)
+
+    def add_head(self, name: str, kwargs: Dict[str, Any]) -> nn.Module:
+        """Build the extra head ``name`` (:mod:`atrlib.models.fusion`) and record it in the config,
+        so :func:`save_model` / :func:`load_model` keep it."""
+        from atrlib.models.fusion import build_extra_head
+
+        head = build_extra_head(name, kwargs, self)
+        self.extra_heads[name] = head
+        self.config = replace(self.config, heads={**self.config.heads, name: dict(kwargs)})
+        return head
 
     @property
     def sample_rate(self) -> int:
@@ -166,7 +188,7 @@ class DualEncoder(nn.Module):
     def summary(self) -> Dict[str, Dict[str, int]]:
         """Parameter counts, total and trainable, per part and overall."""
         parts = {"audio_tower": self.audio_tower, "text_tower": self.text_tower,
-                 "audio_head": self.audio_head, "text_head": self.text_head}
+                 "audio_head": self.audio_head, "text_head": self.text_head, **self.extra_heads}
         out = {k: {"params": sum(p.numel() for p in m.parameters()),
                    "trainable": sum(p.numel() for p in m.parameters() if p.requires_grad)} for k, m in parts.items()}
         out["total"] = {"params": sum(p.numel() for p in self.parameters()),
