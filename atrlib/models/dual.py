@@ -118,7 +118,7 @@ class DualEncoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.audio_tower = _build_tower("audio", config.audio)
+        self.audio_tower = _build_tower("audio", config.audio, config.audio_cfg)
         self.text_tower = _build_tower("text", config.text)
         c = config
         head_kw = dict(hidden=c.head_hidden, dropout=c.head_dropout)
