@@ -130,6 +130,7 @@ def test_time_frames_average_the_frequency_patches():
     assert torch.allclose(frames, patches.view(2, -1, 2, 32).mean(2))
 
 
+@pytest.mark.slow
 def test_full_size_config_loads_the_reference_state_dict_strictly(ref_module, tmp_path):
     """The released architecture (every size from the checkpoint cfg): a checkpoint file in the
     authors' {"cfg", "model"} layout builds the same network and the same outputs."""
@@ -182,6 +183,7 @@ def test_frozen_and_trainable():
     assert tower.encoder.layers[1].self_attn.relative_attention_bias is tower.encoder.layers[0].self_attn.relative_attention_bias
 
 
+@pytest.mark.slow
 def test_model_configs_build_with_random_weights():
     """beats-bert (the Samsung / Lingban pairing) builds its real-size BEATs on the CPU with random
     weights (the text tower swapped for the offline MiniLM); the tiny config runs end to end."""
@@ -192,6 +194,11 @@ def test_model_configs_build_with_random_weights():
     model = create_model("beats-bert", audio={"pretrained": None}, text=TowerConfig("minilm", frozen=True))
     assert model.audio_tower.embed_dim == 768
     assert model.summary()["audio_tower"]["trainable"] == 90_311_792
+
+
+def test_tiny_model_config_runs_end_to_end():
+    from atrlib.models.dual import create_model
+
     tiny = create_model("beats-tiny-minilm").eval()
     with torch.no_grad():
         a, t = tiny.encode_audio(_waves(2, 1.0)), tiny.encode_text(["a dog barks", "rain"])

@@ -99,25 +99,39 @@ def test_patchout_in_training_equals_reference(ref_passt):
     assert _rel(patches, _time_major(tokens[:, 2:], cfg.grid[0] - 1)) <= 1e-4
 
 
-def test_front_end_and_full_size_equal_reference(ref_passt, kaldi_py):
-    """Real sizes: the authors' mel front end (eval mode: 0-15 kHz) and network, from the waveform."""
+def _ref_front_end(kaldi_py):
     pre = import_reference("hear21passt.models.preprocess", kaldi_py, "hear21passt==0.0.26")
-    wrapper = import_reference("hear21passt.wrapper", kaldi_py, "hear21passt==0.0.26")
-    mel = pre.AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=0, timem=0,
-                             fmin=0.0, fmax=None, fmin_aug_range=10, fmax_aug_range=2000).eval()
-    assert mel.fmax == PASST_CONFIGS["passt"].fmax == 15000
-    ref_net, ours, cfg = _pair(ref_passt, "passt")
-    ref = wrapper.PasstBasicWrapper(mel=mel, net=ref_net, mode="all").eval()
+    return pre.AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=0, timem=0,
+                              fmin=0.0, fmax=None, fmin_aug_range=10, fmax_aug_range=2000).eval()
+
+
+def _wave3s():
     g = torch.Generator().manual_seed(0)
-    wave = (0.3 * torch.sin(torch.arange(3 * 32000) * 0.07) + 0.05 * torch.randn(2, 3 * 32000, generator=g))
+    return 0.3 * torch.sin(torch.arange(3 * 32000) * 0.07) + 0.05 * torch.randn(2, 3 * 32000, generator=g)
+
+
+def test_front_end_equals_reference(kaldi_py):
+    """The authors' mel front end in eval mode (0-15 kHz, as hear21passt's get_basic_model sets it)."""
+    mel = _ref_front_end(kaldi_py)
+    assert mel.fmax == PASST_CONFIGS["passt"].fmax == 15000
+    ours = build_passt("passt", depth=1).eval()                            # the real front end, one block
+    wave = _wave3s()
     with torch.no_grad():
-        ref_mel = mel(wave)
-        our_mel = ours.mel(wave)
-        ref_out = ref(wave)                                                # (2, 527 + 768)
-        pooled = ours(wave)
-        probs = ours.tag(wave)
+        ref_mel, our_mel = mel(wave), ours.mel(wave)                       # (2, 128, frames)
     assert our_mel.shape == ref_mel.shape == (2, 128, 1 + (3 * 32000 - 1) // 320)
     assert (our_mel - ref_mel).abs().max() <= 1e-4 * ref_mel.abs().max()
+
+
+@pytest.mark.slow
+def test_full_size_equals_reference_from_waveform(ref_passt, kaldi_py):
+    """Real sizes, the authors' wrapper (mel + network), from the waveform."""
+    wrapper = import_reference("hear21passt.wrapper", kaldi_py, "hear21passt==0.0.26")
+    ref_net, ours, cfg = _pair(ref_passt, "passt")
+    ref = wrapper.PasstBasicWrapper(mel=_ref_front_end(kaldi_py), net=ref_net, mode="all").eval()
+    wave = _wave3s()
+    with torch.no_grad():
+        ref_out = ref(wave)                                                # (2, 527 + 768)
+        pooled, probs = ours(wave), ours.tag(wave)
     assert _rel(pooled, ref_out[:, 527:]) <= 1e-4
     assert _rel(probs, torch.sigmoid(ref_out[:, :527])) <= 1e-4
 
@@ -206,6 +220,7 @@ def test_too_many_frames_for_the_time_embedding_is_a_clear_error():
     model.encode_mel(torch.zeros(1, 32, model.max_frames))
 
 
+@pytest.mark.slow
 def test_model_configs_build_with_random_weights():
     """passt-roberta (the Samsung ensemble pairing) builds its real-size PaSST on the CPU with random
     weights (the text tower swapped for the offline MiniLM); the tiny config runs end to end."""
@@ -216,6 +231,11 @@ def test_model_configs_build_with_random_weights():
     model = create_model("passt-roberta", audio={"pretrained": None}, text=TowerConfig("minilm", frozen=True))
     assert model.audio_tower.embed_dim == 768
     assert model.summary()["audio_tower"]["trainable"] == 86_153_758
+
+
+def test_tiny_model_config_runs_end_to_end():
+    from atrlib.models.dual import create_model
+
     tiny = create_model("passt-tiny-minilm").eval()
     with torch.no_grad():
         a, t = tiny.encode_audio(0.1 * torch.randn(2, 96000)), tiny.encode_text(["a dog barks", "rain"])
