@@ -1,7 +1,8 @@
 """A tiny name -> factory registry, one per kind of thing (datasets, models, losses, ...)."""
 from __future__ import annotations
 
-from typing import Dict, Generic, Iterator, Optional, TypeVar
+from pathlib import Path
+from typing import Dict, Generic, Iterable, Iterator, Optional, Tuple, TypeVar, Union
 
 T = TypeVar("T")
 
@@ -46,3 +47,30 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def name_or_path(text: Union[str, Path], names: Iterable[str], kind: str,
+                 suffixes: Tuple[str, ...] = ()) -> Tuple[str, Union[str, Path]]:
+    """The one rule for "is this string a registered name or a path?".
+
+    A string that looks like a path (it has a folder separator, or ends in one of ``suffixes``,
+    e.g. ``.json``) is a path and must exist; otherwise a registered name (case-insensitive)
+    wins; otherwise an existing file or folder of that name is taken as a path. Returns
+    ``("name", key)`` or ``("path", Path)``; anything else is an error listing the names.
+    """
+    if isinstance(text, Path):
+        looks_like_path = True
+    else:
+        looks_like_path = "/" in text or "\\" in text or (bool(suffixes) and text.lower().endswith(tuple(suffixes)))
+    known = {n.lower(): n for n in names}
+    p = Path(text)
+    if looks_like_path:
+        if not p.exists():
+            raise FileNotFoundError(f"{kind} path {str(text)!r} does not exist")
+        return "path", p
+    if str(text).lower() in known:
+        return "name", known[str(text).lower()]
+    if p.exists():
+        return "path", p
+    raise KeyError(f"unknown {kind} {str(text)!r}: neither a registered name ({', '.join(sorted(known.values())) or 'none'}) "
+                   f"nor an existing path")

@@ -144,7 +144,7 @@ def test_configs_by_name_path_dict_and_overrides(tmp_path):
     p = tmp_path / "mine.json"
     p.write_text(json.dumps(TOY))
     assert get_model_config(str(p)).name == "mine" and get_model_config(TOY).embed_dim == 8
-    with pytest.raises(KeyError, match="shipped configs: .*synth-tiny"):
+    with pytest.raises(KeyError, match="registered name .*synth-tiny"):
         get_model_config("no-such-model")
     with pytest.raises(ValueError, match=r"unknown model config keys \['embed'\]"):
         get_model_config(dict(TOY, embed=3))

@@ -69,3 +69,20 @@ def test_profiles_name_existing_notebooks_and_declared_parameters(tmp_path):
         # every stage parameter must be one its notebook declares
         resolved = resolve_parameters(load_profile(p), {}, tmp_path)
         assert set(resolved) == {Path(st["notebook"]).stem for st in prof["stages"]}
+
+
+def test_one_rule_for_names_and_paths(tmp_path, monkeypatch):
+    """A registered name, a path-looking string, or an existing folder: one resolver decides."""
+    from atrlib.registry import name_or_path
+
+    monkeypatch.chdir(tmp_path)
+    assert name_or_path("InfoNCE", ["infonce", "ntxent"], "loss") == ("name", "infonce")
+    (tmp_path / "infonce").mkdir()                     # a folder named like a registered name: the name wins
+    assert name_or_path("infonce", ["infonce"], "loss") == ("name", "infonce")
+    assert name_or_path("./infonce", ["infonce"], "loss")[0] == "path"   # a path-looking string is a path
+    (tmp_path / "myrun").mkdir()
+    assert name_or_path("myrun", ["infonce"], "run")[0] == "path"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        name_or_path("cfgs/missing.json", ["x"], "model config", suffixes=(".json",))
+    with pytest.raises(KeyError, match=r"neither a registered name \(infonce, ntxent\)"):
+        name_or_path("nope", ["infonce", "ntxent"], "loss")

@@ -25,7 +25,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,7 @@ from torch import nn
 from atrlib.config import option
 from atrlib.models.heads import build_head
 from atrlib.paths import PACKAGE_DIR
+from atrlib.registry import name_or_path
 
 CONFIG_DIR = PACKAGE_DIR / "model_configs"
 
@@ -210,12 +211,8 @@ def get_model_config(name_or_config: Union[str, Path, Dict[str, Any], ModelConfi
     elif isinstance(name_or_config, dict):
         cfg = ModelConfig.from_dict(name_or_config)
     else:
-        p = Path(name_or_config)
-        if not p.suffix == ".json" or not p.exists():
-            p = CONFIG_DIR / f"{name_or_config}.json"
-        if not p.exists():
-            raise KeyError(f"unknown model {name_or_config!r}; shipped configs: {', '.join(model_config_names())} "
-                           "(or pass a path to a JSON config)")
+        kind, key = name_or_path(name_or_config, model_config_names(), "model config", suffixes=(".json",))
+        p = CONFIG_DIR / f"{key}.json" if kind == "name" else Path(key)
         d = json.loads(p.read_text())
         d.setdefault("name", p.stem)
         cfg = ModelConfig.from_dict(d)
