@@ -1,10 +1,13 @@
-"""Registries of named audio towers, text towers and retrievers."""
+"""The registries of named audio towers and text towers (retrievers have theirs in
+:mod:`atrlib.retrievers`, losses in :mod:`atrlib.losses`, datasets in :mod:`atrlib.data.base`)."""
 from atrlib.registry import Registry
 
-# name -> factory(pretrained=..., **kw) returning an nn.Module with attributes
+# name -> factory(pretrained=..., weights=..., **kw) returning an nn.Module with attributes
 #   sample_rate: int   (Hz the tower expects its waveform at)
 #   embed_dim: int     (size of the pooled embedding)
-# and forward(wave: (batch, samples) float32) -> (batch, embed_dim)
+#   frame_dim: int     (size of one frame of the frame sequence)
+# forward(wave: (batch, samples) float32) -> (batch, embed_dim), and
+# forward_frames(wave) -> (frames (batch, T, frame_dim), mask (batch, T) bool, True = real audio)
 AUDIO_TOWERS = Registry("audio tower")
 
 # name -> factory(**kw) returning an nn.Module with embed_dim and forward(list[str]) -> (batch, embed_dim)
