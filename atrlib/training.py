@@ -42,7 +42,7 @@ from atrlib.checkpoints import clean_partial_saves, find_checkpoint, save_best, 
 from atrlib.config import field_help, option
 from atrlib.distributed import gather_with_grad
 from atrlib.files import write_json, write_metrics
-from atrlib.losses import get_loss
+from atrlib.objectives import build_objective
 from atrlib.metrics import retrieval_scores
 from atrlib.models.dual import DualEncoder, load_into
 from atrlib.scoring import save_run_outputs, similarity, split_metrics
@@ -171,7 +171,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
     crop = int(round(cfg.train_crop_seconds * model.sample_rate)) if not model.config.audio.frozen else 0
 
     # 3. loss, optimiser, schedule
-    loss_fn = get_loss(cfg.loss, **cfg.loss_kwargs)
+    loss_fn = build_objective(cfg.loss, model, train_in, **cfg.loss_kwargs)   # cross-modal terms add their heads
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.head_lr, cfg.weight_decay), lr=cfg.lr)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     n_pairs = len(train_in.caption_clip) if cfg.pairs == "captions" else len(data["train"])
@@ -222,13 +222,14 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
         t0 = time.time()
         model.train()
         order = epoch_order(train_in, cfg.pairs, cfg.seed, epoch)
-        loader = torch.utils.data.DataLoader(PairSet(train_in), batch_size=cfg.batch_size, sampler=order,
+        pairs = loss_fn.pair_set(train_in) if hasattr(loss_fn, "pair_set") else PairSet(train_in)  # + caption index
+        loader = torch.utils.data.DataLoader(pairs, batch_size=cfg.batch_size, sampler=order,
                                              drop_last=len(order) > cfg.batch_size, num_workers=cfg.num_workers)
         loader = acc.prepare_data_loader(loader, device_placement=True)
         sums: Dict[str, float] = {}
         n_batches = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False)
-        for audio, text, clips in bar:
+        for audio, text, clips, *caption_idx in bar:
             step += 1
             if cfg._debug_exit_at_step is not None and step == cfg._debug_exit_at_step:
                 os._exit(137)  # a hard kill, for the resume test: no cleanup, no flush
@@ -238,7 +239,10 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
                 with acc.autocast():
                     a, t = model(audio, text)                                      # (batch, E) each
                     a, t, ids = gather_with_grad(a), gather_with_grad(t), gather_with_grad(clips)
-                    terms = loss_fn(a.float(), t.float(), ids, core.logit_scale)   # {name: scalar}
+                    lens = None if crop or train_in.lengths is None else train_in.lengths[clips.cpu()].to(audio.device)
+                    cross = {"batch": loss_fn.batch(core, audio, clips, caption_idx[0], lens), "model": core} \
+                        if caption_idx else {}                                  # frames + captions of cross-modal terms
+                    terms = loss_fn(a.float(), t.float(), ids, core.logit_scale, **cross)   # {name: scalar}
                     loss = sum(terms.values())
                 acc.backward(loss)
                 if acc.sync_gradients and cfg.max_grad_norm:
