@@ -204,3 +204,20 @@ def test_tiny_model_config_runs_end_to_end():
         a, t = tiny.encode_audio(_waves(2, 1.0)), tiny.encode_text(["a dog barks", "rain"])
     assert a.shape == t.shape == (2, 32)
     assert torch.allclose(a.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_finetuned_checkpoints_tag_with_their_predictor():
+    """A fine-tuned cfg adds ``predictor`` (527 x 768 in the released AS2M model); tag() is the
+    sigmoid of the per-patch logits averaged over the valid patches, as the authors' code does."""
+    model = BEATs(dataclasses.replace(BEATS_CONFIGS["beats-tiny"], finetuned_model=True, predictor_class=5)).eval()
+    assert model.predictor.weight.shape == (5, 32)
+    wave = _waves(2, 1.0)
+    lengths = torch.tensor([16000, 9000])
+    with torch.no_grad():
+        probs = model.tag(wave, lengths)
+        frames, mask = model.forward_frames(wave, lengths)
+    logits = frames @ model.predictor.weight.T + model.predictor.bias     # (2, n, 5)
+    want = torch.stack([torch.sigmoid(logits[i][mask[i]].mean(0)) for i in range(2)])
+    assert torch.allclose(probs, want, atol=1e-6)
+    with pytest.raises(RuntimeError, match="no predictor"):
+        BEATs(BEATS_CONFIGS["beats-tiny"]).tag(wave)

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from atrlib.models.frames import masked_mean
 from atrlib.models.kaldi_fbank import KaldiFbank, KaldiFbankConfig, frames_for
 from atrlib.models.registry import AUDIO_TOWERS
 from atrlib.weights import torch_load_weights_only
@@ -361,8 +362,7 @@ class BEATs(nn.Module):
     def forward(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Pooled clip embedding: mean of the valid patch tokens, (batch, dim)."""
         x, valid = self._patches(wave, lengths)                           # (batch, n, dim), (batch, n)
-        w = valid.to(x.dtype)[..., None]                                  # (batch, n, 1)
-        return (x * w).sum(1) / w.sum(1).clamp(min=1.0)                   # (batch, dim)
+        return masked_mean(x, valid)                                      # (batch, dim)
 
     def tag(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """AudioSet probabilities of a fine-tuned checkpoint: sigmoid of the masked mean of
@@ -372,8 +372,7 @@ class BEATs(nn.Module):
                                "load a fine-tuned checkpoint such as BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt")
         x, valid = self._patches(wave, lengths)
         logits = self.predictor(F.dropout(x, self.cfg.predictor_dropout, self.training))  # (batch, n, classes)
-        w = valid.to(logits.dtype)[..., None]
-        return torch.sigmoid((logits * w).sum(1) / w.sum(1).clamp(min=1.0))
+        return torch.sigmoid(masked_mean(logits, valid))                  # (batch, classes)
 
 
 # ---------------------------------------------------------------------------------------------

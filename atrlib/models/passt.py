@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.features import FeatureConfig, LogMel
+from atrlib.models.frames import masked_mean
 from atrlib.models.registry import AUDIO_TOWERS
 from atrlib.weights import torch_load_weights_only
 
@@ -302,15 +303,12 @@ class PaSST(nn.Module):
         """The authors' "features" ((cls + dist) / 2 after the last norm), averaged over the
         windows holding real audio: (batch, dim)."""
         pooled, win_valid, _, _ = self._encode(wave, lengths)             # (batch, n_win, dim), (batch, n_win)
-        w = win_valid.to(pooled.dtype)[..., None]
-        return (pooled * w).sum(1) / w.sum(1).clamp(min=1.0)              # (batch, dim)
+        return masked_mean(pooled, win_valid)                             # (batch, dim)
 
     def tag(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """AudioSet probabilities: sigmoid(head(features)) per window, averaged, (batch, classes)."""
         pooled, win_valid, _, _ = self._encode(wave, lengths)
-        probs = torch.sigmoid(self.head(pooled))                          # (batch, n_win, classes)
-        w = win_valid.to(probs.dtype)[..., None]
-        return (probs * w).sum(1) / w.sum(1).clamp(min=1.0)
+        return masked_mean(torch.sigmoid(self.head(pooled)), win_valid)   # (batch, classes)
 
 
 # ---------------------------------------------------------------------------------------------
