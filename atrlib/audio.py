@@ -15,6 +15,48 @@ class AudioError(RuntimeError):
     """An audio file that cannot be used; the message names the file and the fix."""
 
 
+# Decoded lossy audio (mp3, ogg) and processed float files overshoot full scale a little
+# (a real mp3 here peaks at 1.003); beyond 6 dB over full scale the file is not audio in
+# [-1, 1] (a wrong scale, or garbage) and would silently dominate every feature.
+MAX_ABS_SAMPLE = 2.0
+# A clip shorter than this is zero-padded before it enters a tower without a ``min_samples``
+# attribute: every tower's front end (STFT windows, pooling, per-segment statistics) is
+# defined from there on, so a 1-sample or 50-ms clip gives a finite embedding, not NaN.
+MIN_SECONDS = 1.0
+
+
+def check_file(path: str | Path) -> Path:
+    """``path`` must exist, be a regular file (not a folder, device or pipe: ``/dev/zero``
+    would be read forever) and be non-empty; raises :class:`AudioError` naming it."""
+    import stat
+
+    path = Path(path)
+    try:
+        st = path.stat()  # follows symlinks: a link to /dev/zero is a device
+    except FileNotFoundError:
+        raise AudioError(f"{path}: file not found; check the dataset root or remove the row from the caption CSV") from None
+    except OSError as e:
+        raise AudioError(f"{path}: cannot be read ({e.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device or pipe, not a file"
+        raise AudioError(f"{path}: is {kind}; audio must be a regular file")
+    if st.st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes); re-download it or remove it from the dataset")
+    return path
+
+
+def check_samples(x: np.ndarray, path: str | Path) -> None:
+    """NaN / infinite / out-of-range samples are an :class:`AudioError` naming the file."""
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = int((~finite).sum())
+        raise AudioError(f"{path}: contains {bad} NaN or infinite sample(s); the file is corrupt — re-export it")
+    peak = float(np.abs(x).max()) if x.size else 0.0
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(f"{path}: float samples reach {peak:.4g}, outside [-1, 1]; the file is mis-scaled — "
+                         "normalise it (e.g. `sox in.wav -b 16 out.wav norm -1`)")
+
+
 def load_audio(path: str | Path, sample_rate: Optional[int] = None, mono: bool = True,
                offset: float = 0.0, duration: Optional[float] = None) -> Tuple[np.ndarray, int]:
     """Read ``path`` as float32 in [-1, 1].
@@ -30,11 +72,7 @@ def load_audio(path: str | Path, sample_rate: Optional[int] = None, mono: bool =
     """
     import soundfile as sf
 
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found; check the dataset root or remove the row from the caption CSV")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes); re-download it or remove it from the dataset")
+    path = check_file(path)
     try:
         with sf.SoundFile(str(path)) as f:
             sr = f.samplerate
@@ -56,8 +94,7 @@ def load_audio(path: str | Path, sample_rate: Optional[int] = None, mono: bool =
             ) from e2
     if x.shape[-1] == 0:
         raise AudioError(f"{path}: decodes to zero samples; re-download it or remove it from the dataset")
-    if not np.isfinite(x).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples; the file is corrupt")
+    check_samples(x, path)
     if mono:
         x = x.mean(axis=0)  # (samples,)
     if sample_rate is not None and sample_rate != sr:
@@ -66,25 +103,56 @@ def load_audio(path: str | Path, sample_rate: Optional[int] = None, mono: bool =
     return np.ascontiguousarray(x, dtype=np.float32), int(sr)
 
 
-def audio_info(path: str | Path) -> Tuple[float, int]:
-    """(duration in seconds, sample rate) from the header, without decoding all of it."""
+def audio_info(path: str | Path, block: int = 1 << 18) -> Tuple[float, int]:
+    """(duration in seconds, sample rate), verified by decoding the whole file block by block.
+
+    Headers are not trusted: a truncated mp3 or flac announces its original length. Every
+    sample is decoded and checked (:func:`check_samples`: NaN, inf, out of range), so a bad
+    file is reported when the dataset is loaded, with its CSV line, not mid-training.
+    """
     import soundfile as sf
 
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes); re-download it or remove it from the dataset")
+    path = check_file(path)
     try:
-        info = sf.info(str(path))
-        if info.frames <= 0:
-            raise AudioError(f"{path}: has zero frames; re-download it or remove it from the dataset")
-        return info.frames / info.samplerate, int(info.samplerate)
+        frames = 0
+        with sf.SoundFile(str(path)) as f:
+            sr = int(f.samplerate)
+            while True:
+                x = f.read(frames=block, dtype="float32", always_2d=True)  # (frames, channels)
+                if not len(x):
+                    break
+                check_samples(x, path)
+                frames += len(x)
     except AudioError:
         raise
     except Exception:
-        x, sr = load_audio(path)
-        return len(x) / sr, sr
+        x, sr = load_audio(path)  # librosa's fallback decoders; raises AudioError
+        frames = x.shape[-1]
+    if frames <= 0:
+        raise AudioError(f"{path}: decodes to zero samples; re-download it or remove it from the dataset")
+    return frames / sr, int(sr)
+
+
+def min_samples(tower, sample_rate: Optional[int] = None) -> int:
+    """The shortest input ``tower`` is fed: its ``min_samples`` attribute when it has one,
+    else :data:`MIN_SECONDS` at its sample rate."""
+    n = getattr(tower, "min_samples", None)
+    if n:
+        return int(n)
+    sr = sample_rate or getattr(tower, "sample_rate", None) or 16000
+    return int(round(MIN_SECONDS * sr))
+
+
+def pad_to_min(x, n: int):
+    """Zero-pad the last axis of ``x`` (numpy array or torch tensor) to at least ``n`` samples."""
+    short = n - x.shape[-1]
+    if short <= 0:
+        return x
+    if isinstance(x, np.ndarray):
+        return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, short)])
+    import torch.nn.functional as F
+
+    return F.pad(x, (0, short))
 
 
 def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

@@ -22,7 +22,15 @@ A failing stage is recorded as ``failed`` with papermill's error (ename, evalue,
 index), its partial notebook is still exported to HTML, stages that ``need`` it are
 skipped, and independent later stages still run. An existing non-empty run folder is never
 mixed with a new run: :func:`run_profile` raises :class:`RunExistsError` unless
-``overwrite=True``, which first moves the old run aside to ``<out>.prev-YYYYmmdd-HHMMSS``.
+``overwrite=True``, which first moves the old run aside to ``<out>.prev-YYYYmmdd-HHMMSS`` —
+only a run folder (one holding ``run.json``) is ever moved; any other folder is refused.
+
+``resume=True`` continues a run folder: stages that finished ``ok`` are kept, the others run
+again, and a stage whose notebook declares ``resume`` gets ``resume=True`` so a killed
+training continues from its checkpoint. A run whose process died leaves stages ``running``;
+the next time the folder is seen they are marked ``interrupted``. Each notebook is executed
+into a hidden ``.<stage>.partial.ipynb`` and renamed into place when it ends, so a kill or a
+full disk never leaves a truncated ``<stage>.ipynb``.
 """
 from __future__ import annotations
 
@@ -49,7 +57,7 @@ from atrlib.profiles import (Profile, declared_parameters, default_reports_dir, 
                              resolve_parameters, select_stages)
 from atrlib.reporting import write_index
 
-STATUSES = ("ok", "failed", "skipped")
+STATUSES = ("ok", "failed", "skipped", "interrupted")
 
 
 class RunExistsError(FileExistsError):
@@ -185,6 +193,8 @@ class RunResult:
     overrides: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     stages: list[StageResult] = field(default_factory=list)
+    pid: Optional[int] = None  # the runner's process (to tell a live run from a killed one)
+    host: Optional[str] = None
 
     @property
     def ok(self) -> bool:
@@ -240,29 +250,115 @@ def _error_record(exc: BaseException) -> dict:
 def _export_html(exporter, ipynb: Path, html_path: Path) -> None:
     import nbformat
 
+    from atrlib.files import write_text_atomic
+
     body, _ = exporter.from_notebook_node(nbformat.read(str(ipynb), as_version=4))
-    html_path.write_text(body, encoding="utf-8")
+    write_text_atomic(html_path, body)
+
+
+def _finish_notebook(partial: Path, ipynb: Path, sr: "StageResult") -> None:
+    """Move papermill's output into place when it is a complete notebook; a truncated one
+    (disk full, killed mid-write) is removed and noted, never left to be read later."""
+    import nbformat
+
+    if not partial.is_file():
+        return
+    try:
+        nbformat.read(str(partial), as_version=4)
+    except Exception as e:
+        partial.unlink(missing_ok=True)
+        sr.notes.append(f"the executed notebook could not be written completely ({type(e).__name__}); removed")
+        return
+    os.replace(partial, ipynb)
+
+
+def _check_resume(out: Path, prof: "Profile", ov: Mapping[str, Any]) -> "RunResult":
+    """The run in ``out`` to continue: it must be a run of the same profile with the same
+    overrides (when any are given); stale ``running`` stages are marked interrupted."""
+    if not is_run_folder(out):
+        raise RunExistsError(f"--resume: {out} holds no run to continue (no run.json); drop --resume to start one")
+    previous = mark_interrupted(out)
+    if previous.profile != prof.name:
+        raise RunExistsError(f"--resume: {out} is a run of profile {previous.profile!r}, not {prof.name!r}")
+    if ov:
+        old = {k: str(v) for k, v in previous.overrides.items()}
+        new = {k: str(v) for k, v in ov.items()}
+        if old != new:
+            diff = sorted(set(old.items()) ^ set(new.items()))
+            raise RunExistsError(f"--resume: the overrides differ from the run's ({diff}); resuming would mix two "
+                                 "configurations. Give the same -p values (or none), or start a new run")
+    return previous
+
+
+def _alive(pid: Optional[int], host: Optional[str]) -> bool:
+    if not pid or host != platform.node():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def mark_interrupted(run_dir: Union[str, Path]) -> Optional[RunResult]:
+    """Load ``<run_dir>/run.json``; stages left ``running`` / ``pending`` by a runner that is
+    gone are marked ``interrupted`` (and the file rewritten). None when there is no run.json;
+    :class:`RunExistsError` when the run's process is still alive."""
+    path = Path(run_dir) / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        result = RunResult.load(run_dir)
+    except (OSError, ValueError, TypeError) as e:
+        raise RunExistsError(f"{path} cannot be read ({e}); move the folder away by hand") from None
+    open_stages = [s for s in result.stages if s.status in ("running", "pending")]
+    if open_stages and result.finished is None and _alive(result.pid, result.host):
+        raise RunExistsError(f"{run_dir} is in use by a run still in progress (process {result.pid}); "
+                             "wait for it or stop it first")
+    if open_stages:
+        for s in open_stages:
+            s.status, s.skipped_reason = "interrupted", "the run was killed before this stage finished"
+        result.finished = result.finished or _dt.datetime.now().isoformat(timespec="seconds")
+        write_json(path, result)
+        try:
+            write_index(Path(run_dir), result)
+        except Exception:  # the report is secondary; run.json is what resume reads
+            pass
+    return result
+
+
+def is_run_folder(path: Path) -> bool:
+    """True for a folder this runner made (it holds ``run.json``)."""
+    return (Path(path) / "run.json").is_file()
 
 
 def _prepare_out(out: Path, overwrite: bool) -> Optional[Path]:
-    """Make ``out`` a fresh empty folder; move a previous non-empty one aside if allowed."""
+    """Make ``out`` a fresh empty folder; move a previous run folder aside if allowed."""
+    from atrlib.files import check_writable, move_aside
+
     if out.exists() and not out.is_dir():
         raise RunExistsError(f"{out} exists and is not a folder")
     moved = None
     if out.is_dir() and any(out.iterdir()):
+        if is_run_folder(out):
+            mark_interrupted(out)
         if not overwrite:
             raise RunExistsError(
                 f"run folder {out} already exists and is not empty; pass overwrite=True (--overwrite) "
-                f"to move it aside to {out.name}.prev-<time>, or choose another --out"
+                f"to move it aside to {out.name}.prev-<time>, --resume to continue it, or choose another --out"
             )
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        moved = out.with_name(f"{out.name}.prev-{stamp}")
-        k = 1
-        while moved.exists():
-            moved = out.with_name(f"{out.name}.prev-{stamp}-{k}")
-            k += 1
-        out.rename(moved)
+        if not is_run_folder(out):
+            raise RunExistsError(
+                f"{out} is not a run folder (no run.json) and is not empty; --overwrite only moves earlier runs "
+                "aside, never other folders. Choose an empty or new --out")
+        cwd = Path.cwd().resolve()
+        if out == cwd or out in cwd.parents:
+            raise RunExistsError(f"{out} holds the current working directory; run from elsewhere to move it aside")
+        moved = move_aside(out)
         print(f"moved the previous run {out} -> {moved}")
+    check_writable(out, "run folder")
     out.mkdir(parents=True, exist_ok=True)
     return moved
 
@@ -281,6 +377,7 @@ def run_profile(
     progress: bool = True,
     cell_progress: bool = False,
     execution_timeout: Optional[int] = None,
+    resume: bool = False,
 ) -> RunResult:
     """Run a profile's stage notebooks into one run folder; returns the :class:`RunResult`.
 
@@ -297,6 +394,9 @@ def run_profile(
     kernel_name : jupyter kernel to use (default: one running this interpreter).
     progress : a tqdm bar across stages; ``cell_progress`` adds papermill's per-cell bar.
     execution_timeout : seconds per cell (default none).
+    resume : continue the run in ``out``: stages that finished ok are kept, the others run
+        again (a stage declaring ``resume`` gets ``resume=True``). Overrides, when given, must
+        equal the recorded ones; without them the recorded ones are used.
 
     Validation errors (:class:`ProfileError`) and :class:`RunExistsError` are raised before
     anything is run or moved. Stage failures are not raised: see ``result.ok``.
@@ -310,15 +410,22 @@ def run_profile(
     ov = parse_overrides(overrides)
     out_dir = Path(out) if out is not None else default_reports_dir() / prof.name
     out_dir = out_dir.resolve()
+    previous = _check_resume(out_dir, prof, ov) if resume else None
+    if previous is not None and not ov:  # the recorded overrides, typed again from the notebooks
+        from atrlib.profiles import RawValue
+
+        ov = {k: RawValue(v) if isinstance(v, str) else v for k, v in previous.overrides.items()}
     chosen = select_stages(prof, stages)
     declared = {s.name: declared_parameters(s.notebook) for s in prof.stages}
     resolved = resolve_parameters(prof, ov, out_dir, declared)
     kernel, kernel_env = resolve_kernel(kernel_name)
 
-    # 2. a fresh run folder, params.json
-    _prepare_out(out_dir, overwrite)
+    # 2. a fresh run folder (or the one resumed), params.json
+    if previous is None:
+        _prepare_out(out_dir, overwrite)
     started = _dt.datetime.now()
     env_info = environment_info()
+    kept = {s.name: s for s in (previous.stages if previous else []) if s.status == "ok"}
     result = RunResult(
         profile=prof.name,
         run_dir=str(out_dir),
@@ -326,10 +433,16 @@ def run_profile(
         started=started.isoformat(timespec="seconds"),
         overrides=ov,
         environment=env_info,
-        stages=[StageResult(name=s.name, notebook=str(s.notebook), parameters=resolved[s.name]) for s in chosen],
+        stages=[kept.get(s.name) or StageResult(name=s.name, notebook=str(s.notebook), parameters=resolved[s.name])
+                for s in chosen],
+        pid=os.getpid(),
+        host=platform.node(),
     )
+    for s in chosen:  # a re-run stage continues its training from the checkpoint
+        if s.name not in kept and previous is not None and "resume" in declared[s.name]:
+            resolved[s.name]["resume"] = True
     write_json(
-        out_dir / "params.json",
+        out_dir / ("params.json" if previous is None else f"params.resume-{started:%Y%m%d-%H%M%S}.json"),
         {
             "profile": prof.name,
             "profile_path": str(prof.path),
@@ -359,6 +472,10 @@ def run_profile(
     try:
         for stage, sr in zip(chosen, result.stages):
             bar.set_postfix_str(stage.name)
+            if stage.name in kept:
+                bar.write(f"  {stage.name}: ok in an earlier attempt, kept")
+                bar.update(1)
+                continue
             blocked = [n for n in stage.needs if result.stage(n).status != "ok"]
             if blocked:
                 sr.status = "skipped"
@@ -371,15 +488,17 @@ def run_profile(
             stage_dir = out_dir / stage.name
             stage_dir.mkdir(parents=True, exist_ok=True)
             ipynb = stage_dir / f"{stage.name}.ipynb"
+            partial = stage_dir / f".{stage.name}.partial.ipynb"  # papermill rewrites it after each cell
+            partial.unlink(missing_ok=True)
             html_path = stage_dir / f"{stage.name}.html"
-            sr.status = "running"
+            sr.status, sr.error, sr.skipped_reason = "running", None, None
             save()
             t0 = time.perf_counter()
             try:
                 with _environ(kernel_env):
                     papermill.execute_notebook(
                         str(stage.notebook),
-                        str(ipynb),
+                        str(partial),
                         parameters=resolved[stage.name],
                         kernel_name=kernel,
                         cwd=str(stage_dir),
@@ -399,6 +518,7 @@ def run_profile(
                 sr.error = _error_record(e)
             finally:
                 sr.duration_s = round(time.perf_counter() - t0, 3)
+                _finish_notebook(partial, ipynb, sr)
                 if ipynb.is_file():
                     sr.output_notebook = str(ipynb)
                     try:

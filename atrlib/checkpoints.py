@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from atrlib.files import write_json
+from atrlib.files import dir_mode, explain_os_error, write_json
 from atrlib.models.dual import DualEncoder, save_model
 
 
@@ -31,17 +31,44 @@ def _swap_in(tmp: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
+def _staged(out: Path, name: str, write) -> Path:
+    """Write a checkpoint folder through ``write(tmp)`` into a temporary sibling (the user's
+    normal folder mode, not mkdtemp's 0700) and swap it in as ``out/name``. A full disk or a
+    read-only folder raises :class:`~atrlib.files.DiskWriteError` in words and leaves the
+    previous checkpoint and no partial folder."""
+    tmp = None
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
+        os.chmod(tmp, dir_mode())
+        write(tmp)
+        _swap_in(tmp, out / name)
+        tmp = None
+    except OSError as e:
+        raise explain_os_error(e, out / name) from e
+    except RuntimeError as e:  # torch / safetensors wrap write errors ("No space left on device")
+        if "No space left" in str(e) or "Read-only" in str(e) or "Permission denied" in str(e):
+            import errno
+
+            code = errno.ENOSPC if "No space" in str(e) else errno.EROFS if "Read-only" in str(e) else errno.EACCES
+            raise explain_os_error(OSError(code, str(e)), out / name) from e
+        raise
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out / name
+
+
 def save_checkpoint(out: Path, model: DualEncoder, optimizer, scheduler, state: dict) -> Path:
     """``out/last/``: model (safetensors), trainer state (optimizer, scheduler, RNG) and
     ``state.json`` (epoch, step, history, best), written atomically."""
-    tmp = Path(tempfile.mkdtemp(prefix=".last.", dir=out))
-    save_model(model, tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "trainer.pt")
-    write_json(tmp / "state.json", state)
-    _swap_in(tmp, out / "last")
-    return out / "last"
+    def write(tmp: Path) -> None:
+        save_model(model, tmp)
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}, tmp / "trainer.pt")
+        write_json(tmp / "state.json", state)
+
+    return _staged(out, "last", write)
 
 
 def find_checkpoint(out: Path) -> Optional[Path]:
@@ -53,9 +80,7 @@ def find_checkpoint(out: Path) -> Optional[Path]:
 
 
 def save_best(out: Path, model: DualEncoder) -> None:
-    tmp = Path(tempfile.mkdtemp(prefix=".best.", dir=out))
-    save_model(model, tmp)
-    _swap_in(tmp, out / "best")
+    _staged(out, "best", lambda tmp: save_model(model, tmp))
 
 
 def clean_partial_saves(out: Path) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from atrlib.audio import load_audio, pad_or_crop
+from atrlib.audio import load_audio, min_samples, pad_or_crop, pad_to_min
 from atrlib.cache import FeatureCache
 from atrlib.files import save_npy_atomic
 from atrlib.paths import cache_dir
@@ -51,14 +51,23 @@ def module_device(module: nn.Module) -> torch.device:
 
 
 def load_wave(path: str, sample_rate: int, seconds: float, crop: str = "start",
-              rng: Optional[np.random.Generator] = None, pad: bool = True) -> torch.Tensor:
+              rng: Optional[np.random.Generator] = None, pad: bool = True, min_len: int = 0) -> torch.Tensor:
     """(samples,) float32: one file resampled to ``sample_rate`` and cropped to ``seconds``
     (``crop`` = ``"start"``, ``"center"`` or ``"random"`` with ``rng``); shorter files are
-    zero-padded to exactly ``seconds`` unless ``pad=False``."""
+    zero-padded to exactly ``seconds`` unless ``pad=False`` — and then still to ``min_len``
+    (a tower's shortest input, :func:`atrlib.audio.min_samples`)."""
     n = int(round(seconds * sample_rate))
     x, _ = load_audio(path, sample_rate=sample_rate, duration=seconds if crop == "start" else None)
-    x = pad_or_crop(x, n, mode=crop, rng=rng) if pad or len(x) > n else x
+    x = pad_or_crop(x, n, mode=crop, rng=rng) if pad or len(x) > n else pad_to_min(x, min(min_len, n))
     return torch.from_numpy(np.ascontiguousarray(x))
+
+
+def run_in_batches(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
+    """``fn`` over ``x`` (n, ...) in slices of at most ``batch_size`` rows, concatenated: the
+    memory a tower needs stays bounded however many segments a long clip has."""
+    if len(x) <= batch_size:
+        return fn(x)
+    return torch.cat([fn(part) for part in torch.split(x, batch_size)])
 
 
 def load_waves(dataset, sample_rate: int, seconds: float, crop: str = "start", progress: bool = True,
@@ -113,7 +122,8 @@ def audio_tower_embeddings(tower: nn.Module, tower_id: dict, dataset, seconds: f
     from tqdm.auto import tqdm
 
     cache = cache or FeatureCache(namespace="tower-embeddings")
-    settings = {"tower": tower_id, "seconds": seconds, "padding": "none"}
+    shortest = min_samples(tower)
+    settings = {"tower": tower_id, "seconds": seconds, "padding": "none", "min_samples": shortest}
     device = device or module_device(tower)
     out: List[Optional[np.ndarray]] = [None] * len(dataset)
     todo = []
@@ -128,7 +138,8 @@ def audio_tower_embeddings(tower: nn.Module, tower_id: dict, dataset, seconds: f
     was_training = tower.training
     tower.eval()
     bar = tqdm(total=len(todo), desc="audio tower (frozen, cached)", disable=not progress or not todo)
-    get = lambda i: load_wave(dataset[i]["audio_path"], tower.sample_rate, seconds, pad=False)  # noqa: E731
+    get = lambda i: load_wave(dataset[i]["audio_path"], tower.sample_rate, seconds, pad=False,  # noqa: E731
+                              min_len=shortest)  # very short clips: zero-padded to the tower's minimum
     for idx, waves in unpadded_batches(get, todo, batch_size):
         emb = tower(waves.to(device)).float().cpu().numpy()                      # (batch, embed_dim)
         for i, e in zip(idx, emb):

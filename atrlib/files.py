@@ -27,7 +27,8 @@ from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
 import numpy as np
 
 __all__ = [
-    "atomic_path", "write_text_atomic", "save_npy_atomic", "file_mode",
+    "atomic_path", "write_text_atomic", "save_npy_atomic", "file_mode", "dir_mode", "DiskWriteError",
+    "move_aside", "check_writable",
     "write_json", "read_json", "write_metrics", "read_metrics",
     "file_sha256", "content_hash",
 ]
@@ -38,6 +39,17 @@ def file_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
+
+
+def dir_mode() -> int:
+    """The mode a plain ``mkdir`` would give a new folder (0o777 less the umask; mkdtemp gives 0700)."""
+    return 0o777 & ~_umask()
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 class DiskWriteError(OSError):
@@ -82,6 +94,51 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", needed_bytes: Opt
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def explain_os_error(exc: OSError, path: str | os.PathLike, needed_bytes: Optional[int] = None) -> OSError:
+    """``exc`` as a :class:`DiskWriteError` in words when it is disk-full / read-only /
+    permission, else ``exc`` itself (for ``raise explain_os_error(e, path) from e``)."""
+    if isinstance(exc, DiskWriteError):
+        return exc
+    msg = _explain(exc, Path(path) if not Path(path).is_dir() else Path(path) / "x", needed_bytes)
+    return DiskWriteError(exc.errno, f"{msg} (writing {path})") if msg else exc
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Fail early, before any work, when ``path`` (a file or folder to be written) cannot be
+    written: its nearest existing parent must be a writable folder. Creates nothing.
+
+    Raises :class:`DiskWriteError` naming the path (read-only / permission), or
+    ``NotADirectoryError`` when a parent is a file.
+    """
+    path = Path(path).absolute()
+    parent = path if path.is_dir() else path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{what} {path}: {parent} is a file, not a folder")
+    try:  # a real probe: os.access lies for root and on read-only mounts
+        fd, probe = tempfile.mkstemp(prefix=".atrlib-write-check.", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise explain_os_error(e, parent / "x") from e
+    return path
+
+
+def move_aside(path: str | os.PathLike) -> Path:
+    """Rename ``path`` (file or folder) to ``<path>.prev-YYYYmmdd-HHMMSS[-k]`` beside it and
+    return the new path: an earlier result is kept, never destroyed or mixed with a new one."""
+    path = Path(path)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    moved = path.with_name(f"{path.name}.prev-{stamp}")
+    k = 1
+    while moved.exists():
+        moved = path.with_name(f"{path.name}.prev-{stamp}-{k}")
+        k += 1
+    os.rename(path, moved)
+    return moved
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -21,9 +21,16 @@ Rules, in the order they apply:
   overrides < ``-p stage.key=value`` overrides. Only parameters the notebook declares (its
   cell tagged ``parameters``, read with ``papermill.inspect_notebook``) are injected; a
   stage ``parameters`` entry or an override that no stage declares is an error that lists
-  the declared ones, raised before anything runs. ``-p`` values are YAML scalars
-  (``-p epochs=3`` is the int 3, ``-p lr=1e-3`` a float, ``-p name=abc`` a string).
-  Unlike plain PyYAML, ``1e-3`` (no dot) is read as a float here and in profiles.
+  the declared ones, raised before anything runs. A ``-p`` value takes the type of the
+  declared default in the notebook: a string parameter gets the text exactly
+  (``-p 'query=a dog #1 barking'``, ``-p query=no``), ``-p epochs=3`` is the int 3 where
+  ``epochs`` is an int, ``-p epochs=abc`` is an error naming ``epochs``, lists and dicts are
+  YAML. Values with a rule in :data:`atrlib.preflight.RULES` (``epochs >= 1``, ``lr > 0``,
+  ...) are checked for every stage before anything runs. Unlike plain PyYAML, ``1e-3`` (no
+  dot) is read as a float here and in profiles.
+* A stage's notebook must lie inside the notebooks folder (the project's ``notebooks/``,
+  the folder above the profile's ``params/`` folder, or ``--notebooks``): absolute paths,
+  ``..`` and symlinks leading out are refused, so a shared profile cannot run other code.
 * The runner always offers ``out_dir`` (the stage's folder) and ``run_dir`` (the run
   root), both absolute; later stages read earlier ones' files from
   ``<run_dir>/<stage>/...``. They cannot be overridden.
@@ -31,6 +38,8 @@ Rules, in the order they apply:
 """
 from __future__ import annotations
 
+import ast
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
@@ -38,9 +47,15 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import yaml
 
 from atrlib.config import fix_floats, parse_value
+from atrlib.preflight import PreflightError, check_values
 from atrlib.paths import REPO_ROOT
 
 RUNNER_PARAMS = ("out_dir", "run_dir")  # always offered by the runner; not overridable
+
+
+class RawValue(str):
+    """A ``-p key=value`` value as typed; it gets its type from the parameter it sets
+    (:func:`atrlib.preflight.typed_value`) when the stages are resolved."""
 
 
 class ProfileError(ValueError):
@@ -144,8 +159,13 @@ def load_profile(profile: Union[str, Path], notebooks_dir: Optional[Path] = None
         bad = set(entry) - {"notebook", "parameters", "needs"}
         if bad:
             raise ProfileError(f"{path}: stage {entry['notebook']}: unknown keys {sorted(bad)}; allowed: notebook, parameters, needs")
-        nb = notebooks_dir / str(entry["notebook"])
+        rel = str(entry["notebook"])
+        nb = notebooks_dir / rel
         name = nb.stem
+        real = Path(os.path.realpath(nb))
+        if Path(rel).is_absolute() or ".." in Path(rel).parts or notebooks_dir.resolve() not in real.parents:
+            raise ProfileError(f"{path}: stage {name}: notebook {rel!r} is outside the notebooks folder {notebooks_dir}; "
+                               "a profile may only run notebooks inside it (name another folder with --notebooks)")
         if not nb.is_file():
             raise ProfileError(f"{path}: stage {name}: notebook not found: {nb}")
         if any(s.name == name for s in stages):
@@ -175,7 +195,10 @@ def load_profile(profile: Union[str, Path], notebooks_dir: Optional[Path] = None
 # Parameters
 # --------------------------------------------------------------------------------------
 def parse_overrides(overrides: Union[Mapping[str, Any], Iterable[str], None]) -> dict[str, Any]:
-    """``["epochs=3", "02_train.lr=1e-3"]`` (or a dict) -> ``{"epochs": 3, "02_train.lr": 0.001}``."""
+    """``["epochs=3", "02_train.lr=1e-3"]`` (or a dict) -> ``{"epochs": RawValue("3"), ...}``.
+
+    Typed-in values stay text (:class:`RawValue`) until :func:`resolve_parameters` gives each
+    the type its notebook declares; a dict's values are taken as already typed."""
     if not overrides:
         return {}
     if isinstance(overrides, Mapping):
@@ -188,8 +211,31 @@ def parse_overrides(overrides: Union[Mapping[str, Any], Iterable[str], None]) ->
         key = key.strip()
         if not key:
             raise ProfileError(f"-p expects key=value, got {item!r}")
-        out[key] = parse_value(value)
+        out[key] = RawValue(value)
     return out
+
+
+def _declared_default(info: Any) -> Any:
+    """The declared default of a parameter (papermill's info dict) as a Python value, or None."""
+    text = info.get("default") if isinstance(info, Mapping) else None
+    if text is None:
+        return None
+    try:
+        return ast.literal_eval(str(text))
+    except (ValueError, SyntaxError):
+        return None
+
+
+def _typed(key: str, value: Any, info: Any, where: str) -> Any:
+    if not isinstance(value, RawValue):
+        return value
+    from atrlib.preflight import PreflightError, typed_value
+
+    like = _declared_default(info)
+    try:
+        return typed_value(key, str(value), like) if like is not None else parse_value(str(value))
+    except PreflightError as e:
+        raise ProfileError(f"-p {where}{e}") from None
 
 
 def declared_parameters(notebook: Path) -> dict[str, dict]:
@@ -249,11 +295,17 @@ def resolve_parameters(
                 raise ProfileError(f"{profile.path}: stage {s.name} sets {k!r}, which its notebook does not declare; {listing(s.name)}")
         params = {k: v for k, v in profile.defaults.items() if k in decl}
         params.update(s.parameters)
-        params.update({k: v for k, v in global_ov.items() if k in decl})
-        params.update(stage_ov[s.name])
+        params.update({k: _typed(k, v, decl[k] if isinstance(decl, Mapping) else None, "")
+                       for k, v in global_ov.items() if k in decl})
+        params.update({k: _typed(k, v, decl[k] if isinstance(decl, Mapping) else None, f"{s.name}.")
+                       for k, v in stage_ov[s.name].items()})
         runner = {"out_dir": str(run_dir / s.name), "run_dir": str(run_dir)}
         params.update({k: v for k, v in runner.items() if k in decl})
-        resolved[s.name] = params
+        try:
+            check_values(params, where=f"stage {s.name}: ")
+        except PreflightError as e:
+            raise ProfileError(str(e)) from None
+        resolved[s.name] = {k: str(v) if isinstance(v, RawValue) else v for k, v in params.items()}
     return resolved
 
 

@@ -126,6 +126,7 @@ class TagBridgeConfig:
     top_k: Optional[int] = None                      # keep only the k most probable tags per clip (None = all)
     pool: str = "max"                                # over 10-s segments: "max" or "mean" of probabilities
     segment_seconds: float = 10.0                    # long clips are tagged in segments of this length
+    segment_batch_size: int = 8                      # segments per tagger call (bounds memory on long clips)
     max_seconds: Optional[float] = None              # read at most this much of each clip (None = all)
     weights_path: Optional[str] = None               # tagger weights file (None = atrlib.weights.resolve_weights)
     device: str = "cpu"                              # torch device for both towers
@@ -233,12 +234,15 @@ class TagBridgeRetriever(Retriever):
         """Tag logits per segment, (n_segments, n_labels) float32."""
         from atrlib.audio import load_audio
 
+        from atrlib.audio import min_samples, pad_to_min
+        from atrlib.embeddings import run_in_batches
+
         tagger = self.tagger
         x, sr = load_audio(path, sample_rate=tagger.sample_rate, duration=self.cfg.max_seconds)
-        segs = split_segments(x, sr, self.cfg.segment_seconds)
+        segs = split_segments(pad_to_min(x, min_samples(tagger, sr)), sr, self.cfg.segment_seconds)
         wave = torch.from_numpy(np.stack(segs)).to(self.cfg.device)  # (n_segments, samples)
-        with torch.no_grad():
-            logits = tagger.tag(wave)                               # (n_segments, n_labels)
+        with torch.no_grad():  # a bounded number of segments at a time, however long the clip
+            logits = run_in_batches(tagger.tag, wave, self.cfg.segment_batch_size)  # (n_segments, n_labels)
         return logits.float().cpu().numpy()
 
     def tag_probabilities(self, arrays: List[np.ndarray]) -> np.ndarray:
@@ -300,9 +304,12 @@ class TrainedRetriever(Retriever):
     def compute_audio(self, path) -> np.ndarray:
         from atrlib.audio import load_audio
 
+        from atrlib.audio import min_samples, pad_to_min
+
         tower = self.model.audio_tower
         x, _ = load_audio(path, sample_rate=tower.sample_rate,
                           duration=getattr(self.model.config, "max_audio_seconds", None))
+        x = pad_to_min(x, min_samples(tower))  # very short clips: zero-padded to the tower's minimum
         with torch.no_grad():
             return self.model.encode_audio(torch.from_numpy(x)[None].to(self.device))[0].cpu().numpy()
 

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
+from atrlib.audio import min_samples
 from atrlib.embeddings import audio_tower_embeddings, load_wave, load_waves, text_tower_embeddings, weights_hash
 from atrlib.models.dual import DualEncoder
 
@@ -50,6 +51,7 @@ class SplitInputs:
         self.caption_clip = torch.tensor(dataset.caption_clip_index(), dtype=torch.long)
         self.captions = dataset.captions_flat()
         self.lengths: Optional[torch.Tensor] = None
+        self.min_len = min_samples(model.audio_tower, self.sample_rate)  # very short clips are zero-padded to this
         self.audio: Optional[torch.Tensor] = None
         if c.audio.frozen:
             self.audio = torch.from_numpy(audio_tower_embeddings(
@@ -71,10 +73,10 @@ class SplitInputs:
     def clip_audio(self, i: int, pad: bool = True) -> torch.Tensor:
         """Model input of clip ``i``: features, or its waveform (padded, or real length)."""
         if self.audio is None:
-            return load_wave(self.dataset[i]["audio_path"], self.sample_rate, self.seconds, pad=pad)
+            return load_wave(self.dataset[i]["audio_path"], self.sample_rate, self.seconds, pad=pad, min_len=self.min_len)
         if self.audio_frozen or pad:
             return self.audio[i]
-        return self.audio[i, :int(self.lengths[i])]
+        return self.audio[i, :max(int(self.lengths[i]), self.min_len)]
 
     def text_batch(self, idx: Sequence[int]):
         return self.text[list(idx)] if isinstance(self.text, torch.Tensor) else [self.text[i] for i in idx]

@@ -45,6 +45,7 @@ from atrlib.files import write_json, write_metrics
 from atrlib.objectives import build_objective
 from atrlib.metrics import retrieval_scores
 from atrlib.models.dual import DualEncoder, load_into
+from atrlib.preflight import check_split_overlap, check_values, overlap_note, prepare_out_dir, split_overlap
 from atrlib.scoring import save_run_outputs, similarity, split_metrics
 from atrlib.train_inputs import PairSet, SplitInputs, epoch_order, load_splits, random_crops
 
@@ -64,15 +65,15 @@ class TrainConfig:
     test_split: str = option("test", "split scored at the end ('' = none; clotho: evaluation)")
     max_clips: int = option(0, "use only the first N clips of each split (0 = all)")
     # model and loss
-    model: str = option("synth-small-minilm", "shipped model config name or a JSON path")
+    model: str = option("synth-stats-minilm", "shipped model config name or a JSON path")
     model_overrides: Dict[str, Any] = option(factory=dict, help="ModelConfig fields to replace, e.g. {embed_dim: 512}")
     loss: str = option("infonce", "atrlib.losses registry name")
     loss_kwargs: Dict[str, Any] = option(factory=dict, help="keywords for the loss, e.g. {margin: 0.2}")
     max_audio_seconds: float = option(0.0, "crop audio to this many seconds (0 = the model config's)")
     train_crop_seconds: float = option(0.0, "trainable audio tower: train on random windows this long (0 = off)")
     # optimisation
-    epochs: int = option(10, "passes over the training pairs")
-    batch_size: int = option(32, "pairs per step and process")
+    epochs: int = option(30, "passes over the training pairs")
+    batch_size: int = option(64, "pairs per step and process")
     lr: float = option(1e-3, "peak AdamW learning rate")
     head_lr: float = option(0.0, "lr of heads and temperature (0 = lr); e.g. 10x lr when fine-tuning towers")
     weight_decay: float = option(1e-4, "AdamW weight decay (not on biases, norms or the temperature)")
@@ -91,11 +92,18 @@ class TrainConfig:
     seed: int = option(0, "seeds initialisation, shuffles, dropout and augmentation")
     out_dir: str = option("runs/train", "checkpoints (last/, best/) and history.json go here")
     patience: int = option(0, "early stopping after N epochs without a better val mAP@10 (0 = off)")
-    resume: bool = option(False, "continue from out_dir/last when it exists")
+    resume: bool = option(False, "continue from out_dir/last when it exists (the configuration must be unchanged)")
+    overwrite: bool = option(False, "an out_dir already holding a run is moved aside to <out_dir>.prev-<time> "
+                                    "(default: refuse)")
+    allow_split_overlap: bool = option(False, "train even when train/validation/test share clips (default: refuse); "
+                                              "metrics.json then records the overlap")
     init_from: str = option("", "start from these weights (a saved model folder or run folder): two-stage training")
     progress: bool = option(True, "tqdm progress bars")
     log_every: int = option(0, "print the running loss every N steps (0 = only the per-epoch line)")
     _debug_exit_at_step: Optional[int] = option(None, "tests: os._exit(137) at this global step, a simulated kill")
+
+    def __post_init__(self):
+        check_values(self.to_dict())  # numbers and choices, each error naming its field
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":
@@ -157,6 +165,9 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
     acc = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum, cpu=want_cpu)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
+    check_split_overlap(data, cfg.allow_split_overlap)  # no testing on clips trained on, unless allowed
+    if acc.is_main_process:
+        prepare_out_dir(cfg)  # never replace an earlier run; resume only an unchanged configuration
     out.mkdir(parents=True, exist_ok=True)
     show = cfg.progress and acc.is_main_process
     if acc.is_main_process:
@@ -304,6 +315,10 @@ def finish_run(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], histo
                             cfg.embed_batch_size, cfg.progress)
     for key, sm in sims.items():
         metrics[key] = split_metrics(sm, data[key])
+    metrics["splits"] = {k: d.split for k, d in data.items()}  # role -> the dataset's split name (sim_<name>.npz)
+    overlap = split_overlap(data)
+    if overlap:
+        metrics["split_overlap"] = {"clips": {k: len(v) for k, v in overlap.items()}, "note": overlap_note(overlap)}
     write_metrics(out, metrics, params=cfg.to_dict(),
                   key_metrics=["test/t2a/mAP@10", "test/t2a/R@1", "test/t2a/R@10", "best_val_mAP@10", "epochs_run"])
     return metrics

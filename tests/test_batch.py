@@ -73,7 +73,7 @@ def test_parameters_reach_the_notebooks(mixed_run):
     # a later stage reads an earlier stage's files through run_dir
     assert read_json(out / "independent" / "metrics.json")["double"] == 9.0
     params = read_json(out / "params.json")
-    assert params["overrides"] == {"scale": 3, "boom.message": EVIL}
+    assert params["overrides"] == {"scale": "3", "boom.message": EVIL}  # as typed; typed per stage below
     assert params["parameters"]["ok_metrics"] == {
         "scale": 3, "label": "from-profile", "out_dir": str(out / "ok_metrics"), "run_dir": str(out),
     }
@@ -153,10 +153,20 @@ def test_profile_validation(tmp_path):
         load_profile("missing", notebooks_dir=tmp_path)
 
 
-def test_parse_overrides_yaml_scalars():
+def test_parse_overrides_keep_text_until_typed_by_the_notebook():
+    from atrlib.preflight import typed_value
+    from atrlib.profiles import RawValue
+
     ov = parse_overrides(["epochs=3", "lr=1e-3", "warm=0.5", "amp=true", "name=abc", "02_train.x=[1, 2]", "e=", "eq=a=b"])
-    assert ov == {"epochs": 3, "lr": 0.001, "warm": 0.5, "amp": True, "name": "abc", "02_train.x": [1, 2], "e": "", "eq": "a=b"}
-    assert type(ov["epochs"]) is int
+    assert ov == {"epochs": "3", "lr": "1e-3", "warm": "0.5", "amp": "true", "name": "abc", "02_train.x": "[1, 2]",
+                  "e": "", "eq": "a=b"}
+    assert all(isinstance(v, RawValue) for v in ov.values())
+    # typed by the declared default of the parameter they set
+    assert typed_value("epochs", ov["epochs"], 30) == 3 and type(typed_value("epochs", "3", 30)) is int
+    assert typed_value("lr", ov["lr"], 0.01) == 0.001
+    assert typed_value("amp", ov["amp"], False) is True
+    assert typed_value("x", ov["02_train.x"], [0]) == [1, 2]
+    assert typed_value("name", "no", "yes") == "no"
     with pytest.raises(ProfileError, match="key=value"):
         parse_overrides(["epochs"])
 
@@ -165,6 +175,7 @@ def test_rerun_refuses_then_moves_old_run_aside(tmp_path, capsys):
     out = tmp_path / "single"
     out.mkdir()
     (out / "stale.txt").write_text("from an old run")
+    (out / "run.json").write_text(json.dumps({"profile": "single", "run_dir": str(out), "stages": []}))
     with pytest.raises(RunExistsError, match="already exists"):
         run_profile(SINGLE, out=out, progress=False)
     assert (out / "stale.txt").read_text() == "from an old run"  # untouched
@@ -176,6 +187,7 @@ def test_rerun_refuses_then_moves_old_run_aside(tmp_path, capsys):
     assert f"moved the previous run {out} -> {prev[0]}" in capsys.readouterr().out
     assert not (out / "stale.txt").exists()  # nothing mixed
     assert sorted(p.name for p in out.iterdir()) == ["index.html", "ok_metrics", "params.json", "run.json", "summary.md"]
+    assert sorted(p.name for p in (out / "ok_metrics").iterdir() if p.name.startswith(".")) == []  # no partial notebook
     assert read_json(out / "ok_metrics" / "metrics.json")["score"] == 6.0
     assert read_json(out / "run.json")["stages"][0]["status"] == "ok"
 

@@ -1,8 +1,14 @@
 """``python -m atrlib evaluate``: score a retriever or a trained run on a dataset split and
-write ``sim_<split>.npz`` (the :mod:`atrlib.simfile` format) and ``metrics.json``."""
+write ``sim_<split>.npz`` (the :mod:`atrlib.simfile` format) and ``metrics.json``.
+
+An output folder that already holds results (``metrics.json`` or a ``sim_*.npz``) is refused
+unless ``--overwrite``, which moves it aside to ``<out>.prev-<time>``: a folder never mixes
+two evaluations. ``--on-error skip`` leaves out (and lists) clips that cannot be read.
+"""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from atrlib.scoring import score_split, split_metrics
@@ -16,20 +22,60 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--size", default="demo", help="synth only")
     p.add_argument("--out", required=True, help="folder for sim_<split>.npz and metrics.json")
+    p.add_argument("--overwrite", action="store_true", help="move an existing --out folder aside (<out>.prev-<time>)")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="skip: leave out (and list) clips that cannot be read, instead of stopping")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of the caption CSV, e.g. latin-1")
+
+
+def _holds_results(out: Path) -> bool:
+    return out.is_dir() and ((out / "metrics.json").exists() or any(out.glob("sim_*.npz")))
 
 
 def main(args) -> int:
-    from atrlib.data import load_dataset
-    from atrlib.files import write_metrics
+    from atrlib.data import AudioCaptionDataset, load_dataset
+    from atrlib.data.captions_csv import DatasetError
+    from atrlib.files import DiskWriteError, check_writable, move_aside, write_metrics
+    from atrlib.search import embed_audio_checked
     from atrlib.simfile import save_similarity
 
-    ds = load_dataset(args.dataset, root=args.root, split=args.split, size=args.size)
-    sm = score_split(resolve_retriever(args.model), ds, system=str(args.model))
     out = Path(args.out)
-    save_similarity(out / f"sim_{ds.split}.npz", sm)
+    # 1. the output folder: writable, and never mixed with an earlier evaluation
+    try:
+        if _holds_results(out):
+            if not args.overwrite:
+                raise FileExistsError(f"{out} already holds an evaluation (metrics.json / sim_*.npz); pass --overwrite "
+                                      f"to move it aside to {out.name}.prev-<time>, or choose another --out")
+            print(f"moved the earlier evaluation {out} -> {move_aside(out)}")
+        check_writable(out, "--out")
+        # 2. the data (bad rows / clips: an error naming the line, or skipped with --on-error skip)
+        kw = {"size": args.size} if args.dataset == "synth" else {}
+        ds = load_dataset(args.dataset, root=args.root, split=args.split, on_error=args.on_error,
+                          encoding=args.encoding, **kw)
+    except (OSError, ValueError, DatasetError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    retriever = resolve_retriever(args.model)
+    skipped = list(ds.skipped)
+    if args.on_error == "skip":  # clips whose header reads but whose audio does not decode
+        _, kept, bad = embed_audio_checked(retriever, ds.audio_paths, "skip", progress=sys.stderr.isatty())
+        if bad:
+            skipped += bad
+            ds = AudioCaptionDataset(ds.name, ds.split, ds.root, [ds.items[i] for i in kept], skipped)
+    # 3. score, write
+    sm = score_split(retriever, ds, system=str(args.model))
     both = split_metrics(sm, ds)
-    write_metrics(out, both,
-                  params={k: v for k, v in vars(args).items() if not k.startswith("_")}, key_metrics=["t2a/mAP@10", "t2a/R@1", "a2t/mAP@10"])
+    both["skipped_clips"] = skipped
+    try:
+        save_similarity(out / f"sim_{ds.split}.npz", sm)
+        write_metrics(out, both, params={k: v for k, v in vars(args).items() if not k.startswith("_")},
+                      key_metrics=["t2a/mAP@10", "t2a/R@1", "a2t/mAP@10"])
+    except DiskWriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    for msg in skipped:
+        print(f"skipped: {msg}", file=sys.stderr)
     print(f"{args.model} on {ds.name}/{ds.split}: t2a mAP@10 {both['t2a']['mAP@10']:.4f}, "
-          f"R@1 {both['t2a']['R@1']:.4f}; a2t mAP@10 {both['a2t']['mAP@10']:.4f} -> {out}")
+          f"R@1 {both['t2a']['R@1']:.4f}; a2t mAP@10 {both['a2t']['mAP@10']:.4f} -> {out}"
+          + (f" ({len(skipped)} clip(s) skipped)" if skipped else ""))
     return 0

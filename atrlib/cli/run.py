@@ -1,7 +1,7 @@
 """``python -m atrlib run``: a profile's stage notebooks with papermill into reports/<run>/.
 
 ``python -m atrlib run --profile NAME|FILE.yaml [--out DIR] [-p key=value ...] [--stages a,b]
-[--overwrite] [--list]``. The runner is :func:`atrlib.batch.run_profile`; the profile format
+[--overwrite | --resume] [--list]``. The runner is :func:`atrlib.batch.run_profile`; the profile format
 is :mod:`atrlib.profiles`.
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from atrlib.batch import RunExistsError, run_profile
+from atrlib.files import DiskWriteError
 from atrlib.profiles import (ProfileError, default_reports_dir, list_profiles, load_profile, parse_overrides,
                              resolve_parameters, select_stages)
 
@@ -24,6 +25,9 @@ def add_arguments(parser) -> None:
                         help="run only these stages (comma-separated, repeatable); needed stages must be included")
     parser.add_argument("--overwrite", action="store_true",
                         help="move an existing run folder aside to <out>.prev-<time> instead of refusing")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out: keep stages that finished ok, re-run the others "
+                             "(a killed training continues from its checkpoint)")
     parser.add_argument("--list", action="store_true",
                         help="list the profiles, or with --profile its stages and resolved parameters, and exit")
     parser.add_argument("--notebooks", type=Path, help="folder of the stage notebooks (default notebooks/)")
@@ -60,6 +64,9 @@ def main(args) -> int:
         if not args.profile:
             print("error: --profile is required (see --list)", file=sys.stderr)
             return 2
+        if args.resume and args.overwrite:
+            print("error: --resume continues a run, --overwrite moves it aside: give one of them", file=sys.stderr)
+            return 2
         result = run_profile(
             args.profile,
             out=args.out,
@@ -70,10 +77,14 @@ def main(args) -> int:
             kernel_name=args.kernel,
             progress=not args.no_progress,
             cell_progress=args.cell_progress,
+            resume=args.resume,
         )
     except (ProfileError, RunExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except DiskWriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     c = result.counts()
     print(f"{c['ok']} ok, {c['failed']} failed, {c['skipped']} skipped in {result.duration_s:.1f} s")
     for s in result.stages:

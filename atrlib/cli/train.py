@@ -2,9 +2,11 @@
 does (:func:`atrlib.training.run_training`), so ``accelerate launch -m atrlib train ...``
 scales the same run out to several GPUs.
 
-The YAML holds :class:`~atrlib.training.TrainConfig` fields; ``key=value`` overrides are
-parsed as YAML scalars (``epochs=3`` is an int, ``lr=1e-3`` a float). Unknown keys are an
-error that lists the known ones.
+The YAML holds :class:`~atrlib.training.TrainConfig` fields; ``key=value`` overrides take
+the type of the field they set (``epochs=3`` is an int, ``lr=1e-3`` a float, ``root=no`` the
+string "no"; ``epochs=abc`` is an error naming ``epochs``). Unknown keys are an error that
+lists the known ones. Values are checked before any data is read; an ``out_dir`` that holds
+a run is refused unless ``resume=true`` (same configuration) or ``--overwrite``.
 """
 from __future__ import annotations
 
@@ -15,10 +17,14 @@ from typing import Any, Dict, List
 import yaml
 
 from atrlib.config import parse_value
+from atrlib.preflight import PreflightError, typed_value
 
 def build_config(config: str | None, overrides: List[str]):
     from atrlib.training import TrainConfig
 
+    from dataclasses import MISSING, fields
+
+    defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory()) for f in fields(TrainConfig)}
     d: Dict[str, Any] = {}
     if config:
         p = Path(config)
@@ -31,7 +37,8 @@ def build_config(config: str | None, overrides: List[str]):
         if "=" not in ov:
             raise ValueError(f"override {ov!r} is not key=value")
         k, v = ov.split("=", 1)
-        d[k.strip()] = parse_value(v)
+        k = k.strip()
+        d[k] = typed_value(k, v, defaults[k]) if k in defaults else parse_value(v)
     return TrainConfig.from_dict(d)
 
 
@@ -41,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--config", help="YAML file of TrainConfig fields")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=3 lr=1e-3 device=cpu")
+    p.add_argument("--overwrite", action="store_true", help="move an out_dir holding a run aside (<out_dir>.prev-<time>)")
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = "TrainConfig fields (YAML keys and key=value overrides):\n" + "\n".join(
         f"  {k:<20} {h}" for k, h in field_help(TrainConfig).items() if not k.startswith("_"))
@@ -51,14 +59,29 @@ def main(args) -> int:
     3. a one-line summary. Returns 0, or 2 for a bad config."""
     import sys
 
+    from dataclasses import replace
+
+    from atrlib.files import DiskWriteError
     from atrlib.training import run_training
 
     try:
         cfg = build_config(args.config, args.overrides)
+        if getattr(args, "overwrite", False):
+            cfg = replace(cfg, overwrite=True)
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = run_training(cfg)
+    try:
+        from atrlib.preflight import prepare_out_dir
+
+        prepare_out_dir(cfg)  # before any data is read: refuse / move aside an earlier run
+        result = run_training(cfg)
+    except PreflightError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except DiskWriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     m = result["metrics"]
     if "test" in m:
         t = m["test"]["t2a"]

@@ -91,13 +91,14 @@ class AudioCaptionDataset:
 DATASETS: Registry[Callable[..., AudioCaptionDataset]] = Registry("dataset")
 
 
-def load_dataset(name: str, root: Optional[str | Path] = None, split: str = "evaluation", **kw) -> AudioCaptionDataset:
+def load_dataset(name: str, root: Optional[str | Path] = None, split: Optional[str] = None, **kw) -> AudioCaptionDataset:
     """Build a dataset by registered name: ``load_dataset("clotho", root=..., split="evaluation")``.
 
     Registered: ``clotho`` (official layout), ``folder`` (audio files + a CSV), ``synth``
     (the embedded procedural dataset; generated on first use). Extra keywords go to the
-    loader (``on_error="raise"|"skip"``, ``limit``, ...).
+    loader (``on_error="raise"|"skip"``, ``limit``, ...). Without ``split`` the loader's own
+    default is used (clotho: evaluation, folder: all clips).
     """
     import atrlib.data  # noqa: F401  (registers the built-in loaders)
 
-    return DATASETS.get(name)(root=root, split=split, **kw)
+    return DATASETS.get(name)(root=root, **({} if split is None else {"split": split}), **kw)

@@ -10,7 +10,7 @@ import csv
 import io
 import logging
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from atrlib.audio import AudioError, audio_info
 from atrlib.data.base import AudioCaptionDataset, ClipItem
@@ -32,7 +32,7 @@ def read_text_utf8(path: Path, encoding: str = "utf-8") -> str:
         raise DatasetError(
             f"{path}, line {line}: not valid {encoding} (byte 0x{data[e.start]:02x} at offset {e.start}). "
             f"Re-save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`) "
-            f"or pass encoding='latin-1' if that is what it is."
+            f"or pass encoding='latin-1' if that is what it is (command line: --encoding latin-1)."
         ) from None
 
 
@@ -57,11 +57,13 @@ def read_caption_rows(csv_path: Path, encoding: str = "utf-8") -> List[Tuple[int
     if not csv_path.exists():
         raise DatasetError(f"{csv_path}: caption file not found; check the dataset root and split name")
     text = read_text_utf8(csv_path, encoding)
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text), strict=True)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         raise DatasetError(f"{csv_path}: the file is empty; it needs a header 'file_name,caption_1,...'") from None
+    except csv.Error as e:
+        raise DatasetError(f"{csv_path}, line 1: not a valid CSV header ({e})") from None
     if "file_name" not in header:
         raise DatasetError(f"{csv_path}, line 1: no 'file_name' column (columns: {header}); "
                            "the header must be 'file_name,caption_1,...'")
@@ -71,10 +73,14 @@ def read_caption_rows(csv_path: Path, encoding: str = "utf-8") -> List[Tuple[int
         raise DatasetError(f"{csv_path}, line 1: no caption columns (columns: {header}); "
                            "name them 'caption_1', 'caption_2', ...")
     rows, seen = [], {}
-    for rec in reader:
-        line = reader.line_num
+    for line, rec in _records(reader, csv_path):
         if not rec or all(not c.strip() for c in rec):
             continue
+        if len(rec) > len(header):
+            raise DatasetError(
+                f"{csv_path}, line {line}: {len(rec)} fields but the header has {len(header)} "
+                f"({', '.join(header)}); a caption probably holds an unquoted comma — put the caption in "
+                f"double quotes (\"a dog, then rain\")")
         if len(rec) <= fcol:
             raise DatasetError(f"{csv_path}, line {line}: row has {len(rec)} fields but no file_name")
         name = rec[fcol].strip()
@@ -92,9 +98,85 @@ def read_caption_rows(csv_path: Path, encoding: str = "utf-8") -> List[Tuple[int
     return rows
 
 
+def _records(reader, csv_path: Path):
+    """(first line of the record, fields) for each CSV record; a record that spans lines (a
+    quote opened and not closed on its line swallows the rows after it) is an error."""
+    prev_end = reader.line_num
+    while True:
+        start = prev_end + 1
+        try:
+            rec = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DatasetError(f"{csv_path}, line {start}: {e}; a quote opened here is never closed — close it "
+                               "or remove the stray quote character") from None
+        end = reader.line_num
+        if end > start or any("\n" in c or "\r" in c for c in rec):
+            raise DatasetError(
+                f"{csv_path}, line {start}: a quoted field runs over {end - start + 1} lines (to line {end}); an "
+                "unterminated quote swallows the rows after it — close the quote or remove the stray quote character")
+        prev_end = end
+        yield start, rec
+
+
+def read_file_list(csv_path: Path, encoding: str = "utf-8") -> List[Tuple[int, str]]:
+    """``[(line, file_name), ...]`` from a CSV with a ``file_name`` column (captions optional),
+    with the same checks as :func:`read_caption_rows`: relative names inside the folder, no
+    duplicates, no rows split or merged by stray commas and quotes."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DatasetError(f"{csv_path}: file list not found")
+    reader = csv.reader(io.StringIO(read_text_utf8(csv_path, encoding)), strict=True)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise DatasetError(f"{csv_path}: the file is empty; it needs a header with a 'file_name' column") from None
+    if "file_name" not in header:
+        raise DatasetError(f"{csv_path}, line 1: no 'file_name' column (columns: {header})")
+    fcol = header.index("file_name")
+    out, seen = [], {}
+    for line, rec in _records(reader, csv_path):
+        if not rec or all(not c.strip() for c in rec):
+            continue
+        if len(rec) > len(header):
+            raise DatasetError(f"{csv_path}, line {line}: {len(rec)} fields but the header has {len(header)}; "
+                               "quote fields that hold commas")
+        name = rec[fcol].strip() if fcol < len(rec) else ""
+        if not name:
+            raise DatasetError(f"{csv_path}, line {line}: empty file_name")
+        _check_relative(name, csv_path, line)
+        if name in seen:
+            raise DatasetError(f"{csv_path}, line {line}: duplicate file_name {name!r} (first on line {seen[name]})")
+        seen[name] = line
+        out.append((line, name))
+    if not out:
+        raise DatasetError(f"{csv_path}: no files listed")
+    return out
+
+
+def read_column(csv_path: Path, column: str, encoding: str = "utf-8") -> Optional[dict]:
+    """``{file_name: (line, value)}`` of one more column of a caption CSV, or None when the
+    header has no such column (the rows were checked by :func:`read_caption_rows`)."""
+    reader = csv.reader(io.StringIO(read_text_utf8(Path(csv_path), encoding)), strict=True)
+    header = [h.strip() for h in next(reader, [])]
+    if column not in header or "file_name" not in header:
+        return None
+    c, f = header.index(column), header.index("file_name")
+    out = {}
+    for line, rec in _records(reader, Path(csv_path)):
+        if rec and len(rec) > f and rec[f].strip():
+            out[rec[f].strip()] = (line, rec[c].strip() if c < len(rec) else "")
+    return out
+
+
 def build_dataset(name: str, split: str, root: Path, audio_dir: Path, csv_path: Path, on_error: str = "raise",
-                  limit: Optional[int] = None, encoding: str = "utf-8") -> AudioCaptionDataset:
+                  limit: Optional[int] = None, encoding: str = "utf-8",
+                  select: Optional[Callable[[int, str], Optional[str]]] = None) -> AudioCaptionDataset:
     """Items for every CSV row whose audio exists and decodes.
+
+    ``select(line, file_name)`` (optional) returns the split a row belongs to, or None to
+    leave the row out (the ``folder`` dataset's splits); the item's ``split`` is what it returns.
 
     ``on_error="raise"`` (default) stops at the first bad clip with its file and row;
     ``on_error="skip"`` logs each bad clip and keeps going, recording the messages in
@@ -111,17 +193,21 @@ def build_dataset(name: str, split: str, root: Path, audio_dir: Path, csv_path: 
     for line, fname, caps in read_caption_rows(csv_path, encoding):
         if limit and len(items) >= limit:
             break
+        item_split = select(line, fname) if select is not None else split
+        if item_split is None:
+            continue
         path = (audio_dir / fname).resolve()
         try:
             if base not in path.parents:
                 raise DatasetError(f"{csv_path}, line {line}: {fname!r} resolves outside {audio_dir} (a symlink?)")
             if not path.exists():
                 raise DatasetError(f"{csv_path}, line {line}: audio file {path} is listed but missing; "
-                                   "restore it, remove the row, or load with on_error='skip'")
+                                   "restore it, remove the row, or load with on_error='skip' (command line: --on-error skip)")
             try:
                 dur, sr = audio_info(path)
             except AudioError as e:
-                raise DatasetError(f"{csv_path}, line {line}: {e}; or load with on_error='skip'") from None
+                raise DatasetError(f"{csv_path}, line {line}: {e}; or load with on_error='skip' "
+                                   "(command line: --on-error skip)") from None
         except DatasetError as e:
             if on_error == "raise":
                 raise
@@ -129,7 +215,7 @@ def build_dataset(name: str, split: str, root: Path, audio_dir: Path, csv_path: 
             skipped.append(str(e))
             continue
         items.append(ClipItem(clip_id=fname, audio_path=str(path), captions=caps, duration=float(dur),
-                              sample_rate=int(sr), split=split))
+                              sample_rate=int(sr), split=item_split))
     if skipped:
         log.warning("%s/%s: skipped %d bad clip(s) of %d", name, split, len(skipped), len(skipped) + len(items))
     return AudioCaptionDataset(name=name, split=split, root=root, items=items, skipped=skipped)

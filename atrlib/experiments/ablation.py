@@ -15,6 +15,8 @@ import pandas as pd
 
 from atrlib.metrics import jackknife_ci, paired_test, per_query_metrics
 from atrlib.files import read_json
+from atrlib.experiments.systems import sim_path
+from atrlib.preflight import config_differences
 from atrlib.simfile import load_similarity
 from atrlib.training import TrainConfig, load_splits, run_training
 
@@ -36,8 +38,12 @@ def run_grid(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], out
         run = out / f"{loss}-s{seed}"
         cfg = replace(base, loss=loss, seed=seed, out_dir=str(run), progress=False)
         params = run / "params.json"
-        if not ((run / "metrics.json").exists() and params.exists() and read_json(params) == _as_json(cfg)):
-            run_training(cfg, data=data)
+        if not ((run / "metrics.json").exists() and params.exists()
+                and not config_differences(read_json(params), cfg.to_dict())):
+            # a killed run of this config continues from its checkpoint; another config's is moved aside
+            state = run / "last" / "state.json"
+            same = state.exists() and not config_differences(read_json(state).get("config", {}), cfg.to_dict())
+            run_training(replace(cfg, resume=True) if same else replace(cfg, overwrite=True), data=data)
         runs.setdefault(loss, []).append(run)
     return runs
 
@@ -49,7 +55,7 @@ def _as_json(cfg: TrainConfig) -> dict:
 
 
 def per_query_ap(run: str | Path, split: str = "test", k: int = 10) -> np.ndarray:
-    sm = load_similarity(Path(run) / f"sim_{split}.npz")
+    sm = load_similarity(sim_path(run, split))  # split names flow from the dataset (Clotho: "evaluation")
     return per_query_metrics(sm.sim, sm.relevant, map_at=k)[f"AP@{k}"]
 
 

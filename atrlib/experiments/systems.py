@@ -13,6 +13,44 @@ from typing import Dict, Iterable, List, Mapping
 
 from atrlib.simfile import SimilarityMatrix, load_similarity, save_similarity
 
+# a split's role -> every name datasets give it (Clotho: development / validation / evaluation)
+SPLIT_ROLES = {"train": ("train", "development", "dev"), "val": ("validation", "val", "valid"),
+               "test": ("test", "evaluation", "eval")}
+
+
+def _role(split: str) -> str | None:
+    return next((r for r, names in SPLIT_ROLES.items() if str(split).lower() in names), None)
+
+
+def sim_path(folder: str | Path, split: str) -> Path:
+    """``<folder>/sim_<split>.npz``, where ``split`` may also be a role or another dataset's
+    name for it: the split names flow from the dataset, so a run on Clotho holds
+    ``sim_evaluation.npz`` where a caller asks for "test". Resolution: the file as named;
+    else the name the run recorded for that role (``metrics.json`` ``splits``); else the one
+    file whose name is another alias of the role. Raises ``FileNotFoundError`` listing the
+    files there."""
+    import json
+
+    folder = Path(folder)
+    direct = folder / f"sim_{split}.npz"
+    if direct.exists():
+        return direct
+    role = _role(split)
+    if role is not None:
+        m = folder / "metrics.json"
+        if m.exists():
+            try:
+                recorded = (json.loads(m.read_text(encoding="utf-8")).get("splits") or {}).get(role)
+            except (OSError, ValueError, AttributeError):
+                recorded = None
+            if recorded and (folder / f"sim_{recorded}.npz").exists():
+                return folder / f"sim_{recorded}.npz"
+        alias = [folder / f"sim_{n}.npz" for n in SPLIT_ROLES[role] if (folder / f"sim_{n}.npz").exists()]
+        if len(alias) == 1:
+            return alias[0]
+    found = sorted(p.name for p in folder.glob("sim_*.npz"))
+    raise FileNotFoundError(f"{folder}: no similarity file for split {split!r} (found: {', '.join(found) or 'none'})")
+
 
 def find_systems(patterns: Iterable[str], base: str | Path = ".", val_split: str = "validation",
                  test_split: str = "test") -> Dict[str, Path]:
@@ -25,14 +63,22 @@ def find_systems(patterns: Iterable[str], base: str | Path = ".", val_split: str
         full = str(p if p.is_absolute() else Path(base) / p)
         for d in sorted(glob.glob(full)):
             d = Path(d)
-            if (d / f"sim_{val_split}.npz").exists() and (d / f"sim_{test_split}.npz").exists():
+            if _has_sim(d, val_split) and _has_sim(d, test_split):
                 name = d.name if d.name not in found else f"{d.parent.name}/{d.name}"
                 found[name] = d
     return found
 
 
+def _has_sim(folder: Path, split: str) -> bool:
+    try:
+        return sim_path(folder, split).exists()
+    except FileNotFoundError:
+        return False
+
+
 def load_systems(folders: Mapping[str, Path], split: str) -> Dict[str, SimilarityMatrix]:
-    return {name: load_similarity(Path(d) / f"sim_{split}.npz") for name, d in folders.items()}
+    """name -> the system's matrix for ``split`` (a split name or role; :func:`sim_path`)."""
+    return {name: load_similarity(sim_path(d, split)) for name, d in folders.items()}
 
 
 def train_variants(base, variants: List[dict], out_dir: str | Path, data=None) -> Dict[str, Path]:
@@ -49,8 +95,8 @@ def train_variants(base, variants: List[dict], out_dir: str | Path, data=None) -
         v = dict(v)
         name = v.pop("name")
         run = out / name
-        if not (run / "metrics.json").exists():
-            run_training(replace(base, **v, out_dir=str(run), progress=False), data=data)
+        if not (run / "metrics.json").exists():  # a killed variant continues from its checkpoint
+            run_training(replace(base, **v, out_dir=str(run), progress=False, resume=True), data=data)
         runs[name] = run
     return runs
 

@@ -1,0 +1,228 @@
+"""Checks made before any work starts: parameter values, the output folder, a resumed run's
+configuration, and train / validation / test splits that share clips.
+
+Each check fails with a message that names the parameter, folder or clips and the fix, so a
+mistake costs a second, not an hour of training followed by a silently wrong result.
+
+- :func:`check_values` — numbers and choices of :class:`~atrlib.training.TrainConfig` fields
+  (``epochs=abc``, ``epochs=0``, ``batch_size=0``, a negative learning rate ...). Also used by
+  ``atrlib run`` on the parameters a profile gives each stage, before anything runs.
+- :func:`typed_value` — a typed-in string as the type a parameter declares (``"no"`` stays a
+  string where a string is declared; ``"abc"`` for an int is an error naming the parameter).
+- :func:`prepare_out_dir` — a training folder that already holds a run is refused unless the
+  run is resumed (same configuration, else the differences are named) or moved aside.
+- :func:`split_overlap` / :func:`check_split_overlap` — clips present in more than one split.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+
+
+class PreflightError(ValueError):
+    """A parameter, folder or data set-up that would waste or corrupt a run; raised before work."""
+
+
+# --------------------------------------------------------------------------------------------
+# values
+# --------------------------------------------------------------------------------------------
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+# name -> (test, what is expected)
+RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
+    "epochs": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "embed_batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "grad_accum": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "num_workers": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "max_clips": (lambda v: _int(v) and v >= 0, "an integer >= 0 (0 = all clips)"),
+    "patience": (lambda v: _int(v) and v >= 0, "an integer >= 0 (0 = off)"),
+    "seed": (lambda v: _int(v), "an integer"),
+    "log_every": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "kfold": (lambda v: _int(v) and (v == 0 or v >= 2), "0 (off) or an integer >= 2"),
+    "lr": (lambda v: _num(v) and v > 0, "a number > 0"),
+    "head_lr": (lambda v: _num(v) and v >= 0, "a number >= 0 (0 = lr)"),
+    "weight_decay": (lambda v: _num(v) and v >= 0, "a number >= 0"),
+    "warmup": (lambda v: _num(v) and v >= 0, "a number >= 0 (a fraction of all steps if < 1, else steps)"),
+    "max_grad_norm": (lambda v: _num(v) and v >= 0, "a number >= 0 (0 = off)"),
+    "max_audio_seconds": (lambda v: _num(v) and v >= 0, "a number of seconds >= 0 (0 = the model's)"),
+    "train_crop_seconds": (lambda v: _num(v) and v >= 0, "a number of seconds >= 0 (0 = off)"),
+    "scheduler": (lambda v: v in ("cosine", "plateau", "none"), "one of 'cosine', 'plateau', 'none'"),
+    "pairs": (lambda v: v in ("captions", "clips"), "one of 'captions', 'clips'"),
+    "precision": (lambda v: v in ("no", "fp16", "bf16"), "one of 'no', 'fp16', 'bf16'"),
+    "device": (lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:")),
+               "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    "seeds": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_int(x) for x in v),
+              "a non-empty list of integers"),
+    "top": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "n_worst": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "n_examples": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
+    "on_error": (lambda v: v in ("raise", "skip"), "'raise' or 'skip'"),
+}
+
+
+def check_values(values: Mapping[str, Any], where: str = "") -> None:
+    """Raise :class:`PreflightError` for the first value in ``values`` that breaks its rule
+    in :data:`RULES` (names without a rule are not checked). ``where`` prefixes the message."""
+    for name, value in values.items():
+        rule = RULES.get(name)
+        if rule is not None and not rule[0](value):
+            raise PreflightError(f"{where}{name} must be {rule[1]}, got {value!r}")
+
+
+def typed_value(name: str, text: str, like: Any) -> Any:
+    """``text`` typed in for parameter ``name`` whose declared default is ``like``.
+
+    A string parameter gets the text exactly (``"a dog #1 barking"``, ``"no"``); an int, a
+    float or a bool must read as one (else :class:`PreflightError` naming the parameter); a
+    list or dict is parsed as YAML; a parameter declared ``None`` gets the YAML reading.
+    """
+    from atrlib.config import parse_value
+
+    if isinstance(like, str):
+        return text
+    if isinstance(like, bool):
+        t = text.strip().lower()
+        if t in ("true", "yes", "on", "1"):
+            return True
+        if t in ("false", "no", "off", "0"):
+            return False
+        raise PreflightError(f"{name}={text!r}: expected true or false")
+    if isinstance(like, int):
+        try:
+            return int(text.strip())
+        except ValueError:
+            v = parse_value(text)
+            if _int(v):
+                return v
+            raise PreflightError(f"{name}={text!r}: expected an integer (like {like!r})") from None
+    if isinstance(like, float):
+        v = parse_value(text)
+        if _num(v):
+            return float(v)
+        raise PreflightError(f"{name}={text!r}: expected a number (like {like!r})")
+    v = parse_value(text)
+    if isinstance(like, (list, tuple)) and not isinstance(v, list):
+        raise PreflightError(f"{name}={text!r}: expected a list, e.g. [0, 1]")
+    if isinstance(like, dict) and not isinstance(v, dict):
+        raise PreflightError(f"{name}={text!r}: expected a mapping, e.g. {{key: value}}")
+    return v
+
+
+# --------------------------------------------------------------------------------------------
+# the training folder
+# --------------------------------------------------------------------------------------------
+RUN_MARKERS = ("metrics.json", "history.json", "best", "last", "last.old")
+# fields that may change between a run and its resumption: they do not change what is learned
+RESUME_FREE = ("resume", "overwrite", "progress", "log_every", "_debug_exit_at_step", "num_workers",
+               "embed_batch_size", "device", "out_dir", "preload_audio")
+
+
+def holds_run(folder: Path) -> List[str]:
+    """Which training outputs ``folder`` holds (empty: none)."""
+    return [m for m in RUN_MARKERS if (Path(folder) / m).exists()]
+
+
+def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
+                       ignore: Iterable[str] = RESUME_FREE) -> Dict[str, Tuple[Any, Any]]:
+    """``{field: (old, new)}`` for every field whose value differs (JSON-normalised)."""
+    import json
+
+    def norm(v):
+        return json.loads(json.dumps(v, default=str))
+
+    skip = set(ignore)
+    keys = (set(old) | set(new)) - skip
+    return {k: (old.get(k), new.get(k)) for k in sorted(keys) if norm(old.get(k)) != norm(new.get(k))}
+
+
+def prepare_out_dir(cfg) -> Optional[Path]:
+    """Make ``cfg.out_dir`` safe to train into; returns where an earlier run was moved, if any.
+
+    - empty or new folder: fine;
+    - it holds a run and ``cfg.resume``: the checkpoint's configuration must equal ``cfg``
+      (except :data:`RESUME_FREE` fields), else :class:`PreflightError` naming each difference;
+    - it holds a run and ``cfg.overwrite``: the folder is moved aside to ``<out_dir>.prev-<time>``;
+    - it holds a run otherwise: :class:`PreflightError` saying what is there and the options.
+    """
+    from atrlib.files import check_writable, move_aside, read_json
+
+    out = Path(cfg.out_dir)
+    check_writable(out, "training out_dir")
+    found = holds_run(out) if out.is_dir() else []
+    if not found:
+        return None
+    if cfg.resume:
+        state = None
+        for d in ("last", "last.old"):
+            if (out / d / "state.json").is_file():
+                state = read_json(out / d / "state.json")
+                break
+        if state is None and (out / "params.json").is_file():
+            state = {"config": read_json(out / "params.json")}
+        old = (state or {}).get("config")
+        if old is not None:
+            diff = config_differences(old, cfg.to_dict())
+            if diff:
+                listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+                raise PreflightError(
+                    f"{out}: cannot resume with a changed configuration ({listing}); resuming would mix two "
+                    f"trainings in one history. Resume with the original values, or train into a new out_dir "
+                    f"(or pass overwrite=True with resume=False to move the old run aside).")
+        return None
+    if getattr(cfg, "overwrite", False):
+        moved = move_aside(out)
+        print(f"moved the previous training run {out} -> {moved}")
+        return moved
+    raise PreflightError(
+        f"{out} already holds a training run ({', '.join(found)}); refusing to replace it. Pass resume=True "
+        f"to continue it, overwrite=True to move it aside to {out.name}.prev-<time>, or choose another out_dir.")
+
+
+# --------------------------------------------------------------------------------------------
+# splits that share clips
+# --------------------------------------------------------------------------------------------
+def _clip_key(item) -> str:
+    return os.path.realpath(item["audio_path"])
+
+
+def split_overlap(data: Mapping[str, Any]) -> Dict[str, List[str]]:
+    """``{"train/test": [clip ids...], ...}`` for each pair of splits in ``data`` (role ->
+    dataset) that share audio files (same real path). Empty when the splits are disjoint."""
+    roles = [r for r in ("train", "val", "test") if r in data] + [r for r in data if r not in ("train", "val", "test")]
+    keys = {r: {_clip_key(it): it["clip_id"] for it in data[r].items} for r in roles}
+    out: Dict[str, List[str]] = {}
+    for i, a in enumerate(roles):
+        for b in roles[i + 1:]:
+            shared = sorted(keys[a][k] for k in set(keys[a]) & set(keys[b]))
+            if shared:
+                out[f"{data[a].split}/{data[b].split}" if data[a].split != data[b].split else f"{a}/{b}"] = shared
+    return out
+
+
+def overlap_note(overlap: Mapping[str, List[str]]) -> str:
+    """One sentence for reports: which splits share how many clips, and what that means."""
+    parts = ", ".join(f"{k}: {len(v)} clip{'s' if len(v) != 1 else ''}" for k, v in overlap.items())
+    return (f"Training and evaluation share clips ({parts}); scores on shared clips measure memory, "
+            "not retrieval of unseen sounds, and are not comparable with results on disjoint splits.")
+
+
+def check_split_overlap(data: Mapping[str, Any], allow: bool = False) -> Dict[str, List[str]]:
+    """Raise :class:`PreflightError` naming the shared clips unless ``allow``; returns the overlap."""
+    overlap = split_overlap(data)
+    if overlap and not allow:
+        lines = "; ".join(f"{k} share {len(v)} clip(s): {', '.join(v[:5])}{' ...' if len(v) > 5 else ''}"
+                          for k, v in overlap.items())
+        raise PreflightError(
+            f"the splits overlap ({lines}): the model would be tested on clips it trained on. Give the dataset real "
+            f"splits (folder: a 'split' column in captions.csv, or the seeded split by file name), or pass "
+            f"allow_split_overlap=True to train anyway (metrics.json then records the overlap).")
+    return overlap
