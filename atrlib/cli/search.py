@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from atrlib.search import list_audio, rank, resolve_retriever
+from atrlib.search import list_audio, prepare_output, rank, read_queries, resolve_retriever
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,20 +18,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--queries", help="a text file with one query per line")
     p.add_argument("--top", type=int, default=10, help="clips to list per query")
     p.add_argument("--out", help="write the ranking as CSV (query, rank, file, score) instead of printing")
+    p.add_argument("--overwrite", action="store_true", help="move an existing --out aside (<out>.prev-<time>)")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="skip: leave out (and list) clips that cannot be read, instead of stopping")
+    p.add_argument("--encoding", default="utf-8", help="text encoding of an --audio CSV, e.g. latin-1")
 
 
 def main(args) -> int:
-    queries = args.query or [l.strip() for l in Path(args.queries).read_text(encoding="utf-8").splitlines() if l.strip()]
+    try:  # everything a person typed is checked before any audio is read
+        queries = read_queries(args.query, args.queries)
+        if args.top < 1:
+            raise ValueError(f"--top must be at least 1, got {args.top}")
+        if args.out:
+            prepare_output(args.out, args.overwrite)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    skipped: list = []
     if args.index:
         from atrlib.index import search_index
 
         table = search_index(args.index, queries, top=args.top, retriever=resolve_retriever(args.model) if args.model else None)
     else:
-        table = rank(resolve_retriever(args.model or "tagbridge"), queries, list_audio(args.audio), top=args.top,
-                     progress=sys.stderr.isatty())
+        try:
+            files = list_audio(args.audio, on_error=args.on_error, encoding=args.encoding, skipped=skipped)
+        except (ValueError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        table = rank(resolve_retriever(args.model or "tagbridge"), queries, files, top=args.top,
+                     progress=sys.stderr.isatty(), on_error=args.on_error, skipped=skipped)
+    for msg in skipped:
+        print(f"skipped: {msg}", file=sys.stderr)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        table.drop(columns="path").to_csv(args.out, index=False)
+        from atrlib.files import write_text_atomic
+
+        write_text_atomic(args.out, table.drop(columns="path").to_csv(index=False))
         print(args.out)
     else:
         for q, g in table.groupby("query", sort=False):
