@@ -193,6 +193,7 @@ def test_model_configs_build_with_random_weights():
     assert (cfg.audio.name, cfg.audio.pretrained, cfg.text.kwargs["name_or_path"]) == ("beats", True, "bert-base-uncased")
     model = create_model("beats-bert", audio={"pretrained": None}, text=TowerConfig("minilm", frozen=True))
     assert model.audio_tower.embed_dim == 768
+    assert model.audio_tower.cfg.fbank_std == cfg.audio_cfg["fbank_std"] and model.audio_tower.sample_rate == 16000
     assert model.summary()["audio_tower"]["trainable"] == 90_311_792
 
 

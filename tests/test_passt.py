@@ -230,6 +230,7 @@ def test_model_configs_build_with_random_weights():
     assert (cfg.audio.name, cfg.audio.pretrained, cfg.text.kwargs["name_or_path"]) == ("passt", True, "roberta-large")
     model = create_model("passt-roberta", audio={"pretrained": None}, text=TowerConfig("minilm", frozen=True))
     assert model.audio_tower.embed_dim == 768
+    assert model.audio_tower.cfg.fmax == cfg.audio_cfg["fmax"] == 15000.0 and model.audio_tower.sample_rate == 32000
     assert model.summary()["audio_tower"]["trainable"] == 86_153_758
 
 
