@@ -409,7 +409,7 @@ class CLAIP(CrossModalTerm):
 
 # --------------------------------------------------------------------------- the objective
 
-_TERM = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*\s*)?(?P<name>[a-z_0-9]+)\s*$")
+_TERM = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*\s*)?(?P<name>[a-z_0-9+]+)\s*$")
 
 
 def parse_spec(spec: str) -> List[Tuple[float, str]]:
@@ -538,6 +538,7 @@ class Objective(nn.Module):
 def build_objective(spec: str, model, inputs=None, **kwargs) -> nn.Module:
     """A plain registered loss when ``spec`` names one contrastive loss (``loss_kwargs`` go to it,
     as before), else an :class:`Objective` (adding the heads its terms need to ``model``)."""
-    if spec.lower() in LOSSES and not getattr(LOSSES.get(spec.lower()), "cross_modal", False):
+    structured = any(k in ("weights", "crossattn", "qformer", "image") or k in LOSSES for k in kwargs)
+    if spec.lower() in LOSSES and not getattr(LOSSES.get(spec.lower()), "cross_modal", False) and not structured:
         return get_loss(spec, **kwargs)
     return Objective(spec, model, inputs, **kwargs)

@@ -1,0 +1,103 @@
+"""Objectives ablation: contrastive loss × auxiliary cross-modal terms × top-K re-ranking,
+with confidence intervals and paired tests — one call for the ablation notebook::
+
+    from atrlib.experiments.objectives import objectives_ablation
+    table = objectives_ablation(base_cfg, contrastive=["infonce", "ntxent"], auxiliary=["", "acml+mlml"],
+                                rerank_k=[0, 16], seeds=[0, 1], out_dir="reports/x/objectives")
+
+Every (contrastive, auxiliary, seed) is trained by :func:`atrlib.experiments.ablation.run_grid`
+(loss = ``contrastive + "+" + auxiliary``; head settings and weights in ``base.loss_kwargs``,
+e.g. ``{"crossattn": {"num_layers": 2, "frame_stride": 10}}``; finished runs are reused), then
+each run with a matching head is re-ranked on the test split for every K > 0. Per-query AP@10
+is averaged over seeds; each row has its test mAP@10 with a jackknife 95 % CI, R@1 / R@10, the
+validation mAP@10 of the same setting (re-ranked too), a paired permutation test against the
+baseline (first contrastive loss, no auxiliary term, no re-ranking) and against the same run
+without re-ranking, and the re-ranking cost (seconds per query).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+import pandas as pd
+
+from atrlib.files import read_json, write_json
+from atrlib.metrics import jackknife_ci, paired_test, per_query_metrics
+from atrlib.simfile import load_similarity, save_similarity
+
+
+def _rerank_run(run: Path, split_key: str, k: int, data, progress: bool) -> Dict[str, object]:
+    """Per-query AP@10 of ``run`` on one split after re-ranking the top ``k`` (cached in the run)."""
+    from atrlib.models.dual import load_model
+    from atrlib.rerank import rerank_split
+
+    ds = data[split_key]
+    path = run / f"sim_{ds.split}_rerank{k}.npz"
+    cost_path = run / f"rerank{k}_{ds.split}.json"
+    if not path.exists() or not cost_path.exists():
+        model = load_model(run / "best")
+        res = rerank_split(model, ds, k, sim_without=load_similarity(run / f"sim_{ds.split}.npz"), progress=progress)
+        save_similarity(path, res["sim_with"])
+        write_json(cost_path, res["cost"])
+    sm = load_similarity(path)
+    return {"ap": per_query_metrics(sm.sim, sm.relevant)["AP@10"], "R": per_query_metrics(sm.sim, sm.relevant),
+            "cost": read_json(cost_path)}
+
+
+def objectives_ablation(base, contrastive: Sequence[str] = ("infonce",), auxiliary: Sequence[str] = ("", "acml+mlml"),
+                        rerank_k: Sequence[int] = (0, 16), seeds: Sequence[int] = (0,), out_dir: str | Path = "objectives",
+                        n: int = 10000, progress: bool = True) -> pd.DataFrame:
+    """Train and score the grid (module docstring); returns one row per (loss, K), indexed by
+    ``system`` = ``"<loss> | rerank K"``, and writes ``objectives.csv`` into ``out_dir``."""
+    from atrlib.experiments.ablation import run_grid
+    from atrlib.models.fusion import MATCHING_HEADS
+    from atrlib.train_inputs import load_splits
+
+    losses = [c + (f"+{a}" if a else "") for c in contrastive for a in auxiliary]
+    runs = run_grid(base, losses, seeds, out_dir, progress=progress)
+    data = load_splits(replace(base, test_split=base.test_split or "test"))
+    per: Dict[str, Dict[str, object]] = {}
+    for loss, rs in runs.items():
+        has_head = any(h in read_json(Path(rs[0]) / "best" / "config.json").get("heads", {}) for h in MATCHING_HEADS)
+        for k in rerank_k:
+            if k and not has_head:
+                continue
+            row = {"loss": loss, "rerank_k": int(k)}
+            for key in ("test", "val"):
+                if k:
+                    parts = [_rerank_run(Path(r), key, int(k), data, progress) for r in rs]
+                    ap = np.mean([p["ap"] for p in parts], axis=0)
+                    r1 = np.mean([p["R"]["R@1"].mean() for p in parts])
+                    r10 = np.mean([p["R"]["R@10"].mean() for p in parts])
+                    if key == "test":
+                        row["seconds_per_query"] = float(np.mean([p["cost"]["seconds_per_query"] for p in parts]))
+                else:
+                    pq = [per_query_metrics(s.sim, s.relevant) for s in
+                          (load_similarity(Path(r) / f"sim_{data[key].split}.npz") for r in rs)]
+                    ap = np.mean([q["AP@10"] for q in pq], axis=0)
+                    r1, r10 = np.mean([q["R@1"].mean() for q in pq]), np.mean([q["R@10"].mean() for q in pq])
+                row[f"{key}_ap"], row[f"{key}_R@1"], row[f"{key}_R@10"] = ap, float(r1), float(r10)
+            per[f"{loss} | rerank {k}"] = row
+    base_name = f"{losses[0]} | rerank 0"
+    rows = []
+    for name, row in per.items():
+        ci = jackknife_ci(row["test_ap"])
+        out = {"system": name, "loss": row["loss"], "rerank_k": row["rerank_k"],
+               "val_mAP@10": float(np.mean(row["val_ap"])), "mAP@10": ci["value"], "low": ci["low"],
+               "high": ci["high"], "R@1": row["test_R@1"], "R@10": row["test_R@10"],
+               "seconds_per_query": row.get("seconds_per_query", 0.0), "seeds": len(seeds)}
+        if name != base_name and base_name in per:
+            t = paired_test(row["test_ap"], per[base_name]["test_ap"], method="permutation", n=n)
+            out.update(diff_vs_baseline=t["diff"], p_vs_baseline=t["p_value"])
+        plain = f"{row['loss']} | rerank 0"
+        if row["rerank_k"] and plain in per:
+            t = paired_test(row["test_ap"], per[plain]["test_ap"], method="permutation", n=n)
+            out.update(diff_vs_no_rerank=t["diff"], p_vs_no_rerank=t["p_value"],
+                       diff_low=t["low"], diff_high=t["high"])
+        rows.append(out)
+    table = pd.DataFrame(rows).set_index("system")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    table.to_csv(Path(out_dir) / "objectives.csv")
+    return table
