@@ -14,14 +14,16 @@ drops clips whose file is gone, and writes a new generation; ``store.json`` is r
 last (atomically), so a killed build leaves the previous store intact (the retriever's
 feature cache keeps the network outputs computed so far).
 
-**Index kinds** (faiss-cpu, inner product on unit vectors = cosine): ``exact``
-(``IndexFlatIP``), ``ivf`` (``IndexIVFFlat``, ``nlist`` ≈ 4·√n lists, k-means trained on a
-sample), ``hnsw`` (``IndexHNSWFlat``). ``auto`` picks by size (:class:`IndexConfig`).
+**Index kinds** (inner product on unit vectors = cosine): ``exact`` (chunked torch matmul +
+top-k: no index file), ``ivf`` (faiss ``IndexIVFFlat``, ``nlist`` ≈ 4·√n lists from spherical
+k-means on a sample; the k-means, the assignment and the probing run in torch, faiss scans
+the lists), ``hnsw`` (faiss ``IndexHNSWFlat``). ``auto`` picks by size (:class:`IndexConfig`).
 At build time a held-out sample of the collection (rows left out of IVF training; each
 query's own row removed from both result lists) is searched exactly and approximately; the
 search breadth (``nprobe`` / ``efSearch``) is raised until recall@10 against exact search
 reaches ``target_recall``, and that breadth, the recall and the time per query are stored
-in ``store.json`` and used by every later search.
+in ``store.json`` and used by every later search. Held-out clips stand in for text queries,
+which a build does not have; real caption queries may need a larger breadth.
 """
 from __future__ import annotations
 
@@ -45,8 +47,8 @@ from atrlib.files import atomic_path, file_sha256, read_json, write_json
 KINDS = ("auto", "exact", "ivf", "hnsw")
 STORE_VERSION = 1
 
-__all__ = ["IndexConfig", "EmbeddingStore", "BuildReport", "build_store", "build_index", "tune_index",
-           "exact_search", "recall_at_k", "model_identity", "search_index"]
+__all__ = ["IndexConfig", "AnnIndex", "EmbeddingStore", "BuildReport", "build_store", "build_index", "tune_index",
+           "spherical_kmeans", "exact_search", "recall_at_k", "model_identity", "search_index"]
 
 
 @dataclass
@@ -85,7 +87,8 @@ def _faiss():
 # --------------------------------------------------------------------------------------
 def exact_search(queries: np.ndarray, items: np.ndarray, k: int, chunk: int = 262_144) -> Tuple[np.ndarray, np.ndarray]:
     """Top-``k`` inner products of every query over ``items`` (float16 or float32, e.g. a
-    memory-mapped store): (scores (m, k) float32, ids (m, k) int64), best first; ties by lower id."""
+    memory-mapped store): (scores (m, k) float32, ids (m, k) int64), best first; equal scores are
+    listed by lower id, except that a tie at the k-th place may keep either item."""
     import torch
 
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))            # (m, d)
@@ -98,10 +101,10 @@ def exact_search(queries: np.ndarray, items: np.ndarray, k: int, chunk: int = 26
         top = torch.topk(sc, min(k, sc.shape[1]), dim=1)
         cand_s = torch.cat([best_s, top.values], 1)                                    # (m, <= 2k)
         cand_i = torch.cat([best_i, top.indices + s], 1)
-        order = torch.argsort(cand_i, dim=1, stable=True)                              # ties -> lower id first
+        order = torch.argsort(cand_i, dim=1, stable=True)                              # by id, then
         cand_s, cand_i = cand_s.gather(1, order), cand_i.gather(1, order)
-        keep = torch.topk(cand_s, min(k, cand_s.shape[1]), dim=1, sorted=True)
-        best_s, best_i = keep.values, cand_i.gather(1, keep.indices)
+        order = torch.sort(cand_s, dim=1, descending=True, stable=True).indices[:, :k]  # by score: ties -> lower id
+        best_s, best_i = cand_s.gather(1, order), cand_i.gather(1, order)
     return best_s.numpy(), best_i.numpy()
 
 
@@ -121,58 +124,141 @@ def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------
-# faiss indexes
+# indexes: torch does the matrix products, faiss scans IVF lists and walks HNSW graphs
 # --------------------------------------------------------------------------------------
-def build_index(x: np.ndarray, kind: str, cfg: IndexConfig, exclude: Sequence[int] = ()):
-    """A faiss index of ``kind`` over ``x`` (n, d) float32 unit rows; ``exclude``: rows kept
-    out of IVF training (the held-out queries). ``exact`` returns an ``IndexFlatIP``."""
-    faiss = _faiss()
+def _assign(x: np.ndarray, centroids, chunk: int = 65_536) -> np.ndarray:
+    """Nearest centroid (by inner product) of every row of ``x``: (n,) int64."""
+    import torch
+
+    out = np.empty(len(x), dtype=np.int64)
+    for s in range(0, len(x), chunk):
+        block = torch.from_numpy(np.ascontiguousarray(x[s:s + chunk], dtype=np.float32))  # (c, d)
+        out[s:s + len(block)] = (block @ centroids.T).argmax(1).numpy()                  # (c, nlist) -> (c,)
+    return out
+
+
+def spherical_kmeans(x: np.ndarray, k: int, n_iter: int = 10, seed: int = 0):
+    """``k`` unit centroids (k, d) torch float32 by Lloyd iterations on the cosine (an empty
+    cluster is re-seeded with a random row)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))                      # (m, d)
+    c = xt[torch.randperm(len(xt), generator=g)[:k]].clone()                               # (k, d)
+    for _ in range(n_iter):
+        a = torch.from_numpy(_assign(x, c))                                                # (m,)
+        sums = torch.zeros_like(c).index_add_(0, a, xt)                                    # (k, d)
+        counts = torch.bincount(a, minlength=k)
+        empty = counts == 0
+        if empty.any():
+            sums[empty] = xt[torch.randint(len(xt), (int(empty.sum()),), generator=g)]
+        c = sums / sums.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return c
+
+
+class AnnIndex:
+    """One interface over the three kinds: ``search(queries, k, breadth) -> (scores, ids)``.
+
+    ``exact``: chunked torch matmul + top-k over a float32 copy (faiss-cpu's ``IndexFlatIP``
+    measured 10-20x slower than torch's BLAS on this project's machine). ``ivf``: faiss
+    ``IndexIVFFlat`` whose coarse step (k-means, assignment, probing) runs in torch, lists
+    scanned by faiss; breadth = ``nprobe``. ``hnsw``: faiss ``IndexHNSWFlat``; breadth =
+    ``efSearch``.
+    """
+
+    def __init__(self, kind: str, faiss_index=None, dense: Optional[np.ndarray] = None, centroids=None):
+        self.kind, self.faiss_index, self.dense, self.centroids = kind, faiss_index, dense, centroids
+
+    @property
+    def ntotal(self) -> int:
+        return len(self.dense) if self.kind == "exact" else int(self.faiss_index.ntotal)
+
+    @property
+    def nlist(self) -> int:
+        return int(self.faiss_index.nlist) if self.kind == "ivf" else 0
+
+    def search(self, queries: np.ndarray, k: int, breadth: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)                 # (m, d)
+        if self.kind == "exact":
+            return exact_search(q, self.dense, k)
+        faiss = _faiss()
+        if self.kind == "hnsw":
+            return self.faiss_index.search(q, k, params=faiss.SearchParametersHNSW(efSearch=int(max(breadth, k))))
+        import torch
+
+        nprobe = int(min(max(breadth, 1), self.nlist))
+        coarse = torch.topk(torch.from_numpy(q) @ self.centroids.T, nprobe, dim=1)         # (m, nprobe)
+        self.faiss_index.nprobe = nprobe  # search_preassigned reads it (no per-call parameters)
+        return self.faiss_index.search_preassigned(q, k, coarse.indices.numpy().astype(np.int64), coarse.values.numpy())
+
+    def save(self, path: Path) -> None:
+        _faiss().write_index(self.faiss_index, str(path))
+
+    @classmethod
+    def load(cls, kind: str, path: Optional[Path], x: np.ndarray) -> "AnnIndex":
+        if kind == "exact":
+            return cls("exact", dense=np.ascontiguousarray(x, dtype=np.float32))
+        index = _faiss().read_index(str(path))
+        if kind == "ivf":
+            import torch
+
+            centroids = torch.from_numpy(index.quantizer.reconstruct_n(0, index.nlist))
+            return cls("ivf", index, centroids=centroids)
+        return cls(kind, index)
+
+
+def build_index(x: np.ndarray, kind: str, cfg: IndexConfig, exclude: Sequence[int] = ()) -> AnnIndex:
+    """An :class:`AnnIndex` of ``kind`` over ``x`` (n, d) unit rows (float16 or float32, e.g. a
+    memmap); ``exclude``: rows kept out of IVF training (the held-out queries)."""
     n, d = x.shape
     if kind == "exact":
-        index = faiss.IndexFlatIP(d)
-    elif kind == "hnsw":
+        return AnnIndex("exact", dense=np.ascontiguousarray(x, dtype=np.float32))
+    faiss = _faiss()
+    if kind == "hnsw":
         index = faiss.IndexHNSWFlat(d, cfg.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = cfg.ef_construction
-    elif kind == "ivf":
-        nlist = cfg.nlist or max(1, int(round(4 * math.sqrt(n))))
-        nlist = min(nlist, max(1, n // 39))  # faiss wants >= 39 training points per list
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        pool = np.setdiff1d(np.arange(n), np.asarray(exclude, dtype=np.int64))
-        rng = np.random.default_rng(cfg.seed + 1)
-        train = rng.choice(pool, size=min(len(pool), max(cfg.train_size, 39 * nlist)), replace=False)
-        index.train(np.ascontiguousarray(x[np.sort(train)]))
-    else:
+        for s in range(0, n, 65_536):
+            index.add(np.ascontiguousarray(x[s:s + 65_536], dtype=np.float32))
+        return AnnIndex("hnsw", index)
+    if kind != "ivf":
         raise ValueError(f"unknown index kind {kind!r}; one of exact, ivf, hnsw")
-    for s in range(0, n, 262_144):  # in chunks: x may be a float16 memmap converted on the fly
-        index.add(np.ascontiguousarray(x[s:s + 262_144], dtype=np.float32))
-    return index
+    nlist = cfg.nlist or max(1, int(round(4 * math.sqrt(n))))
+    nlist = min(nlist, max(1, n // 39))  # at least 39 training vectors per list (faiss's rule of thumb)
+    pool = np.setdiff1d(np.arange(n), np.asarray(exclude, dtype=np.int64))
+    rng = np.random.default_rng(cfg.seed + 1)
+    train = np.sort(rng.choice(pool, size=min(len(pool), max(cfg.train_size, 39 * nlist)), replace=False))
+    centroids = spherical_kmeans(np.asarray(x[train], dtype=np.float32), nlist, seed=cfg.seed)  # (nlist, d)
+    quantizer = faiss.IndexFlatIP(d)
+    quantizer.add(centroids.numpy())
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.is_trained = True
+    for s in range(0, n, 65_536):
+        block = np.ascontiguousarray(x[s:s + 65_536], dtype=np.float32)                    # (c, d)
+        assign = _assign(block, centroids)
+        ids = np.arange(s, s + len(block), dtype=np.int64)
+        index.add_core(len(block), faiss.swig_ptr(block), faiss.swig_ptr(ids), faiss.swig_ptr(assign))
+    index.ntotal = n
+    out = AnnIndex("ivf", index, centroids=centroids)
+    out.quantizer = quantizer  # keep the SWIG object alive as long as the index
+    return out
 
 
-def _breadths(index, kind: str) -> List[int]:
-    if kind == "ivf":
+def _breadths(index: AnnIndex) -> List[int]:
+    if index.kind == "ivf":
         nl = index.nlist
         return sorted({min(nl, b) for b in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,
                                             768, 1024, 1536, 2048, 4096)} | {nl})
-    if kind == "hnsw":
+    if index.kind == "hnsw":
         return [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 2048]
     return [0]
 
 
-def search_params(kind: str, breadth: int):
-    faiss = _faiss()
-    if kind == "ivf":
-        return faiss.SearchParametersIVF(nprobe=int(breadth))
-    if kind == "hnsw":
-        return faiss.SearchParametersHNSW(efSearch=int(breadth))
-    return None
-
-
-def tune_index(index, kind: str, x: np.ndarray, sample_ids: np.ndarray, cfg: IndexConfig) -> dict:
+def tune_index(index: AnnIndex, x: np.ndarray, sample_ids: np.ndarray, cfg: IndexConfig) -> dict:
     """Raise the search breadth until recall@k on the held-out sample reaches the target.
 
     Ground truth: :func:`exact_search` of the sample rows over ``x``; each query's own row is
     removed from both lists. Returns ``{"kind", "breadth", "recall@k", "ms_per_query",
-    "exact_ms_per_query", "curve": [...]}``.
+    "exact_ms_per_query", "queries", "curve": [...]}``.
     """
     k = cfg.k
     q = np.ascontiguousarray(x[sample_ids], dtype=np.float32)                    # (s, d)
@@ -181,16 +267,16 @@ def tune_index(index, kind: str, x: np.ndarray, sample_ids: np.ndarray, cfg: Ind
     exact_ms = (time.perf_counter() - t0) * 1000 / max(1, len(q))
     truth = _drop_self(ex, sample_ids, k)
     curve = []
-    for b in _breadths(index, kind):
+    for b in _breadths(index):
         t0 = time.perf_counter()
-        _, ids = index.search(q, k + 1, params=search_params(kind, b))
+        _, ids = index.search(q, k + 1, b)
         ms = (time.perf_counter() - t0) * 1000 / max(1, len(q))
         rec = recall_at_k(_drop_self(ids, sample_ids, k), truth, k)
         curve.append({"breadth": b, f"recall@{k}": round(rec, 4), "ms_per_query": round(ms, 4)})
         if rec >= cfg.target_recall:
             break
     best = curve[-1]
-    return {"kind": kind, "breadth": best["breadth"], f"recall@{k}": best[f"recall@{k}"],
+    return {"kind": index.kind, "breadth": best["breadth"], f"recall@{k}": best[f"recall@{k}"],
             "ms_per_query": best["ms_per_query"], "exact_ms_per_query": round(exact_ms, 4),
             "queries": int(len(q)), "target_recall": cfg.target_recall, "curve": curve}
 
@@ -241,22 +327,17 @@ class EmbeddingStore:
         return (self.info.get("index") or {}).get("kind", "exact")
 
     @property
-    def index(self):
-        """The faiss index (read on first use); ``exact`` builds an IndexFlatIP in memory."""
+    def index(self) -> AnnIndex:
+        """The search index (read on first use; ``exact`` holds a float32 copy in memory)."""
         if self._index is None:
             f = (self.info.get("index") or {}).get("file")
-            if f:
-                self._index = _faiss().read_index(str(self.root / f))
-            else:
-                self._index = build_index(self.embeddings, "exact", IndexConfig())
+            self._index = AnnIndex.load(self.kind, self.root / f if f else None, self.embeddings)
         return self._index
 
     def search(self, queries: np.ndarray, k: int = 10, breadth: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         """(scores (m, k), row ids (m, k)) for unit query vectors (m, d), best first."""
-        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         b = breadth if breadth is not None else (self.info.get("index") or {}).get("breadth", 0)
-        scores, ids = self.index.search(q, min(k, len(self)), params=search_params(self.kind, b))
-        return scores, ids
+        return self.index.search(queries, min(k, len(self)), b)
 
 
 @dataclass
@@ -379,10 +460,10 @@ def _index_for(root: Path, x: np.ndarray, cfg: IndexConfig, gen: str, progress: 
         print(f"building a {kind} index over {n} vectors ...", file=sys.stderr, flush=True)
     index = build_index(x, kind, cfg, exclude=sample)
     build_s = time.perf_counter() - t0
-    rep = tune_index(index, kind, x, sample, cfg)
+    rep = tune_index(index, x, sample, cfg)
     name = f"index-{gen}.faiss"
     with atomic_path(root / name) as tmp:
-        _faiss().write_index(index, str(tmp))
+        index.save(tmp)
     rep.update({"file": name, "build_s": round(build_s, 3), "params": {k: v for k, v in asdict(cfg).items()}})
     if kind == "ivf":
         rep["nlist"] = int(index.nlist)
