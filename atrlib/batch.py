@@ -248,12 +248,9 @@ def _error_record(exc: BaseException) -> dict:
 
 
 def _export_html(exporter, ipynb: Path, html_path: Path) -> None:
-    import nbformat
+    from atrlib.reporting import export_html
 
-    from atrlib.files import write_text_atomic
-
-    body, _ = exporter.from_notebook_node(nbformat.read(str(ipynb), as_version=4))
-    write_text_atomic(html_path, body)
+    export_html(ipynb, html_path)  # widgets dropped, no CDN scripts: the report opens offline
 
 
 def _finish_notebook(partial: Path, ipynb: Path, sr: "StageResult") -> None:

@@ -31,6 +31,7 @@ import dataclasses
 import html
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Optional
 from urllib.parse import quote
@@ -46,6 +47,9 @@ __all__ = [
     "format_duration",
     "write_index",
     "render_index_html",
+    "export_html",
+    "offline_notebook",
+    "offline_html",
     "render_summary_md",
 ]
 
@@ -326,3 +330,42 @@ def write_index(run_dir: str | os.PathLike, result: Any) -> Path:
     run_dir = Path(run_dir)
     write_text_atomic(run_dir / "summary.md", render_summary_md(run_dir, result))
     return write_text_atomic(run_dir / "index.html", render_index_html(run_dir, result))
+
+
+# --------------------------------------------------------------------------------------
+# a stage's HTML: offline, no widgets, no scripts
+# --------------------------------------------------------------------------------------
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.S | re.I)
+
+
+def offline_notebook(nb):
+    """A copy of an executed notebook without live-widget outputs (progress bars, the
+    search box: they need a kernel and scripts from the internet) and their saved state."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        cell["outputs"] = [o for o in cell.get("outputs", []) if WIDGET_VIEW not in (o.get("data") or {})]
+    return nb
+
+
+def offline_html(body: str) -> str:
+    """``body`` without any ``<script>``: nbconvert's template fetches require.js, MathJax,
+    mermaid and the widget manager from CDNs; a report needs none of them (figures are
+    images, players are ``<audio>`` elements), and it must open without a network."""
+    return _SCRIPT.sub("", body)
+
+
+def export_html(ipynb: str | os.PathLike, html_path: str | os.PathLike) -> Path:
+    """Write the HTML report of an executed notebook: widgets dropped, no scripts, so it
+    opens offline and shows the same thing everywhere."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    nb = offline_notebook(nbformat.read(str(ipynb), as_version=4))
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    return write_text_atomic(Path(html_path), offline_html(body))
