@@ -185,19 +185,45 @@ def pad_or_crop(x: np.ndarray, length: int, mode: str = "start", rng: Optional[n
     return x[..., s:s + length]
 
 
-def segment(x: np.ndarray, sample_rate: int, seconds: float = 10.0, max_seconds: Optional[float] = 30.0,
-            min_last: float = 1.0) -> List[np.ndarray]:
-    """Split a clip into fixed-length segments (e.g. 10-s segments of up to 30 s, as the
-    DCASE 2024 winning system did). The last segment is kept (zero-padded) if it has at
-    least ``min_last`` seconds; a clip shorter than one segment gives one padded segment."""
-    if max_seconds is not None:
-        x = x[..., : int(max_seconds * sample_rate)]
-    seg = int(seconds * sample_rate)
-    out = []
-    for s in range(0, max(x.shape[-1], 1), seg):
-        piece = x[..., s:s + seg]
-        if out and piece.shape[-1] < min_last * sample_rate:
-            break
-        out.append(pad_or_crop(piece, seg))
-    return out
+def segment_bounds(n: int, seg: int, max_len: Optional[int] = None, tail: str = "pad",
+                   min_last: int = 0) -> List[Tuple[int, int]]:
+    """[(start, stop)] sample ranges cutting a clip of ``n`` samples (first cut to ``max_len``)
+    into segments of ``seg`` samples.
 
+    ``tail="pad"``: segments at 0, seg, 2·seg, ...; the last one may be short (the caller pads
+    it) and is dropped when shorter than ``min_last`` samples, unless it is the only one.
+    ``tail="align"``: full segments only, no padding; a leftover of at least ``min_last``
+    becomes one more segment aligned to the clip's end (overlapping); a clip no longer than one
+    segment stays whole.
+    """
+    if max_len is not None:
+        n = min(n, int(max_len))
+    if seg <= 0:
+        return [(0, n)]
+    if tail == "pad":
+        out = [(s, min(s + seg, n)) for s in range(0, max(n, 1), seg)]
+        if len(out) > 1 and out[-1][1] - out[-1][0] < min_last:
+            out.pop()
+        return out
+    if tail == "align":
+        if n <= seg:
+            return [(0, n)]
+        out = [(s, s + seg) for s in range(0, n - seg + 1, seg)]
+        if n - out[-1][1] >= max(min_last, 1):
+            out.append((n - seg, n))
+        return out
+    raise ValueError(f"unknown tail {tail!r}; use 'pad' or 'align'")
+
+
+def segment(x: np.ndarray, sample_rate: int, seconds: float = 10.0, max_seconds: Optional[float] = 30.0,
+            min_last: float = 1.0, tail: str = "pad") -> List[np.ndarray]:
+    """Cut a clip into ``seconds``-long segments by :func:`segment_bounds` (e.g. 10-s segments of
+    up to 30 s, as the DCASE 2024 winning system did). ``tail="pad"``: the last segment is kept,
+    zero-padded, if it has at least ``min_last`` seconds, and a clip shorter than one segment
+    gives one padded segment; ``tail="align"``: no padding, a leftover of at least ``min_last``
+    seconds becomes a segment aligned to the clip's end, a short clip stays whole."""
+    seg = int(round(seconds * sample_rate))
+    bounds = segment_bounds(x.shape[-1], seg, None if max_seconds is None else int(max_seconds * sample_rate),
+                            tail, int(round(min_last * sample_rate)))
+    pieces = [x[..., a:b] for a, b in bounds]
+    return [pad_or_crop(p, seg) for p in pieces] if tail == "pad" else pieces

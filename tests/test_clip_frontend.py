@@ -5,8 +5,9 @@ import pytest
 import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
+from atrlib.audio import segment_bounds
 from atrlib.models.clip_frontend import (AudioFrontendConfig, ClipFrontend, configure_spec_augment, random_window,
-                                         segment_bounds, wrap_audio_tower)
+                                         wrap_audio_tower)
 from atrlib.models.frames import check_tower
 from atrlib.models.registry import AUDIO_TOWERS
 
@@ -24,23 +25,34 @@ def test_segment_bounds_by_hand():
         segment_bounds(5, 2, tail="loop")
 
 
+def _old_padded_cutter(x, sr, seconds, max_seconds, min_last):
+    """The padded cutter atrlib.audio.segment had before segment_bounds (kept here as the reference)."""
+    x = x[..., : int(max_seconds * sr)]
+    seg, out = int(seconds * sr), []
+    for s in range(0, max(x.shape[-1], 1), seg):
+        piece = x[..., s:s + seg]
+        if out and piece.shape[-1] < min_last * sr:
+            break
+        out.append(np.pad(piece, (0, seg - piece.shape[-1])))
+    return out
+
+
 @pytest.mark.parametrize("n", [1, 9, 10, 11, 19, 20, 21, 25, 29, 30, 31, 45])
 def test_segment_bounds_reproduce_the_older_cutters(n):
-    """Drop-in for the numpy cutters it replaces (audio.segment: padded; retrievers.split_segments: aligned)."""
+    """Drop-in for the two cutters it replaces: the padded one audio.segment had, and the
+    end-aligned one of the tag-bridge retriever (retrievers.split_segments)."""
     from atrlib.audio import segment
 
     x = np.arange(1, n + 1, dtype=np.float32)
-    pieces = segment(x, 1, seconds=10, max_seconds=30, min_last=2)
-    bounds = segment_bounds(n, 10, 30, "pad", 2)
-    assert len(pieces) == len(bounds)
-    for p, (a, b) in zip(pieces, bounds):
-        np.testing.assert_array_equal(p, np.pad(x[a:b], (0, 10 - (b - a))))
+    pieces, ref = segment(x, 1, seconds=10, max_seconds=30, min_last=2), _old_padded_cutter(x, 1, 10, 30, 2)
+    assert len(pieces) == len(ref) and all(np.array_equal(p, r) for p, r in zip(pieces, ref))
+    aligned = segment(x, 1, seconds=10, max_seconds=None, min_last=2, tail="align")
+    assert [(int(p[0]) - 1, int(p[-1])) for p in aligned] == segment_bounds(n, 10, None, "align", 2)
     try:
         from atrlib.retrievers import split_segments
     except ImportError:
         return
-    aligned = split_segments(x, 1, 10.0, min_last=2)
-    assert [(int(p[0]) - 1, int(p[-1])) for p in aligned] == segment_bounds(n, 10, None, "align", 2)
+    assert [p.tolist() for p in split_segments(x, 1, 10.0, min_last=2)] == [p.tolist() for p in aligned]
 
 
 def test_segment_pooling_equals_manual_mean():
@@ -93,3 +105,17 @@ def test_spec_augment_settings_reach_any_log_mel_tower():
         wrap_audio_tower(AUDIO_TOWERS.get("mel-stats")(), {"spec_time_masks": 2})
     with pytest.raises(ValueError, match="unknown audio_frontend"):
         wrap_audio_tower(AUDIO_TOWERS.get("mel-stats")(), {"segments": 3})
+
+
+def test_model_config_audio_frontend_wraps_the_tower():
+    from atrlib.models.dual import create_model
+
+    plain = create_model("synth-tiny")
+    assert not isinstance(plain.audio_tower, ClipFrontend)
+    model = create_model("synth-tiny", audio_frontend={"segment_seconds": 1.0, "max_seconds": 3.0,
+                                                       "spec_time_masks": 1})
+    assert isinstance(model.audio_tower, ClipFrontend) and model.audio_tower.tower.spec_augment.time_masks == 1
+    model.eval()
+    with torch.no_grad():
+        emb = model.encode_audio(0.1 * torch.randn(2, 3 * model.sample_rate))
+    assert emb.shape == (2, model.config.embed_dim)

@@ -8,8 +8,8 @@ random training crops, SpecAugment for any log-mel tower.
       -> the tower                        (batch · segments, D)
       -> mean / max over each clip's real segments          (batch, D)
 
-:func:`segment_bounds` is the one rule for cutting a clip into segments (the DCASE 2024 winner
-pads to 30 s and cuts 10-s segments); ``atrlib.audio.segment`` cuts numpy clips with it.
+:func:`atrlib.audio.segment_bounds` is the one rule for cutting a clip into segments (the DCASE
+2024 winner pads to 30 s and cuts 10-s segments); ``atrlib.audio.segment`` cuts numpy clips with it.
 
 :class:`ClipFrontend` wraps any audio tower and keeps its interface (``sample_rate``,
 ``embed_dim``, ``frame_dim``, ``forward``, ``forward_frames``); the dual encoder wraps its audio
@@ -21,42 +21,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
 
+from atrlib.audio import segment_bounds
 from atrlib.models.frontend import SpecAugment
-
-
-def segment_bounds(n: int, seg: int, max_len: Optional[int] = None, tail: str = "pad",
-                   min_last: int = 0) -> List[Tuple[int, int]]:
-    """[(start, stop)] sample ranges cutting a clip of ``n`` samples (first cut to ``max_len``)
-    into segments of ``seg`` samples.
-
-    ``tail="pad"``: segments at 0, seg, 2·seg, ...; the last one may be short (the caller pads
-    it) and is dropped when shorter than ``min_last`` samples, unless it is the only one.
-    ``tail="align"``: full segments only, no padding; a leftover of at least ``min_last``
-    becomes one more segment aligned to the clip's end (overlapping); a clip no longer than one
-    segment stays whole.
-    """
-    if max_len is not None:
-        n = min(n, int(max_len))
-    if seg <= 0:
-        return [(0, n)]
-    if tail == "pad":
-        out = [(s, min(s + seg, n)) for s in range(0, max(n, 1), seg)]
-        if len(out) > 1 and out[-1][1] - out[-1][0] < min_last:
-            out.pop()
-        return out
-    if tail == "align":
-        if n <= seg:
-            return [(0, n)]
-        out = [(s, s + seg) for s in range(0, n - seg + 1, seg)]
-        if n - out[-1][1] >= max(min_last, 1):
-            out.append((n - seg, n))
-        return out
-    raise ValueError(f"unknown tail {tail!r}; use 'pad' or 'align'")
 
 
 @dataclass

@@ -64,6 +64,9 @@ class ModelConfig:
     audio_cfg: Dict[str, Any] = option(factory=dict, help="the audio tower's front end (as open_clip's audio_cfg): "
                                        "sample_rate, window_size, hop_size, mel_bins, fmin, fmax for PANNs towers; "
                                        "{} = the tower's published front end")
+    audio_frontend: Dict[str, Any] = option(factory=dict, help="tower-independent front-end options "
+                                            "(atrlib.models.clip_frontend.AudioFrontendConfig: segment_seconds, "
+                                            "max_seconds, segment_pool, train_crop_seconds, spec_*); {} = none")
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
@@ -119,7 +122,9 @@ class DualEncoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        self.audio_tower = _build_tower("audio", config.audio, config.audio_cfg)
+        from atrlib.models.clip_frontend import wrap_audio_tower
+
+        self.audio_tower = wrap_audio_tower(_build_tower("audio", config.audio, config.audio_cfg), config.audio_frontend)
         self.text_tower = _build_tower("text", config.text)
         c = config
         head_kw = dict(hidden=c.head_hidden, dropout=c.head_dropout)
