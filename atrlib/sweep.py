@@ -605,12 +605,22 @@ def write_sweep_index(sweep_dir: Union[str, Path]) -> Path:
 # --------------------------------------------------------------------------------------
 def sweep_systems(sweep_dir: Union[str, Path], splits: Sequence[str] = ("validation", "test"),
                   only_ok: bool = True) -> Dict[str, Path]:
-    """name -> folder holding ``sim_<split>.npz`` for every split in ``splits``, for every
-    (ok) trial of a sweep: the dict :func:`atrlib.experiments.systems.load_systems` takes.
+    """name -> folder holding a similarity file for every split in ``splits`` (names or roles,
+    as :func:`atrlib.experiments.systems.sim_path` resolves them), for every (ok) trial of a
+    sweep: the dict :func:`atrlib.experiments.systems.load_systems` takes. The ensemble
+    notebook reads a sweep with ``systems = ["sweep:<sweep folder>"]``.
 
     Names are trial labels; when a trial has several such folders (stages, sub-runs), the
     folder's path inside the trial is appended (``"seed=1/02_train"``).
     """
+    from atrlib.experiments.systems import sim_path
+
+    def has(d: Path, split: str) -> bool:
+        try:
+            return sim_path(d, split).is_file()
+        except FileNotFoundError:
+            return False
+
     sweep_dir = Path(sweep_dir)
     if not (sweep_dir / "sweep.json").is_file():
         raise FileNotFoundError(f"{sweep_dir}: no sweep.json here; run `python -m atrlib sweep SPEC --out {sweep_dir}` first")
@@ -619,8 +629,7 @@ def sweep_systems(sweep_dir: Union[str, Path], splits: Sequence[str] = ("validat
         if only_ok and trial_status(sweep_dir, t["id"]).get("status") != "ok":
             continue
         run = sweep_dir / "trials" / t["id"]
-        hits = sorted({p.parent for p in run.rglob(f"sim_{splits[0]}.npz")
-                       if all((p.parent / f"sim_{s}.npz").is_file() for s in splits)})
+        hits = sorted({p.parent for p in run.rglob("sim_*.npz") if all(has(p.parent, s) for s in splits)})
         for d in hits:
             found[t["label"] if len(hits) == 1 else f"{t['label']}/{d.relative_to(run).as_posix()}"] = d
     return found

@@ -69,7 +69,7 @@ def _fake_sweep(root: Path, statuses: dict) -> None:
     rng = np.random.default_rng(0)
     for i, status in statuses.items():
         write_json(root / "status" / f"t{i}.json", {"id": f"t{i}", "status": status, "attempt": 1})
-        for split in ("validation", "test"):
+        for split in ("validation", "test" if i != 1 else "evaluation"):  # Clotho names its test split so
             sm = SimilarityMatrix(rng.normal(size=(4, 2)).astype(np.float32), [f"q{j}" for j in range(4)],
                                   ["a", "b"], [[j % 2] for j in range(4)], {"split": split})
             save_similarity(root / "trials" / f"t{i}" / "02_train" / f"sim_{split}.npz", sm)
@@ -86,6 +86,12 @@ def test_sweep_systems_collects_ok_trials(tmp_path):
                      "seed=0/03_evaluate": tmp_path / "trials/t0/03_evaluate",
                      "seed=1": tmp_path / "trials/t1/02_train"}
     assert "seed=2" in sweep_systems(tmp_path, only_ok=False)
+    # the ensemble notebook's system list takes a sweep with the sweep: scheme
+    from atrlib.experiments.systems import find_systems, load_systems
+
+    assert find_systems([f"sweep:{tmp_path}"]) == found == find_systems(["sweep:."], base=tmp_path)
+    test = load_systems(found, "test")  # the "evaluation" file of seed=1 is its test split
+    assert test["seed=1"].meta["split"] == "evaluation"
     with pytest.raises(FileNotFoundError, match="no sweep.json"):
         sweep_systems(tmp_path / "trials")
 

@@ -56,9 +56,15 @@ def find_systems(patterns: Iterable[str], base: str | Path = ".", val_split: str
                  test_split: str = "test") -> Dict[str, Path]:
     """name -> folder for every folder matching ``patterns`` (globs, relative to ``base``)
     that holds both ``sim_<val_split>.npz`` and ``sim_<test_split>.npz``. Names are the
-    folder names, made unique with their parent's name when needed."""
+    folder names, made unique with their parent's name when needed. ``"sweep:DIR"`` adds every
+    ok trial of a sweep (:func:`atrlib.sweep.sweep_systems`), named by its trial label."""
     found: Dict[str, Path] = {}
     for pat in patterns:
+        if str(pat).startswith("sweep:"):  # every ok trial of a sweep folder (atrlib.sweep)
+            from atrlib.sweep import sweep_systems
+
+            found.update(sweep_systems(Path(base) / str(pat)[6:], splits=(val_split, test_split)))
+            continue
         p = Path(pat)
         full = str(p if p.is_absolute() else Path(base) / p)
         for d in sorted(glob.glob(full)):
