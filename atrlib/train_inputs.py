@@ -13,6 +13,7 @@ import torch
 
 from atrlib.audio import min_samples
 from atrlib.embeddings import audio_tower_embeddings, load_wave, load_waves, text_tower_embeddings, weights_hash
+from atrlib.models.clip_frontend import random_window
 from atrlib.models.dual import DualEncoder
 
 
@@ -115,8 +116,4 @@ def epoch_order(inputs: SplitInputs, mode: str, seed: int, epoch: int) -> List[i
 def random_crops(wave: torch.Tensor, lengths: torch.Tensor, n: int) -> torch.Tensor:
     """(batch, samples) -> (batch, n): a window of ``n`` samples at a uniform offset inside
     each clip's real audio (``lengths``); offsets come from torch's RNG (reproducible)."""
-    n = min(n, wave.shape[1])
-    room = (lengths.to(wave.device) - n + 1).clamp(min=1)                        # (batch,)
-    start = (torch.rand(len(wave)).to(wave.device) * room).long()               # (batch,)
-    idx = start[:, None] + torch.arange(n, device=wave.device)[None]             # (batch, n)
-    return wave.gather(1, idx)                                                   # (batch, n)
+    return random_window(wave, lengths.to(wave.device), n)[0]                    # (batch, n)
