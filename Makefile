@@ -9,6 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.atrlib-installed
 TORCH_SPEC ?= torch==2.13.0
 AISFX_SPEC ?= aisfx==0.1.2
+REFERENCE_SPECS ?= panns-inference==0.1.1 torchlibrosa==0.1.0 panns-at-inference==0.1.4 hear21passt==0.0.26 openbeats==0.1.1
 PROFILE ?= demo
 export TOKENIZERS_PARALLELISM ?= false
 export OMP_WAIT_POLICY ?= PASSIVE
@@ -21,9 +22,12 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,notebook]"
+	$(BIN)/python -m pip install -q -e ".[dev,notebook,search,sweep]"
 	# aisfx ships a pretrained sound-effects CNN; its own pins are ancient, so no deps.
 	$(BIN)/python -m pip install -q --no-deps "$(AISFX_SPEC)"
+	# Test-only reference code (the authors' implementations the towers are proven equal to);
+	# --no-deps: their pins pull torchaudio / torchvision, which do not exist for this torch.
+	$(BIN)/python -m pip install -q --no-deps $(REFERENCE_SPECS)
 	@touch $(STAMP)
 
 demo: $(STAMP)  ## every stage notebook on the embedded dataset -> reports/demo/index.html
