@@ -8,8 +8,11 @@ Each loss is an ``nn.Module`` called as::
 * ``audio_emb``, ``text_emb``: (batch, dim); row i of each forms the i-th pair. They must be
   **L2-normalised by the caller**: every loss reads ``a @ t.T`` as a cosine similarity.
 * ``clip_ids``: (batch,) int64, the clip of each pair. A clip may occur several times in a
-  batch (with different captions). Pairs of the same clip are positives and are **never
-  used as negatives** by any loss here.
+  batch (with different captions). What a loss does with the other captions of a clip
+  follows its reference code: ``infonce`` (default) and ``ntxent_mei`` count them as
+  negatives, as CLIP's and Mei et al.'s code do (``positives="mask"`` removes them);
+  ``ntxent_simclr``, ``supcon``, the triplets and ``pair_loss`` never use them as negatives
+  (SupCon and the pair loss treat them as positives).
 * ``logit_scale``: scalar tensor, 1/temperature, already exponentiated. Losses without a
   temperature ignore it.
 
@@ -19,9 +22,13 @@ logged under its key.
 ====================  ================================================  ========================================
 name                  what / citation                                   defaults
 ====================  ================================================  ========================================
-``infonce``           symmetric InfoNCE (CLIP; Radford et al. 2021)     ``positives="mask"``; uses logit_scale
-``ntxent``            NT-Xent over 2B views (SimCLR; Chen et al.        ``temperature=None`` (use logit_scale)
-                      2020), in- and cross-modal negatives
+``infonce``           symmetric InfoNCE (CLIP; Radford et al. 2021),    ``positives="diagonal"``; uses
+                      = open_clip's ``ClipLoss``                        logit_scale
+``ntxent_mei``        Mei et al.'s ``NTXent`` (the CAU 2023 "NT-Xent"): ``temperature=0.07``
+                      symmetric cross-modal InfoNCE over B x B logits
+``ntxent_simclr``     NT-Xent over 2B views (SimCLR; Chen et al.        ``temperature=None`` (use logit_scale)
+                      2020), in- and cross-modal negatives; ``ntxent``
+                      is its old name (same loss, term ``ntxent``)
 ``supcon``            supervised contrastive over both modalities,      ``temperature=None`` (use logit_scale)
                       clip ids as labels (Khosla et al. 2020)
 ``triplet_sum``       bidirectional hinge, sum over negatives (VSE;     ``margin=0.2``
@@ -33,9 +40,16 @@ name                  what / citation                                   defaults
 ``vicreg``            invariance/variance/covariance between paired     ``inv_weight=25, var_weight=25,
                       audio and text (Bardes et al. 2022)               cov_weight=1, gamma=1, eps=1e-4``
 ``infonce+vicreg``    ``infonce`` plus ``vicreg`` scaled by a weight    ``vicreg_weight=1.0`` (+ both above)
-``pair_loss``         cosine pair loss over all 2B x 2B pairs (Weck     ``reduction="joint"``
-                      et al. 2022, Huawei/UPF, DCASE 2022 Task 6b)
+``pair_loss``         cosine pair loss over all 2B x 2B pairs (Weck     ``reduction="separate"``
+                      et al. 2022, Huawei/UPF, DCASE 2022 Task 6b) =
+                      pytorch-metric-learning's ``ContrastiveLoss``
 ====================  ================================================  ========================================
+
+Reference code each loss equals on the same inputs (tests/test_loss_fidelity.py): open_clip
+``ClipLoss`` (``infonce``), Mei et al.'s ``tools/loss.py`` (``ntxent_mei``, ``triplet_sum`` =
+``BiDirectionalRankingLoss``, ``triplet_max`` = ``TripletLoss``, ``triplet_weighted`` =
+``WeightTriplet``), SupContrast / pytorch-metric-learning ``SupConLoss`` (``supcon``),
+facebookresearch/vicreg (``vicreg``), pytorch-metric-learning ``ContrastiveLoss`` (``pair_loss``).
 
 References: Radford et al. "Learning transferable visual models from natural language
 supervision" (ICML 2021); Chen et al. "A simple framework for contrastive learning of visual
@@ -103,25 +117,30 @@ class InfoNCE(nn.Module):
 
     Logits are ``logit_scale * a @ t.T`` (batch, batch); the target of row i is column i.
 
-    positives: how other pairs of the same clip are treated (they are never negatives):
-        ``"mask"`` (default): their logits are removed from the softmax denominator; the
-        target stays the diagonal. This is what the DCASE systems with duplicated clips do
-        (e.g. the ``mask`` in Mei et al.'s NT-Xent; there it is applied after the log-softmax
-        and so has no effect, here it is applied before).
+    positives: how the other pairs of the same clip in the batch are treated:
+        ``"diagonal"`` (default): not at all — they stay in the softmax as negatives, exactly
+        as open_clip's ``ClipLoss`` and Mei et al.'s ``NTXent`` compute it (Mei's code builds
+        a same-clip mask but applies it after the log-softmax, off the diagonal it reads, so
+        it changes nothing).
+        ``"mask"``: their logits are removed from the softmax denominators; the target stays
+        the diagonal (no seed system's code does this; an option for batches that hold a
+        clip several times).
         ``"spread"``: the target of row i is spread uniformly over all same-clip columns.
     """
 
-    def __init__(self, positives: str = "mask"):
+    def __init__(self, positives: str = "diagonal"):
         super().__init__()
-        if positives not in ("mask", "spread"):
-            raise ValueError(f"positives must be 'mask' or 'spread', got {positives!r}")
+        if positives not in ("diagonal", "mask", "spread"):
+            raise ValueError(f"positives must be 'diagonal', 'mask' or 'spread', got {positives!r}")
         self.positives = positives
 
     def forward(self, audio_emb: Tensor, text_emb: Tensor, clip_ids: Tensor, logit_scale) -> Terms:
         _check(audio_emb, text_emb, clip_ids)
         logits = logit_scale * audio_emb @ text_emb.T  # (batch, batch) audio x text
         same = _same_clip(clip_ids)  # (batch, batch), symmetric
-        if self.positives == "mask":
+        if self.positives == "diagonal":
+            target = torch.arange(len(clip_ids), device=logits.device)  # (batch,)
+        elif self.positives == "mask":
             off_diag = same & ~torch.eye(len(clip_ids), dtype=torch.bool, device=same.device)
             logits = logits.masked_fill(off_diag, float("-inf"))
             target = torch.arange(len(clip_ids), device=logits.device)  # (batch,)
@@ -132,17 +151,44 @@ class InfoNCE(nn.Module):
         return {"infonce": 0.5 * (a2t + t2a)}
 
 
-@LOSSES.register("ntxent")
-class NTXent(nn.Module):
-    """NT-Xent over 2B views: the B audio and B text embeddings stacked into one set.
+@LOSSES.register("ntxent_mei")
+class NTXentMei(nn.Module):
+    """Mei et al.'s ``NTXent`` (``tools/loss.py`` of "On metric learning for audio-text
+    cross-modal retrieval"), the loss the CAU 2023 report calls NT-Xent.
+
+    Symmetric cross-modal InfoNCE over the (B, B) audio x text cosine matrix divided by a
+    fixed temperature: 0.5 * (CE(a->t) + CE(t->a)) with the diagonal as targets; other
+    captions of the same clip are negatives (as in their code). Not the SimCLR 2B-view loss
+    (``ntxent_simclr``): no in-modality negatives.
+
+    temperature: 0.07 (their default); ``None`` uses the ``logit_scale`` passed in, which makes
+        it ``infonce``.
+    """
+
+    def __init__(self, temperature: Optional[float] = 0.07):
+        super().__init__()
+        self.temperature = temperature
+        self._infonce = InfoNCE(positives="diagonal")
+
+    def forward(self, audio_emb: Tensor, text_emb: Tensor, clip_ids: Tensor, logit_scale=None) -> Terms:
+        scale = _scale(logit_scale, self.temperature)
+        return {"ntxent_mei": self._infonce(audio_emb, text_emb, clip_ids, scale)["infonce"]}
+
+
+@LOSSES.register("ntxent_simclr")
+class NTXentSimCLR(nn.Module):
+    """NT-Xent over 2B views (SimCLR): the B audio and B text embeddings stacked into one set.
 
     Each view's positive is its pair partner (audio i <-> text i); the softmax runs over all
     other 2B-1 views, so negatives are both cross-modal and in-modality. Views of the same
-    clip other than the partner are masked out of the denominator.
+    clip other than the partner are masked out of the denominator (with distinct clips this
+    is SimCLR's loss exactly). Not Mei et al.'s NT-Xent: that is ``ntxent_mei``.
 
     temperature: fixed temperature (SimCLR style, e.g. 0.07 or 0.1) when given; ``None``
         (default) uses the ``logit_scale`` passed in, like ``infonce``.
     """
+
+    term = "ntxent_simclr"
 
     def __init__(self, temperature: Optional[float] = None):
         super().__init__()
@@ -158,7 +204,16 @@ class NTXent(nn.Module):
         drop = _same_clip(ids)  # self and every same-clip view ...
         drop[torch.arange(2 * b), partner] = False  # ... except the partner
         logits = logits.masked_fill(drop, float("-inf"))
-        return {"ntxent": F.cross_entropy(logits, partner)}
+        return {self.term: F.cross_entropy(logits, partner)}
+
+
+@LOSSES.register("ntxent")
+class NTXent(NTXentSimCLR):
+    """``ntxent``: the old name of :class:`NTXentSimCLR` (the SimCLR 2B-view loss), kept so
+    existing configs and notebooks run unchanged; its term is still called ``ntxent``. For
+    the CAU / Mei et al. "NT-Xent" use ``ntxent_mei``."""
+
+    term = "ntxent"
 
 
 @LOSSES.register("supcon")
@@ -254,8 +309,9 @@ class TripletWeighted(nn.Module):
     weights. The total over both directions is divided by B.
 
     margin: which negatives are informative (default 0.2); pos_coef / neg_coef: Mei et al.'s
-    values (0.2, -0.7, 0.5) and (0.9, -0.4, 0.03). Unlike their code, an anchor whose
-    positive similarity is exactly 1 is not skipped.
+    values (0.2, -0.7, 0.5) and (0.9, -0.4, 0.03). Equal to their ``WeightTriplet`` except
+    for one case: their code drops a positive cosine >= 1 - 1e-5 and then takes ``min()`` of
+    the empty selection, which raises an error; here such an anchor is computed like any other.
     """
 
     def __init__(
@@ -352,7 +408,7 @@ class InfoNCEVICReg(nn.Module):
     :class:`InfoNCE`.
     """
 
-    def __init__(self, vicreg_weight: float = 1.0, positives: str = "mask", **vicreg_kwargs):
+    def __init__(self, vicreg_weight: float = 1.0, positives: str = "diagonal", **vicreg_kwargs):
         super().__init__()
         self.vicreg_weight = vicreg_weight
         self.infonce = InfoNCE(positives=positives)
@@ -378,17 +434,18 @@ class PairLoss(nn.Module):
     max(0, 1 - s), a non-matching pair max(0, s). Only non-zero terms are averaged.
 
     reduction:
-        ``"joint"`` (default): one mean over all non-zero terms.
-        ``"separate"``: mean of the non-zero matching terms plus mean of the non-zero
-        non-matching terms, which is what pytorch-metric-learning's
-        ``ContrastiveLoss(pos_margin=1, neg_margin=0, distance=CosineSimilarity())`` with
-        its default ``AvgNonZeroReducer`` computes.
+        ``"separate"`` (default): mean of the non-zero matching terms plus mean of the
+        non-zero non-matching terms — what the Huawei/UPF system ran: pytorch-metric-learning's
+        ``ContrastiveLoss(pos_margin=1, neg_margin=0, distance=CosineSimilarity())`` with its
+        default ``AvgNonZeroReducer`` (tested against that package).
+        ``"joint"``: one mean over all non-zero terms (the report's wording "the mean across
+        all non-zero loss values"); the many non-matching terms then shrink the matching part.
 
     Returns {"pair_pos", "pair_neg"}: the matching and non-matching parts of that mean
     (they sum to the loss).
     """
 
-    def __init__(self, reduction: str = "joint"):
+    def __init__(self, reduction: str = "separate"):
         super().__init__()
         if reduction not in ("joint", "separate"):
             raise ValueError(f"reduction must be 'joint' or 'separate', got {reduction!r}")

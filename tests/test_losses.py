@@ -10,7 +10,7 @@ from atrlib.losses import LOSSES, get_loss
 
 ALL = [
     "infonce", "ntxent", "supcon", "triplet_sum", "triplet_max", "triplet_weighted",
-    "vicreg", "infonce+vicreg", "pair_loss",
+    "vicreg", "infonce+vicreg", "pair_loss", "ntxent_mei", "ntxent_simclr",
 ]
 CLIPS = [3, 7, 3, 1, 7, 3, 9]  # batch of 7 pairs: clip 3 three times, clip 7 twice
 
@@ -153,7 +153,7 @@ def ref_pair(a, t, ids, reduction="joint"):
 
 SCALE = 4.0
 CASES = [  # (name, kwargs, reference)
-    ("infonce", {}, lambda a, t, c: ref_infonce(a, t, c, SCALE)),
+    ("infonce", {"positives": "mask"}, lambda a, t, c: ref_infonce(a, t, c, SCALE)),
     ("infonce", {"positives": "spread"}, lambda a, t, c: ref_infonce(a, t, c, SCALE, "spread")),
     ("ntxent", {}, lambda a, t, c: ref_ntxent(a, t, c, SCALE)),
     ("ntxent", {"temperature": 0.1}, lambda a, t, c: ref_ntxent(a, t, c, 10.0)),
@@ -167,10 +167,10 @@ CASES = [  # (name, kwargs, reference)
     ("vicreg", {}, lambda a, t, c: ref_vicreg(a, t, c)),
     ("vicreg", {"gamma": 0.4, "cov_weight": 2.0},
      lambda a, t, c: ref_vicreg(a, t, c, (25.0, 25.0, 2.0), gamma=0.4)),
-    ("infonce+vicreg", {"vicreg_weight": 0.3},
+    ("infonce+vicreg", {"vicreg_weight": 0.3, "positives": "mask"},
      lambda a, t, c: {**ref_infonce(a, t, c, SCALE),
                       **{k: 0.3 * x for k, x in ref_vicreg(a, t, c).items()}}),
-    ("pair_loss", {}, lambda a, t, c: ref_pair(a, t, c)),
+    ("pair_loss", {"reduction": "joint"}, lambda a, t, c: ref_pair(a, t, c)),
     ("pair_loss", {"reduction": "separate"}, lambda a, t, c: ref_pair(a, t, c, "separate")),
 ]
 
@@ -272,7 +272,7 @@ def test_pair_loss_by_hand():
     # t0 also against a1 (0.5) and t1 (0.5), both non-matching, each counted twice (ordered pairs)
     t2 = torch.eye(3, dtype=torch.float64)
     t2[0] = torch.tensor([0.5, math.sqrt(3) / 2, 0.0], dtype=torch.float64)
-    terms = get_loss("pair_loss")(a.detach(), t2, ids, None)
+    terms = get_loss("pair_loss", reduction="joint")(a.detach(), t2, ids, None)
     # non-zero ordered terms: (a0,t0),(t0,a0) 0.5 each; (a1,t0),(t0,a1) 0.866 each; (t0,t1),(t1,t0) 0.866
     r = math.sqrt(3) / 2
     assert terms["pair_pos"].item() == pytest.approx(1.0 / 6)
@@ -312,7 +312,7 @@ def value(name, a, t, ids, **kw):
 
 
 @pytest.mark.parametrize("name,kwargs", [
-    ("infonce", {}), ("ntxent", {}), ("triplet_sum", {"margin": 2.0}),
+    ("infonce", {"positives": "mask"}), ("ntxent", {}), ("triplet_sum", {"margin": 2.0}),
     ("triplet_max", {"margin": 2.0}), ("triplet_weighted", {"margin": 2.0}),
 ])
 def test_same_clip_pairs_are_not_negatives(name, kwargs):
