@@ -197,10 +197,13 @@ def load_spec(spec: Union[str, Path, Mapping[str, Any]]) -> SweepSpec:
     stages = spec.get("stages")
     if isinstance(stages, str):
         stages = [s.strip() for s in stages.split(",") if s.strip()]
-    trials = expand_trials(spec.get("parameters") or {}, spec.get("trials") or [], spec.get("grid"),
+    from atrlib.config import fix_floats  # "1e-3" is a float here too, as in profiles
+
+    parameters = fix_floats(dict(spec.get("parameters") or {}))
+    trials = expand_trials(parameters, fix_floats(list(spec.get("trials") or [])), fix_floats(spec.get("grid")),
                            spec.get("seeds") or [], int(spec.get("folds") or 0))
     return SweepSpec(path=path, profile=profile, stages=list(stages) if stages else None,
-                     parameters=dict(spec.get("parameters") or {}), trials=trials,
+                     parameters=parameters, trials=trials,
                      select_metric=str(metric) if metric else None, select_mode=mode, resources=resources,
                      description=str(spec.get("description") or ""), raw=dict(spec))
 

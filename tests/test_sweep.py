@@ -170,3 +170,17 @@ def test_sweep_on_ray_isolates_a_failure_then_resumes(local_ray, tmp_path):
     res3 = run_sweep(SPEC, out, executor="ray", progress=False)
     assert res3.ran == [] and len(res3.skipped) == 4
     assert len(sweep_table(out)["rows"]) == 4
+
+
+def test_cli_lists_trials_and_refuses_a_bad_spec(tmp_path, capsys):
+    from atrlib.__main__ import main as cli
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("profile: smoke\nstages: [02_train]\nparameters: {epochs: 1}\ngrid: {lr: [1e-3, 3e-4]}\nseeds: [0, 1]\n")
+    assert cli(["sweep", str(spec), "--list"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("4 trials of profile smoke, stages 02_train")
+    assert "{'epochs': 1, 'lr': 0.0003, 'seed': 1}" in out  # 3e-4 read as a float, as in profiles
+    spec.write_text("profile: smoke\nselect: {metric: 02_train/test/t2a/mAP@10}\n")
+    assert cli(["sweep", str(spec), "--out", str(tmp_path / "sw")]) == 2
+    assert "validation metrics only" in capsys.readouterr().err and not (tmp_path / "sw").exists()
