@@ -1,0 +1,88 @@
+"""Evaluating zero-shot retrievers on small real collections: label queries, chance, CIs, timing.
+
+Small real collections often name several clips alike (68 gcompris sounds carry 47 distinct
+labels: six "factory noise", six "weird"). A query is therefore each *distinct* caption, and
+every clip carrying that exact caption is relevant to it (:func:`label_queries`); for Clotho
+(five distinct captions per clip) this is the usual one-clip relevance.
+
+- :func:`chance_scores` — the expected R@k and AP@k of a random ranking, exactly (hypergeometric).
+- :func:`score_table_row` — R@1, R@10, mAP@10 with jackknife 95 % CIs and chance for one system.
+- :func:`shared_real_sets` — the shared real collections (animals, clotho_mini, gcompris_sounds).
+"""
+from __future__ import annotations
+
+from math import comb
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from atrlib.metrics import jackknife_ci, paired_test, per_query_metrics
+
+SHARED_REAL_SETS = {  # name -> (loader, folder under shared/data, split)
+    "animals": ("folder", "animals", "all"),
+    "clotho_mini": ("clotho", "clotho_mini", "evaluation"),
+    "gcompris_sounds": ("folder", "gcompris_sounds", "all"),
+}
+
+
+def label_queries(captions: Sequence[str], caption_clip_index: Sequence[int]) -> Tuple[List[str], List[List[int]]]:
+    """Distinct captions (first-seen order) and, for each, every clip that carries it exactly."""
+    by_text: Dict[str, set] = {}
+    for text, clip in zip(captions, caption_clip_index):
+        by_text.setdefault(text, set()).add(int(clip))
+    return list(by_text), [sorted(v) for v in by_text.values()]
+
+
+def dataset_queries(dataset) -> Tuple[List[str], List[List[int]]]:
+    return label_queries(dataset.captions_flat(), dataset.caption_clip_index())
+
+
+def expected_ap_at(n_items: int, n_relevant: int, k: int) -> float:
+    """E[AP@k] of a uniformly random ranking of ``n_items`` with ``n_relevant`` relevant ones.
+
+    AP@k = (1/r) sum over relevant items at rank p <= k of (j / p), j = their rank among the
+    relevant. P(rank p relevant and j-1 relevant before it) = (r/n) C(r-1, j-1) C(n-r, p-j) / C(n-1, p-1).
+    """
+    n, r = int(n_items), int(n_relevant)
+    total = 0.0
+    for p in range(1, min(k, n) + 1):
+        for j in range(max(1, r - (n - p)), min(r, p) + 1):
+            prob = (r / n) * comb(r - 1, j - 1) * comb(n - r, p - j) / comb(n - 1, p - 1)
+            total += prob * j / p
+    return total / r
+
+
+def chance_scores(relevant: Sequence[Sequence[int]], n_items: int, ks=(1, 10), map_at: int = 10) -> Dict[str, float]:
+    """Expected scores of a random ranking, averaged over queries: E[R@k] = min(k, n)/n, E[AP@k] exact."""
+    out = {f"R@{k}": float(min(k, n_items) / n_items) for k in ks}
+    out[f"mAP@{map_at}"] = float(np.mean([expected_ap_at(n_items, len(r), map_at) for r in relevant]))
+    return out
+
+
+def per_query(sim: np.ndarray, relevant: Sequence[Sequence[int]]) -> Dict[str, np.ndarray]:
+    return per_query_metrics(sim, relevant, ks=(1, 10), map_at=10)
+
+
+def score_table_row(sim: np.ndarray, relevant: Sequence[Sequence[int]]) -> Dict[str, dict]:
+    """``{"R@1": {"value", "low", "high"}, "R@10": ..., "mAP@10": ...}`` (jackknife 95 % CIs)."""
+    pq = per_query(sim, relevant)
+    return {"R@1": jackknife_ci(pq["R@1"]), "R@10": jackknife_ci(pq["R@10"]), "mAP@10": jackknife_ci(pq["AP@10"])}
+
+
+def compare(sim_after: np.ndarray, sim_before: np.ndarray, relevant, metric: str = "AP@10", seed: int = 0) -> dict:
+    """Paired bootstrap test of after - before on per-query ``metric``."""
+    return paired_test(per_query(sim_after, relevant)[metric], per_query(sim_before, relevant)[metric], seed=seed)
+
+
+def fmt_ci(c: dict) -> str:
+    return f"{c['value']:.3f} ({max(0.0, c['low']):.2f}–{min(1.0, c['high']):.2f})"
+
+
+def shared_real_sets(shared: str | Path) -> Dict[str, object]:
+    """The shared real collections as datasets (needs ``shared/data``)."""
+    from atrlib.data.base import load_dataset
+
+    shared = Path(shared)
+    return {name: load_dataset(loader, root=shared / "data" / folder, split=split)
+            for name, (loader, folder, split) in SHARED_REAL_SETS.items()}
