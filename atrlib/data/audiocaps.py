@@ -26,7 +26,7 @@ import csv
 import io
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
 from atrlib.data.captions_csv import DatasetError, read_text_utf8

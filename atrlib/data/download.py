@@ -38,36 +38,43 @@ DataFile = WeightSpec  # name, filename, url, sha256, size, md5: the same record
 
 _CLOTHO = "https://zenodo.org/records/4783391/files/"
 _CLOTHO_TEST = "https://zenodo.org/records/3865658/files/"
+
+
+def _z(base: str, fname: str, md5: str) -> DataFile:
+    """A Zenodo file with its published md5; atrlib's name for it is the file name."""
+    return DataFile(fname, fname, f"{base}{fname}?download=1", md5=md5)
+
+
 CLOTHO_FILES: Dict[str, List[DataFile]] = {  # split -> files (md5 as published on Zenodo)
     "development": [
-        DataFile("clotho-captions-development", "clotho_captions_development.csv", _CLOTHO + "clotho_captions_development.csv?download=1", md5="d4090b39ce9f2491908eebf4d5b09bae"),
-        DataFile("clotho-metadata-development", "clotho_metadata_development.csv", _CLOTHO + "clotho_metadata_development.csv?download=1", md5="170d20935ecfdf161ce1bb154118cda5"),
+        _z(_CLOTHO, "clotho_captions_development.csv", "d4090b39ce9f2491908eebf4d5b09bae"),
+        _z(_CLOTHO, "clotho_metadata_development.csv", "170d20935ecfdf161ce1bb154118cda5"),
     ],
     "validation": [
-        DataFile("clotho-captions-validation", "clotho_captions_validation.csv", _CLOTHO + "clotho_captions_validation.csv?download=1", md5="5879e023032b22a2c930aaa0528bead4"),
-        DataFile("clotho-metadata-validation", "clotho_metadata_validation.csv", _CLOTHO + "clotho_metadata_validation.csv?download=1", md5="2e010427c56b1ce6008b0f03f41048ce"),
+        _z(_CLOTHO, "clotho_captions_validation.csv", "5879e023032b22a2c930aaa0528bead4"),
+        _z(_CLOTHO, "clotho_metadata_validation.csv", "2e010427c56b1ce6008b0f03f41048ce"),
     ],
     "evaluation": [
-        DataFile("clotho-captions-evaluation", "clotho_captions_evaluation.csv", _CLOTHO + "clotho_captions_evaluation.csv?download=1", md5="1b16b9e57cf7bdb7f13a13802aeb57e2"),
-        DataFile("clotho-metadata-evaluation", "clotho_metadata_evaluation.csv", _CLOTHO + "clotho_metadata_evaluation.csv?download=1", md5="13946f054d4e1bf48079813aac61bf77"),
+        _z(_CLOTHO, "clotho_captions_evaluation.csv", "1b16b9e57cf7bdb7f13a13802aeb57e2"),
+        _z(_CLOTHO, "clotho_metadata_evaluation.csv", "13946f054d4e1bf48079813aac61bf77"),
     ],
     "test": [
-        DataFile("clotho-metadata-test", "clotho_metadata_test.csv", _CLOTHO_TEST + "clotho_metadata_test.csv?download=1", md5="52f8ad01c229a310a0ff8043df480e21"),
+        _z(_CLOTHO_TEST, "clotho_metadata_test.csv", "52f8ad01c229a310a0ff8043df480e21"),
     ],
 }
 CLOTHO_AUDIO: Dict[str, DataFile] = {
-    "development": DataFile("clotho-audio-development", "clotho_audio_development.7z", _CLOTHO + "clotho_audio_development.7z?download=1", md5="c8b05bc7acdb13895bb3c6a29608667e"),
-    "validation": DataFile("clotho-audio-validation", "clotho_audio_validation.7z", _CLOTHO + "clotho_audio_validation.7z?download=1", md5="7dba730be08bada48bd15dc4e668df59"),
-    "evaluation": DataFile("clotho-audio-evaluation", "clotho_audio_evaluation.7z", _CLOTHO + "clotho_audio_evaluation.7z?download=1", md5="4569624ccadf96223f19cb59fe4f849f"),
-    "test": DataFile("clotho-audio-test", "clotho_audio_test.7z", _CLOTHO_TEST + "clotho_audio_test.7z?download=1", md5="9b3fe72560a621641ff4351ba1154349"),
+    "development": _z(_CLOTHO, "clotho_audio_development.7z", "c8b05bc7acdb13895bb3c6a29608667e"),
+    "validation": _z(_CLOTHO, "clotho_audio_validation.7z", "7dba730be08bada48bd15dc4e668df59"),
+    "evaluation": _z(_CLOTHO, "clotho_audio_evaluation.7z", "4569624ccadf96223f19cb59fe4f849f"),
+    "test": _z(_CLOTHO_TEST, "clotho_audio_test.7z", "9b3fe72560a621641ff4351ba1154349"),
 }
 _AUDIOCAPS = "https://raw.githubusercontent.com/cdjkim/audiocaps/master/dataset/"
 AUDIOCAPS_FILES = [DataFile(f"audiocaps-{s}", f"{s}.csv", _AUDIOCAPS + f"{s}.csv") for s in ("train", "val", "test")]
 _MACS = "https://zenodo.org/records/5114771/files/"
 MACS_FILES = [
-    DataFile("macs-yaml", "MACS.yaml", _MACS + "MACS.yaml?download=1", md5="23fcb2ebd0b109094034ef9e87972256"),
-    DataFile("macs-competence", "MACS_competence.csv", _MACS + "MACS_competence.csv?download=1", md5="4dfe9f951f0af9f29cb7952ec030370a"),
-    DataFile("macs-licence", "LICENSE.txt", _MACS + "LICENSE.txt?download=1", md5="d3086f4517cccc32c1bb3a081b07cfa1"),
+    _z(_MACS, "MACS.yaml", "23fcb2ebd0b109094034ef9e87972256"),
+    _z(_MACS, "MACS_competence.csv", "4dfe9f951f0af9f29cb7952ec030370a"),
+    _z(_MACS, "LICENSE.txt", "d3086f4517cccc32c1bb3a081b07cfa1"),
 ]
 WAVCAPS_REVISION = "85a0c21e26fa7696a5a74ce54fada99a9b43c6de"  # the revision aac-datasets pins
 _WAVCAPS = f"https://huggingface.co/datasets/cvssp/WavCaps/resolve/{WAVCAPS_REVISION}/json_files/"
