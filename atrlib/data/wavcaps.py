@@ -26,7 +26,8 @@ An entry's audio is the file whose name (without extension) is its ``id`` (witho
 ``load_dataset("wavcaps", root=..., sources=["FreeSound"])``; WavCaps has one split
 (``train``). Items: ``source="wavcaps/<Source>"``, ``freesound_id`` for the FreeSound part
 (None elsewhere), so ``exclude_freesound_ids="/data/clotho"`` removes Clotho's validation /
-evaluation / test clips (aac-datasets counts 7,942 FreeSound-part ids overlapping Clotho).
+evaluation / test clips (aac-datasets' list of FreeSound-part ids also in Clotho,
+``blacklist_clotho.full.v2.csv``, holds 7,942 ids).
 """
 from __future__ import annotations
 
