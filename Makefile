@@ -9,7 +9,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.atrlib-installed
 TORCH_SPEC ?= torch==2.13.0
 AISFX_SPEC ?= aisfx==0.1.2
-REFERENCE_SPECS ?= panns-inference==0.1.1 torchlibrosa==0.1.0 panns-at-inference==0.1.4 hear21passt==0.0.26 openbeats==0.1.1
+REFERENCE_SPECS ?= panns-inference==0.1.1 torchlibrosa==0.1.0 panns-at-inference==0.1.4 hear21passt==0.0.26 openbeats==0.1.1 \
+  pytorch-metric-learning==2.9.0 open_clip_torch==3.3.0
 PROFILE ?= demo
 export TOKENIZERS_PARALLELISM ?= false
 export OMP_WAIT_POLICY ?= PASSIVE
