@@ -30,15 +30,20 @@ def resolve_split(split: str, names: dict, dataset: str) -> str:
     raise ValueError(f"unknown {dataset} split {split!r}; use one of {known}")
 
 
-class ClipItem(TypedDict):
-    """One audio clip and its captions (as aac-datasets' items are TypedDicts)."""
-
+class _ClipItemRequired(TypedDict):
     clip_id: str          # unique within the dataset; the file name for Clotho
     audio_path: str       # absolute path of the audio file
     captions: List[str]   # one or more captions, raw (not normalised)
     duration: float       # seconds
     sample_rate: int      # Hz of the file on disk
     split: str            # "development", "validation", "evaluation", "train", "test", ...
+
+
+class ClipItem(_ClipItemRequired, total=False):
+    """One audio clip and its captions (as aac-datasets' items are TypedDicts)."""
+
+    source: str           # the corpus it came from (mixtures: "audiocaps", "wavcaps", ...)
+    freesound_id: int     # where known: the Freesound sound id (cross-corpus leakage checks)
 
 
 @dataclass
