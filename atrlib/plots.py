@@ -195,7 +195,7 @@ def metric_bars(table: Mapping[str, Mapping[str, float]], metric: str = "mAP@10"
     if chosen is not None:
         ax.barh([], [], color="#dd8452", label="chosen on validation")
     if chance is not None or chosen is not None:
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.set(xlabel=f"test {metric} (bars: 95 % CI)", xlim=(0, min(1.0, max(0.05, float((v + hi).max()) * 1.1))),
            title=title or f"test {metric}")
     return ax
@@ -298,5 +298,5 @@ def size_curve(curve, ax=None, chance: Optional[float] = None):
         ax.axhline(chance, **CHANCE_STYLE, label="chance")
     ax.set(xlabel="systems in the ensemble (best by validation first)", ylabel="mAP@10", title="Ensemble size")
     _int_ticks(ax.xaxis)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return ax

@@ -50,8 +50,10 @@ def ranking_html(table: pd.DataFrame, audio_paths: Mapping[str, str], title: str
         player = audio_html(audio_paths[r["clip"]]) if players and r["clip"] in audio_paths else ""
         rows.append(f"<tr{style}><td>{int(r['rank'])}</td><td><code>{esc(str(r['clip']))}</code><br>"
                     f"<strong>{mark}</strong></td><td>{r['score']:.3f}</td>"
-                    f'<td><ul style="margin:0;padding-left:1.1rem">{caps}</ul></td><td>{player}</td></tr>')
-    head = ("<tr><th>rank</th><th>clip</th><th>score</th><th>the clip's captions</th><th>listen</th></tr>")
+                    f'<td style="text-align:left"><ul style="margin:0;padding-left:1.1rem;text-align:left">{caps}</ul></td>'
+                    f"<td>{player}</td></tr>")
+    head = ('<tr style="text-align:left"><th>rank</th><th>clip</th><th>score</th>'
+            '<th style="text-align:left">the clip\'s captions</th><th>listen</th></tr>')
     note_html = f'<p style="margin:.2rem 0;color:#59636e">{esc(note)}</p>' if note else ""
     return (f'<div class="atrlib-ranking"><h4 style="margin:.8rem 0 .2rem">“{esc(title)}”</h4>{note_html}'
             f'<table style="border-collapse:collapse">{head}{"".join(rows)}</table></div>')

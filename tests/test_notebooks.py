@@ -1,25 +1,119 @@
-"""Every stage notebook through papermill with the tiny `smoke` profile, checking the numbers
-each one recorded (recommenders-style notebook smoke test)."""
+"""The stage notebooks: one default per setting (checked without running anything), then every
+stage through papermill with the tiny `smoke` profile, pinning the numbers each one recorded
+(recommenders-style notebook smoke test) and checking what its HTML report shows."""
+import ast
 import json
+import re
 import subprocess
 import sys
+import time
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from atrlib.simfile import load_similarity
 
 ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+STAGES = ("00_tour", "01_data", "02_train", "03_evaluate", "04_loss_ablation", "05_ensemble")
+RUNNER_SET = {"out_dir", "run_dir"}   # always given by the batch runner
+# the same name, a different meaning per notebook (01 describes the train split, 03 scores test)
+PER_NOTEBOOK = {"split"}
+TOL = 5e-3  # recorded numbers: bit-identical on one machine; other BLAS / thread counts move them a little
 
 
+def parameters(nb_path: Path) -> dict:
+    """name -> literal default of the notebook's ``parameters`` cell (parsed, not executed)."""
+    nb = json.loads(nb_path.read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)}
+
+
+def _default(f):
+    return f.default if f.default is not MISSING else f.default_factory()
+
+
+# ----------------------------------------------------------------------------- one default per setting
+def test_notebook_defaults_are_the_library_defaults():
+    from atrlib.training import TrainConfig
+
+    lib = {f.name: _default(f) for f in fields(TrainConfig)}
+    checked = 0
+    for nb in NOTEBOOKS:
+        for name, value in parameters(nb).items():
+            if name in lib and name not in RUNNER_SET:
+                assert value == lib[name], (f"{nb.name}: parameter {name} = {value!r} but TrainConfig.{name} "
+                                            f"defaults to {lib[name]!r}; one default per setting")
+                checked += 1
+    assert checked >= 30  # 02 alone shares 18 names with TrainConfig
+
+
+def test_notebooks_agree_on_shared_parameters():
+    seen = {}
+    for nb in NOTEBOOKS:
+        for name, value in parameters(nb).items():
+            if name in RUNNER_SET | PER_NOTEBOOK:
+                continue
+            if name in seen:
+                assert value == seen[name][1], f"{name}: {nb.name} says {value!r}, {seen[name][0]} says {seen[name][1]!r}"
+            else:
+                seen[name] = (nb.name, value)
+
+
+def test_profiles_keep_only_what_differs_from_the_notebooks():
+    declared = {nb.stem: parameters(nb) for nb in NOTEBOOKS}
+    for prof_path in sorted((ROOT / "notebooks" / "params").glob("*.yaml")):
+        prof = yaml.safe_load(prof_path.read_text())
+        stages = [s if isinstance(s, dict) else {"notebook": s} for s in prof["stages"]]
+        names = [Path(s["notebook"]).stem for s in stages]
+        for key, value in (prof.get("defaults") or {}).items():
+            same = [n for n in names if key in declared[n] and declared[n][key] == value]
+            users = [n for n in names if key in declared[n]]
+            assert same != users, f"{prof_path.name}: default {key}: {value!r} is every notebook's own default"
+        for s, name in zip(stages, names):
+            for key, value in (s.get("parameters") or {}).items():
+                assert declared[name].get(key, object()) != value, \
+                    f"{prof_path.name}: {name}.{key}: {value!r} repeats the notebook's default"
+
+
+def test_notebook_02_builds_its_config_from_its_parameters():
+    nb = json.loads((ROOT / "notebooks" / "02_train.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "config_from(TrainConfig, globals()" in code and "TrainConfig(dataset=" not in code
+
+
+def test_notebooks_write_to_reports_lab_when_run_by_hand(tmp_path, monkeypatch):
+    from atrlib.notebook import stage_dirs
+    from atrlib.profiles import default_reports_dir
+
+    for nb in NOTEBOOKS:
+        p = parameters(nb)
+        assert p["out_dir"] == "" and p["run_dir"] == "", nb.name
+    monkeypatch.chdir(ROOT / "notebooks")
+    out, run = stage_dirs("", "", "99_probe")
+    try:
+        assert out == default_reports_dir() / "lab" / "99_probe" and run == default_reports_dir() / "lab"
+        assert ROOT / "notebooks" not in out.parents
+    finally:
+        out.rmdir()
+    out2, run2 = stage_dirs(str(tmp_path / "s"), str(tmp_path), "x")
+    assert (out2, run2) == (tmp_path / "s", tmp_path)
+
+
+# ----------------------------------------------------------------------------- the smoke run
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke") / "run"
+    t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "atrlib", "run", "--profile", "smoke", "--out", str(out)],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert r.stdout.strip().splitlines()[-1].endswith("index.html")
+    print(f"smoke run: {time.perf_counter() - t0:.1f} s")
     return out
 
 
@@ -27,13 +121,37 @@ def _metrics(run, stage):
     return json.loads((run / stage / "metrics.json").read_text())
 
 
+def _html(run, stage):
+    return (run / stage / f"{stage}.html").read_text()
+
+
 def test_index_links_every_stage(smoke_run):
     html = (smoke_run / "index.html").read_text()
-    for stage in ("01_data", "02_train", "03_evaluate", "04_loss_ablation", "05_ensemble"):
+    for stage in STAGES:
         assert f"{stage}/{stage}.html" in html
         assert (smoke_run / stage / f"{stage}.html").stat().st_size > 10_000
     run = json.loads((smoke_run / "run.json").read_text())
-    assert [s["status"] for s in run["stages"]] == ["ok"] * 5
+    assert [s["status"] for s in run["stages"]] == ["ok"] * len(STAGES)
+
+
+def test_reports_are_readable_and_offline(smoke_run):
+    for stage in STAGES:
+        page = _html(smoke_run, stage)
+        assert "<script" not in page, f"{stage}: scripts (CDN fetches) in an offline report"
+        assert "widget-view+json" not in page and "widget-state" not in page
+        for bad in ("PosixPath(", "DeprecationWarning", "Traceback", "FutureWarning"):
+            assert bad not in page, f"{stage}: {bad} in the report"
+        assert "What we learned" in page and "Terms used here" in page, stage
+        # every glossary link in the text has its entry on the same page
+        for target in set(re.findall(r'href="#(term-[a-z0-9]+)"', page)):
+            assert f'id="{target}"' in page, f"{stage}: link to #{target} without its glossary entry"
+
+
+def test_tour_stage(smoke_run):
+    m = _metrics(smoke_run, "00_tour")
+    assert m["worked_example"]["mAP@10"] == pytest.approx((1 + 1 / 2 + 1 / 3) / 3)
+    assert m["worked_example"]["R@1"] == pytest.approx(1 / 3)
+    assert len(m["family_pair"]) == 2 and "<audio" in _html(smoke_run, "00_tour")
 
 
 def test_data_stage(smoke_run):
@@ -41,6 +159,9 @@ def test_data_stage(smoke_run):
     assert (m["clips"], m["captions"], m["captions_per_clip"]) == (24, 120, 5.0)
     assert m["leaked_groups"] == 0 and m["audited_splits"] == ["train", "validation", "test"]
     assert abs(m["hours"] - 24 * 3 / 3600) < 1e-9
+    assert m["vocabulary"] == 113 and m["duplicate_captions"] == 0
+    page = _html(smoke_run, "01_data")
+    assert "mel-stats tower of synth-stats-minilm: 64 mel bands 20–8000 Hz at 16000 Hz" in page
 
 
 def test_train_stage(smoke_run):
@@ -48,31 +169,53 @@ def test_train_stage(smoke_run):
     assert m["epochs_run"] == 3
     sm = load_similarity(smoke_run / "02_train" / "sim_test.npz")
     assert sm.sim.shape == (40, 8)
-    # the recorded number is the metric of the stored matrix
     from atrlib.metrics import retrieval_scores
 
+    # the recorded number is the metric of the stored matrix, and the recorded value is pinned
     assert abs(retrieval_scores(sm.sim, sm.relevant)["mAP@10"] - m["test"]["t2a"]["mAP@10"]) < 1e-9
+    assert m["test"]["t2a"]["mAP@10"] == pytest.approx(0.39408, abs=TOL)
+    assert m["test"]["t2a"]["R@1"] == pytest.approx(0.125, abs=TOL)
+    assert m["best_val_mAP@10"] == pytest.approx(0.34789, abs=TOL)
     hist = json.loads((smoke_run / "02_train" / "history.json").read_text())
     assert len(hist) == 3 and hist[-1]["train_loss"] < hist[0]["train_loss"]
     assert (smoke_run / "02_train" / "best" / "model.safetensors").exists()
+    page = _html(smoke_run, "02_train")
+    assert "epoch 1:" not in page  # the per-epoch log goes to train_log.txt, the curves show it
+    assert (smoke_run / "02_train" / "train_log.txt").read_text().count("epoch ") >= 3
 
 
 def test_evaluate_stage_scores_the_trained_run(smoke_run):
     m = _metrics(smoke_run, "03_evaluate")
-    assert m["n_queries"] == 40 and m["n_items"] == 8
-    assert m["t2a"]["mAP@10_low"] <= m["t2a"]["mAP@10"] <= m["t2a"]["mAP@10_high"]
+    assert m["n_queries"] == 40 and m["n_items"] == 8 and m["ci_method"] == "jackknife"
+    assert m["t2a"]["mAP@10"] == pytest.approx(0.39408, abs=TOL)   # the same run, scored by 03
+    for d in ("t2a", "a2t"):
+        for k in ("R@1", "R@5", "R@10", "mAP@10"):
+            assert 0 <= m[d][f"{k}_low"] <= m[d][k] <= m[d][f"{k}_high"] <= 1  # clipped to the range
     # chance mAP@10 for 8 clips, one relevant each: mean of 1/r over r = 1..8
     assert abs(m["t2a"]["mAP@10_chance"] - np.mean(1 / np.arange(1, 9))) < 0.03
     assert (smoke_run / "03_evaluate" / "sim_validation.npz").exists()
-    assert m["search"]["query"] == "a high beep" and m["search"]["top1"].endswith(".wav")
+    assert m["search"]["query"] == "a high beep" and m["search"]["top1_file"].endswith(".wav")
+    page = _html(smoke_run, "03_evaluate")
+    assert page.count("<audio") >= 2 * 5 + 5 and "✓ correct" in page and "“a high beep”" in page
+    worst = re.findall(r'<h4[^>]*>“([^”]*)”</h4><p[^>]*>correct clip ranked', page)
+    assert len(worst) == 2 and len(set(worst)) == 2  # n_worst distinct captions
 
 
 def test_ablation_stage(smoke_run):
     m = _metrics(smoke_run, "04_loss_ablation")
     assert set(m["losses"]) == {"infonce", "triplet_max", "pair_loss"}
     for loss, r in m["losses"].items():
-        assert r["low"] <= r["mAP@10"] <= r["high"] and r["seeds"] == 1
+        assert 0 <= r["low"] <= r["mAP@10"] <= r["high"] <= 1 and r["seeds"] == 1
         assert (r["p_value"] is None) == (loss == "infonce")
+    recorded = {"infonce": (0.33872, 0.42256), "triplet_max": (0.33973, 0.41176), "pair_loss": (0.43262, 0.39640)}
+    for loss, (val, test) in recorded.items():
+        assert m["losses"][loss]["val_mAP@10"] == pytest.approx(val, abs=TOL)
+        assert m["losses"][loss]["mAP@10"] == pytest.approx(test, abs=TOL)
+    # chosen on validation (pair_loss), although infonce has the best test score
+    assert m["best_loss"] == max(m["losses"], key=lambda k: m["losses"][k]["val_mAP@10"]) == "pair_loss"
+    assert m["best_loss_p_value"] == m["losses"]["pair_loss"]["p_value"]
+    index = (smoke_run / "index.html").read_text()
+    assert "best_loss_p_value" in index and "best_loss_val_mAP@10" in index
 
 
 def test_ensemble_stage(smoke_run):
@@ -80,5 +223,14 @@ def test_ensemble_stage(smoke_run):
     assert {"infonce-s0", "triplet_max-s0", "pair_loss-s0", "stats2-infonce"} <= set(m["systems"])
     for method, w in m["weights"].items():
         assert abs(sum(w.values()) - 1) < 1e-9 and min(w.values()) >= 0
-    assert m["kfold"]["folds"] == 2
-    assert 0 <= m["best_test_mAP@10"] <= 1 and len(m["size_curve"]) == len(m["systems"])
+    assert m["kfold"]["folds"] == 2 and m["chosen_on"] == "validation"
+    rows = m["ensembles"]
+    assert m["best_method"] == max(rows, key=lambda k: rows[k]["val mAP@10"])  # chosen on validation
+    assert m["best_method_test_mAP@10"] == rows[m["best_method"]]["test mAP@10"]
+    assert m["best_single"] == max(m["systems"], key=lambda k: m["systems"][k]["val_mAP@10"])
+    n = m["size_curve"]
+    assert len(n["val"]) == len(m["systems"]) and n["chosen_n"] == 1 + int(np.argmax(n["val"]))
+    assert m["systems"]["stats2-infonce"]["test_mAP@10"] == pytest.approx(0.51545, abs=TOL)
+    if "tagbridge" in m["systems"]:  # its weights are on this machine: the recorded choice is pinned
+        assert m["best_method"] == "greedy"
+    assert m["best_single"] == "pair_loss-s0"

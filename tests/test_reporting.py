@@ -196,3 +196,96 @@ def test_write_index_accepts_a_result_object(fake_run):
     assert [s.status for s in obj.stages] == ["ok", "failed", "skipped"] and not obj.ok
     write_index(run, obj)
     assert "0.1235" in (run / "index.html").read_text()
+
+
+# --------------------------------------------------------------------------------------
+# offline HTML of a stage
+# --------------------------------------------------------------------------------------
+def test_export_html_drops_widgets_and_scripts(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    nb = new_notebook()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    cell = new_code_cell("x")
+    cell.outputs = [
+        new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "m"},
+                                         "text/plain": "epoch 1/3: 100%|####|"}),
+        new_output("execute_result", data={"text/plain": "42"}, execution_count=1),
+    ]
+    nb.cells = [cell]
+    clean = reporting.offline_notebook(nb)
+    assert [o.get("data", {}).get("text/plain") for o in clean.cells[0].outputs] == ["42"]
+    assert "widgets" not in clean.metadata and "widgets" in nb.metadata  # a copy; the input is untouched
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, str(path))
+    out = reporting.export_html(path, tmp_path / "x.html")
+    page = out.read_text()
+    assert "42" in page and "epoch 1/3" not in page
+    assert "<script" not in page.lower() and "cdnjs" not in page and "unpkg" not in page
+    assert reporting.offline_html('a<script src="https://x/y.js"></script>b<SCRIPT>\nvar z;\n</SCRIPT>c') == "abc"
+
+
+# --------------------------------------------------------------------------------------
+# evaluation tables and report sentences
+# --------------------------------------------------------------------------------------
+def _toy_sm():
+    from atrlib.simfile import SimilarityMatrix
+
+    # 6 captions (2 per clip, the second caption of clip 0 repeats its first) × 3 clips
+    sim = np.array([[0.1, 0.9, 0.2], [0.1, 0.9, 0.2], [0.3, 0.8, 0.1],
+                    [0.2, 0.9, 0.1], [0.2, 0.1, 0.9], [0.9, 0.1, 0.3]], dtype=np.float32)
+    return SimilarityMatrix(sim, [f"q{i}" for i in range(6)], ["a", "b", "c"], [[0], [0], [1], [1], [2], [2]], {})
+
+
+def test_clip_interval_and_one_named_interval():
+    from atrlib.evaluation import ci_table, clip_interval, table_to_metrics
+
+    assert clip_interval({"value": 0.02, "low": -0.019, "high": 0.06}) == {"value": 0.02, "low": 0.0, "high": 0.06}
+    assert clip_interval({"value": 1.0, "low": 0.97, "high": 1.03})["high"] == 1.0
+    t = ci_table(_toy_sm())
+    assert list(t.columns) == ["value", "low", "high", "chance"] and t.attrs["ci_method"] == "jackknife"
+    assert (t["low"] >= 0).all() and (t["high"] <= 1).all()
+    # R@1 t2a against a brute-force count of higher-scored clips
+    ranks = [int((_toy_sm().sim[q] > _toy_sm().sim[q, r[0]]).sum()) + 1 for q, r in enumerate(_toy_sm().relevant)]
+    assert t.loc[("t2a", "R@1"), "value"] == pytest.approx(np.mean([r == 1 for r in ranks]))
+    both = ci_table(_toy_sm(), also="bootstrap")
+    assert {"bootstrap_low", "bootstrap_high"} <= set(both.columns)
+    m = table_to_metrics(t)
+    assert m["ci_method"] == "jackknife" and m["t2a"]["R@1_low"] >= 0.0
+    with pytest.raises(ValueError):
+        ci_table(_toy_sm(), method="wald")
+
+
+def test_worst_queries_are_deduplicated_by_caption_and_rankings_carry_captions():
+    from atrlib.evaluation import ranking_table, worst_queries
+
+    sm = _toy_sm()
+    texts = ["a dog", "A  dog", "rain", "rain falls", "a hum", "a hum low"]
+    w = worst_queries(sm, n=3, texts=texts)
+    # ranks 3, 3, 1, 1, 1, 2: "A  dog" is the same caption as "a dog" and is listed once
+    assert [x["text"] for x in w] == ["a dog", "a hum low", "rain"]
+    assert w[0]["rank"] == 3 and w[0]["true"] == ["a"]
+    t = ranking_table(sm.item_ids, sm.sim[0], {"a": ["a dog"], "b": ["rain", "rain falls"]}, true=["a"], top=3)
+    assert list(t["clip"]) == ["b", "c", "a"] and list(t["correct"]) == [False, False, True]
+    assert t.loc[0, "captions"] == ["rain", "rain falls"] and t.loc[1, "captions"] == []
+
+
+def test_report_sentences_and_glossary_links():
+    from atrlib import report_text as T
+
+    assert T.pct(0.135) == "13.5 %" and T.p_text(0.0004) == "p < 0.001, significant"
+    assert T.p_text(0.63) == "p = 0.630, not significant" and T.p_text(None) == "no test"
+    assert T.term("mAP@10") == "[mAP@10](#term-map10)" and T.term("no such term") == "no such term"
+    section = T.terms_section(["mAP@10", "jackknife", "nonsense"])
+    assert '<a id="term-map10"></a>**mAP@10**' in section and "term-jackknife" in section and "nonsense" not in section
+    g = T.glossary()
+    for word in ("tower", "head", "InfoNCE", "tag-bridge", "mel-stats", "jackknife", "paired bootstrap test",
+                 "Caruana selection", "RRF", "z-score norm", "t2a", "a2t", "mAP@10"):
+        assert word in g and len(g[word]) > 40, word
+    metrics = {"t2a": {k: v for m in ("R@1", "R@10", "mAP@10") for k, v in
+                       ((m, 0.135), (f"{m}_low", 0.1), (f"{m}_high", 0.17), (f"{m}_chance", 0.012))},
+               "a2t": {"mAP@10": 0.1, "mAP@10_low": 0.05, "mAP@10_high": 0.15, "mAP@10_chance": 0.04}}
+    text = " ".join(T.learned_evaluate(metrics, n_items=80, worst_rank=71))
+    assert "ranked first for 13.5 % of captions (95 % CI 10.0 %–17.0 %, jackknife; chance 1.2 %)" in text
+    assert "11.2× chance" in text and "rank 71 of 80" in text
