@@ -227,11 +227,12 @@ class MLML(CrossModalTerm):
         t = head.tokenizer
         masked, labels = mask_tokens(tok["input_ids"], tok["attention_mask"], t.all_special_ids, t.mask_token_id,
                                      len(t), self.mask_prob)
-        logits = head.mlm_logits(masked, tok["attention_mask"], b.frames, b.frame_mask, causal=self.causal)
         sel = labels != -100                                                    # (n, L)
         if not sel.any():
-            return {"mlml": logits.sum() * 0.0}
-        return {"mlml": F.cross_entropy(logits[sel].float(), labels[sel])}
+            return {"mlml": sum(p.sum() for p in head.mlm_head.parameters()) * 0.0}
+        logits = head.mlm_logits(masked, tok["attention_mask"], b.frames, b.frame_mask, causal=self.causal,
+                                 positions=sel)                                 # (masked tokens, vocab)
+        return {"mlml": F.cross_entropy(logits.float(), labels[sel])}
 
 
 def _qformer(model):

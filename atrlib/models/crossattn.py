@@ -167,12 +167,17 @@ class CrossAttnTextEncoder(nn.Module):
         h = self.hidden_states(input_ids, attention_mask, frames, frame_mask, causal=False)
         return self.match_head(h[:, 0]).squeeze(-1)                             # (B,)
 
-    def mlm_logits(self, input_ids, attention_mask, frames, frame_mask, causal: bool = True) -> torch.Tensor:
-        """(B, L, vocab): the MLM head of ``BertForMaskedLM`` (or RoBERTa's) over the states."""
-        states, smask = self.audio_states(frames, frame_mask)
-        out = self.lm(input_ids=input_ids, attention_mask=additive_mask(attention_mask, causal, states.dtype),
-                      encoder_hidden_states=states, encoder_attention_mask=smask.long(), use_cache=False)
-        return out.logits                                                       # (B, L, vocab)
+    @property
+    def mlm_head(self) -> nn.Module:
+        """The prediction head of ``BertForMaskedLM`` (``cls``) or ``RobertaForMaskedLM`` (``lm_head``)."""
+        return self.lm.cls if hasattr(self.lm, "cls") else self.lm.lm_head
+
+    def mlm_logits(self, input_ids, attention_mask, frames, frame_mask, causal: bool = True,
+                   positions: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, L, vocab): the MLM head over the states — what ``self.lm(...).logits`` gives; with
+        ``positions`` (B, L) bool only those rows, (n, vocab) (the head is position-wise)."""
+        h = self.hidden_states(input_ids, attention_mask, frames, frame_mask, causal=causal)   # (B, L, hidden)
+        return self.mlm_head(h if positions is None else h[positions])           # (B, L, vocab) or (n, vocab)
 
     @torch.no_grad()
     def match_scores(self, captions: Sequence[str], frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:

@@ -154,11 +154,18 @@ class AudioQFormer(nn.Module):
     def _queries(self, b: int) -> torch.Tensor:
         return self.query_tokens.expand(b, -1, -1)                               # (B, Q, H)
 
+    def _frame_mask(self, frame_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T) bool -> (B, 1, Q, T) additive cross-attention mask of the queries. Given 4-d:
+        transformers would otherwise build it with Q + L rows when text rides along."""
+        keep = frame_mask.bool()[:, None, None, :].expand(-1, 1, self.query_tokens.shape[1], -1)
+        zero = torch.zeros((), device=frame_mask.device)
+        return torch.where(keep, zero, torch.finfo(zero.dtype).min)
+
     # -- the three modes ------------------------------------------------------------------
     def audio_queries(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """(B, Q, H): query outputs after cross-attending to the frames (uni-modal)."""
         out = self.qformer(query_embeds=self._queries(len(frames)), encoder_hidden_states=self.frame_norm(frames.float()),
-                           encoder_attention_mask=frame_mask.long())
+                           encoder_attention_mask=self._frame_mask(frame_mask))
         return out.last_hidden_state                                             # (B, Q, H)
 
     def text_states(self, input_ids, attention_mask) -> torch.Tensor:
@@ -181,7 +188,7 @@ class AudioQFormer(nn.Module):
         mask = qformer_masks(q.shape[1], attention_mask, kind, x.dtype)
         return self.qformer(query_embeds=x, query_length=q.shape[1], attention_mask=mask,
                             encoder_hidden_states=self.frame_norm(frames.float()),
-                            encoder_attention_mask=frame_mask.long()).last_hidden_state
+                            encoder_attention_mask=self._frame_mask(frame_mask)).last_hidden_state
 
     def itm_logits(self, input_ids, attention_mask, frames, frame_mask) -> torch.Tensor:
         """(B, 2) matching logits (no match, match): itm_head on the query outputs, mean over queries."""
