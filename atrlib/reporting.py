@@ -193,6 +193,21 @@ dl.info dt{color:#59636e} dl.info dd{margin:0;font-family:ui-monospace,Menlo,Con
 """
 
 
+READING_NOTE = ("Every \"best\" (epoch, loss, method, ensemble size) is chosen on the validation split; the test "
+                "numbers are for what was chosen, intervals are 95 % jackknife CIs clipped to [0, 1]. ")
+
+
+def _glossary_link(run_dir: Path) -> str:
+    """A link to the repository's ``docs/glossary.md`` relative to the run folder ('' when absent)."""
+    from atrlib.paths import REPO_ROOT
+
+    g = REPO_ROOT / "docs" / "glossary.md"
+    if not g.is_file():
+        return ""
+    rel = os.path.relpath(g, run_dir.resolve())
+    return f'Terms: <a href="{_href(Path(rel).as_posix())}">glossary</a>.'
+
+
 def render_index_html(run_dir: str | os.PathLike, result: Any) -> str:
     """The run's ``index.html`` as a string (self-contained: inline CSS, no scripts)."""
     run_dir = Path(run_dir)
@@ -274,6 +289,7 @@ def render_index_html(run_dir: str | os.PathLike, result: Any) -> str:
         + "\n".join(rows)
         + "</tbody></table>"
     )
+    parts.append(f'<p class="note">{esc(READING_NOTE)}{_glossary_link(run_dir)}</p>')
     files = [f for f in ("params.json", "run.json", "summary.md") if (run_dir / f).exists()]
     if files:
         parts.append(

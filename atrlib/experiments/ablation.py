@@ -85,7 +85,7 @@ def summarise(runs: Dict[str, List[Path]], baseline: str = "infonce", split: str
         rows.append(row)
     table = pd.DataFrame(rows).set_index("loss").sort_values("val_mAP@10", ascending=False, kind="stable")
     first = next(iter(runs.values()))[0]
-    table.attrs["n_items"] = int(load_similarity(Path(first) / f"sim_{split}.npz").sim.shape[1])
+    table.attrs["n_items"] = int(load_similarity(sim_path(first, split)).sim.shape[1])
     return table
 
 
