@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from atrlib.files import dir_mode, explain_os_error, write_json
+from atrlib.files import dir_mode, explain_os_error, file_mode, write_json
 from atrlib.models.dual import DualEncoder, save_model
 
 
@@ -41,6 +41,8 @@ def _staged(out: Path, name: str, write) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
         os.chmod(tmp, dir_mode())
         write(tmp)
+        for f in tmp.iterdir():  # safetensors writes 0600: give every file the user's normal mode
+            os.chmod(f, file_mode())
         _swap_in(tmp, out / name)
         tmp = None
     except OSError as e:

@@ -42,16 +42,16 @@ def main(args) -> int:
     out = Path(args.out)
     # 1. the output folder: writable, and never mixed with an earlier evaluation
     try:
-        if _holds_results(out):
-            if not args.overwrite:
-                raise FileExistsError(f"{out} already holds an evaluation (metrics.json / sim_*.npz); pass --overwrite "
-                                      f"to move it aside to {out.name}.prev-<time>, or choose another --out")
-            print(f"moved the earlier evaluation {out} -> {move_aside(out)}")
+        earlier = _holds_results(out)
+        if earlier and not args.overwrite:
+            raise FileExistsError(f"{out} already holds an evaluation (metrics.json / sim_*.npz); pass --overwrite "
+                                  f"to move it aside to {out.name}.prev-<time>, or choose another --out")
         check_writable(out, "--out")
         # 2. the data (bad rows / clips: an error naming the line, or skipped with --on-error skip)
-        kw = {"size": args.size} if args.dataset == "synth" else {}
-        ds = load_dataset(args.dataset, root=args.root, split=args.split, on_error=args.on_error,
-                          encoding=args.encoding, **kw)
+        kw = {"size": args.size} if args.dataset == "synth" else {"encoding": args.encoding}
+        ds = load_dataset(args.dataset, root=args.root, split=args.split, on_error=args.on_error, **kw)
+        if earlier:
+            print(f"moved the earlier evaluation {out} -> {move_aside(out)}")
     except (OSError, ValueError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
