@@ -26,6 +26,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="skip: leave out (and list) clips that cannot be read, instead of stopping")
     p.add_argument("--encoding", default="utf-8", help="text encoding of the caption CSV, e.g. latin-1")
+    p.add_argument("--rerank", type=int, default=0, metavar="K",
+                   help="also re-rank each caption's top K clips with the run's matching head: rerank.json holds "
+                        "metrics without / with, a paired test and the cost (0 = off)")
 
 
 def _holds_results(out: Path) -> bool:
@@ -73,6 +76,10 @@ def main(args) -> int:
     except DiskWriteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if args.rerank:
+        from atrlib.rerank import evaluate_rerank, format_summary
+
+        print(format_summary(evaluate_rerank(retriever, ds, sm, args.rerank, out)))
     for msg in skipped:
         print(f"skipped: {msg}", file=sys.stderr)
     print(f"{args.model} on {ds.name}/{ds.split}: t2a mAP@10 {both['t2a']['mAP@10']:.4f}, "

@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="skip: leave out (and list) clips that cannot be read, instead of stopping")
     p.add_argument("--encoding", default="utf-8", help="text encoding of an --audio CSV, e.g. latin-1")
+    p.add_argument("--rerank", type=int, default=0, metavar="K",
+                   help="a trained run with a matching head re-orders each query's top K clips (0 = off)")
 
 
 def main(args) -> int:
@@ -45,8 +47,15 @@ def main(args) -> int:
         except (ValueError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        table = rank(resolve_retriever(args.model or "tagbridge"), queries, files, top=args.top,
-                     progress=sys.stderr.isatty(), on_error=args.on_error, skipped=skipped)
+        if args.rerank:
+            from atrlib.rerank import rank_reranked
+
+            table, cost = rank_reranked(resolve_retriever(args.model or "tagbridge"), queries, files, args.top, args.rerank)
+            print(f"re-ranked the top {cost['k']}: {cost['pairs']} matching-head evaluations, "
+                  f"{1000 * cost['seconds_per_query']:.1f} ms per query", file=sys.stderr)
+        else:
+            table = rank(resolve_retriever(args.model or "tagbridge"), queries, files, top=args.top,
+                         progress=sys.stderr.isatty(), on_error=args.on_error, skipped=skipped)
     for msg in skipped:
         print(f"skipped: {msg}", file=sys.stderr)
     if args.out:
