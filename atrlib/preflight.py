@@ -38,7 +38,7 @@ def _num(v: Any) -> bool:
 
 # name -> (test, what is expected)
 RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
-    "epochs": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "epochs": (lambda v: _int(v) and v >= 1, "an integer >= 1 (0 only with init_from: score given weights)"),
     "batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     "embed_batch_size": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
     "grad_accum": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
@@ -48,7 +48,7 @@ RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: _int(v), "an integer"),
     "log_every": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "kfold": (lambda v: _int(v) and (v == 0 or v >= 2), "0 (off) or an integer >= 2"),
-    "lr": (lambda v: _num(v) and v > 0, "a number > 0"),
+    "lr": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "head_lr": (lambda v: _num(v) and v >= 0, "a number >= 0 (0 = lr)"),
     "weight_decay": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "warmup": (lambda v: _num(v) and v >= 0, "a number >= 0 (a fraction of all steps if < 1, else steps)"),

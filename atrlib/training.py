@@ -103,7 +103,10 @@ class TrainConfig:
     _debug_exit_at_step: Optional[int] = option(None, "tests: os._exit(137) at this global step, a simulated kill")
 
     def __post_init__(self):
-        check_values(self.to_dict())  # numbers and choices, each error naming its field
+        d = self.to_dict()
+        if self.init_from and self.epochs == 0:
+            d.pop("epochs")  # epochs=0 with init_from: score the given weights without training
+        check_values(d)  # numbers and choices, each error naming its field
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "TrainConfig":

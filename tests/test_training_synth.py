@@ -387,10 +387,10 @@ def test_train_cli_rejects_unknown_keys_and_lists_the_known(capsys):
 def test_train_cli_parses_values_as_yaml_scalars(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text("epochs: 7\nlr: 0.5\nmodel: synth-tiny\n")
-    cfg = build_config(str(config), ["lr=1e-3", "weight_decay=-2.5E+2", "batch_size=8", "resume=true", "size=tiny",
+    cfg = build_config(str(config), ["lr=1e-3", "weight_decay=2.5E+2", "batch_size=8", "resume=true", "size=tiny",
                                      "model_overrides={embed_dim: 16}"])
     assert isinstance(cfg.lr, float) and cfg.lr == 1e-3                  # PyYAML alone reads "1e-3" as a string
-    assert cfg.weight_decay == -250.0
+    assert cfg.weight_decay == 250.0
     assert cfg.batch_size == 8 and cfg.resume is True and cfg.size == "tiny"
     assert cfg.epochs == 7 and cfg.model == "synth-tiny"                # from the file, where not overridden
     assert cfg.model_overrides == {"embed_dim": 16}
