@@ -290,3 +290,17 @@ def test_real_query_by_example(bridge, animals, shared):
     assert t.iloc[0]["file"] == "dog.mp3" and t["score"].is_monotonic_decreasing
     t = add_why(t, bridge, examples=[ex])
     assert "Dog" in t.iloc[0]["why"]
+
+
+def test_search_cli_like_and_explain(shared, tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "like.csv"
+    ex = shared / "data/gcompris_sounds/audio/explore_farm_animals__cow.ogg"
+    r = subprocess.run([sys.executable, "-m", "atrlib", "search", "--audio", str(shared / "data/animals"), "--like",
+                        str(ex), "--explain", "--top", "2", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    t = pd.read_csv(out)
+    assert list(t.columns) == ["query", "rank", "file", "score", "why"]
+    assert t.iloc[0]["file"] == "cow.mp3" and "Cattle" in t.iloc[0]["why"]   # measured score 0.999

@@ -16,6 +16,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--query", action="append", help="a sentence (repeatable)")
     g.add_argument("--queries", help="a text file with one query per line")
+    g.add_argument("--like", action="append", metavar="FILE",
+                   help="query by example: rank the clips by similarity to this sound (repeatable)")
+    p.add_argument("--explain", action="store_true",
+                   help="add a 'why' column: the classes that contributed most to each score (tag-bridge)")
     p.add_argument("--top", type=int, default=10, help="clips to list per query")
     p.add_argument("--out", help="write the ranking as CSV (query, rank, file, score) instead of printing")
     p.add_argument("--overwrite", action="store_true", help="move an existing --out aside (<out>.prev-<time>)")
@@ -28,7 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args) -> int:
     try:  # everything a person typed is checked before any audio is read
-        queries = read_queries(args.query, args.queries)
+        queries = [] if args.like else read_queries(args.query, args.queries)
+        for f in args.like or []:
+            if not Path(f).is_file():
+                raise ValueError(f"--like {f}: no such audio file")
         if args.top < 1:
             raise ValueError(f"--top must be at least 1, got {args.top}")
         if args.out:
@@ -47,7 +54,11 @@ def main(args) -> int:
         except (ValueError, OSError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        if args.rerank:
+        if args.like:
+            from atrlib.explain import rank_like
+
+            table = rank_like(resolve_retriever(args.model or "tagbridge"), args.like, files, top=args.top)
+        elif args.rerank:
             from atrlib.rerank import rank_reranked
 
             table, cost = rank_reranked(resolve_retriever(args.model or "tagbridge"), queries, files, args.top, args.rerank)
@@ -58,6 +69,10 @@ def main(args) -> int:
                          progress=sys.stderr.isatty(), on_error=args.on_error, skipped=skipped)
     for msg in skipped:
         print(f"skipped: {msg}", file=sys.stderr)
+    if args.explain:
+        from atrlib.explain import add_why
+
+        table = add_why(table, resolve_retriever(args.model or "tagbridge"), examples=args.like or ())
     if args.out:
         from atrlib.files import write_text_atomic
 
@@ -67,5 +82,5 @@ def main(args) -> int:
         for q, g in table.groupby("query", sort=False):
             print(f"\n{q}")
             for _, r in g.iterrows():
-                print(f"  {r['rank']:>3}  {r['score']:+.4f}  {r['file']}")
+                print(f"  {r['rank']:>3}  {r['score']:+.4f}  {r['file']}" + (f"   [{r['why']}]" if r.get("why") else ""))
     return 0
