@@ -28,7 +28,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from atrlib.retrievers import Retriever, l2_normalize
+from atrlib.retrievers import Retriever
 
 
 @dataclass

@@ -21,7 +21,6 @@ import warnings
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
 
 import atrlib  # noqa: E402,F401
 from atrlib.experiments.zeroshot import (chance_scores, compare, dataset_queries, fmt_ci, score_table_row,  # noqa: E402
