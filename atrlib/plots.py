@@ -44,8 +44,8 @@ def _int_ticks(axis) -> None:
 def duration_hist(durations: Sequence[float], ax=None, bins: int = 30):
     """Clip durations; a single line of text instead of a one-bar histogram when all clips
     are equally long."""
-    ax = _ax(ax)
     d = np.asarray(durations, dtype=float)
+    ax = _ax(ax, figsize=(6, 0.5) if np.ptp(d) < 1e-6 else (6, 3.2))
     if np.ptp(d) < 1e-6:
         ax.text(0.5, 0.5, f"all {len(d)} clips last {d[0]:.1f} s", ha="center", va="center", fontsize=12,
                 transform=ax.transAxes)
