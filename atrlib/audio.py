@@ -22,7 +22,7 @@ MAX_ABS_SAMPLE = 2.0
 # A clip shorter than this is zero-padded before it enters a tower without a ``min_samples``
 # attribute: every tower's front end (STFT windows, pooling, per-segment statistics) is
 # defined from there on, so a 1-sample or 50-ms clip gives a finite embedding, not NaN.
-MIN_SECONDS = 1.0
+MIN_SECONDS = 0.5
 
 
 def check_file(path: str | Path) -> Path:

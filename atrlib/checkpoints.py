@@ -44,19 +44,18 @@ def _staged(out: Path, name: str, write) -> Path:
         for f in tmp.iterdir():  # safetensors writes 0600: give every file the user's normal mode
             os.chmod(f, file_mode())
         _swap_in(tmp, out / name)
-        tmp = None
-    except OSError as e:
-        raise explain_os_error(e, out / name) from e
-    except RuntimeError as e:  # torch / safetensors wrap write errors ("No space left on device")
-        if "No space left" in str(e) or "Read-only" in str(e) or "Permission denied" in str(e):
+    except Exception as e:  # (a kill is not an Exception: clean_partial_saves removes its leftovers)
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise explain_os_error(e, out / name) from e
+        text = str(e)  # torch / safetensors wrap write errors in RuntimeError ("No space left on device")
+        if isinstance(e, RuntimeError) and ("No space left" in text or "Read-only" in text or "Permission denied" in text):
             import errno
 
-            code = errno.ENOSPC if "No space" in str(e) else errno.EROFS if "Read-only" in str(e) else errno.EACCES
-            raise explain_os_error(OSError(code, str(e)), out / name) from e
+            code = errno.ENOSPC if "No space" in text else errno.EROFS if "Read-only" in text else errno.EACCES
+            raise explain_os_error(OSError(code, text), out / name) from e
         raise
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
     return out / name
 
 

@@ -448,7 +448,8 @@ def test_train_cli_config_and_overrides(toy_root, tmp_path, capsys):
     model_json.write_text(json.dumps(FROZEN))
     yml = tmp_path / "train.yaml"
     yml.write_text(f"dataset: tones-test\nroot: {toy_root}\ntest_split: validation\nmodel: {model_json}\n"
-                   f"epochs: 5\nbatch_size: 8\ndevice: cpu\nprogress: false\nloss_kwargs: {{}}\n")
+                   f"epochs: 5\nbatch_size: 8\ndevice: cpu\nprogress: false\nloss_kwargs: {{}}\n"
+                   "allow_split_overlap: true\n")  # validation is also the test split here
     cfg = build_config(str(yml), ["epochs=2", "lr=3e-3", "out_dir=" + str(tmp_path / "run"), "warmup=0"])
     assert cfg.epochs == 2 and cfg.lr == 3e-3 and isinstance(cfg.lr, float) and cfg.batch_size == 8
     assert cfg.model == str(model_json)
