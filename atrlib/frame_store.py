@@ -39,12 +39,18 @@ class FrameStore:
         return len(self.frames)
 
     @property
+    def max_frames(self) -> int:
+        return max(len(f) for f in self.frames)
+
+    @property
     def nbytes(self) -> int:
         return int(sum(f.nbytes for f in self.frames))
 
-    def get(self, idx) -> Tuple[torch.Tensor, torch.Tensor]:
+    def get(self, idx, pad_to: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(frames (B, T, D), mask (B, T)) with T = the batch's longest clip, or ``pad_to``
+        (e.g. ``max_frames``, so batches of several processes can be gathered)."""
         idx = [int(i) for i in (idx.tolist() if isinstance(idx, torch.Tensor) else idx)]
-        t = max(len(self.frames[i]) for i in idx)
+        t = max([len(self.frames[i]) for i in idx] + [int(pad_to)])
         out = torch.zeros(len(idx), t, self.frame_dim)                          # (B, T, D)
         mask = torch.zeros(len(idx), t, dtype=torch.bool)                       # (B, T)
         for b, i in enumerate(idx):

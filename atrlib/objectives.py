@@ -88,6 +88,12 @@ class CrossBatch:
         return len(self.clip_ids) != self.n
 
 
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 def _rank_offset(n_local: int) -> int:
     import torch.distributed as dist
 
@@ -394,7 +400,7 @@ class CLAIP(CrossModalTerm):
         has = torch.tensor([r >= 0 for r in rows], device=b.text_emb.device)    # (n,)
         emb = self.embeddings[[max(r, 0) for r in rows]].to(b.text_emb.device)  # (n, D)
         img = F.normalize(model.extra_heads["image"](emb), dim=-1)              # (n, E)
-        img_g, has_g = gather_with_grad(img), gather_with_grad(has)             # (G, E), (G,)
+        img_g, has_g = gather_with_grad(img), gather_with_grad(has.to(torch.uint8)).bool()  # (G, E), (G,)
         if not has_g.any():
             return {"claip": img.sum() * 0.0}
         t, ids = b.text_emb[has_g], b.clip_ids[has_g]
@@ -509,7 +515,7 @@ class Objective(nn.Module):
         out: Dict[str, Any] = {"captions": [self.inputs.captions[int(i)] for i in caption_idx]}
         if "frames" in self.needs:
             if self.frames is not None:
-                fr, fm = self.frames.get(clips.cpu())
+                fr, fm = self.frames.get(clips.cpu(), pad_to=self.frames.max_frames if _world() > 1 else 0)
             else:  # trainable tower: frames of this batch's waveforms, with gradients
                 fr, fm = model.audio_tower.forward_frames(audio, lengths)
             out["frames"], out["frame_mask"] = fr.to(audio.device), fm.to(audio.device)
