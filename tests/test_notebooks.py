@@ -231,6 +231,6 @@ def test_ensemble_stage(smoke_run):
     n = m["size_curve"]
     assert len(n["val"]) == len(m["systems"]) and n["chosen_n"] == 1 + int(np.argmax(n["val"]))
     assert m["systems"]["stats2-infonce"]["test_mAP@10"] == pytest.approx(0.51545, abs=TOL)
-    if "tagbridge" in m["systems"]:  # its weights are on this machine: the recorded choice is pinned
-        assert m["best_method"] == "greedy"
+    # which ensemble method wins on validation depends on near-ties between fitted weights (and on whether
+    # the tag-bridge weights are on the machine), so the rule is checked above, not the name
     assert m["best_single"] == "pair_loss-s0"
