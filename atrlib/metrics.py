@@ -316,7 +316,8 @@ def scores_with_ci(
 
     ``method`` = ``"jackknife"`` (:func:`jackknife_ci`) or ``"bootstrap"``
     (:func:`bootstrap_ci` with ``n_boot`` and ``seed``); other parameters as
-    :func:`per_query_metrics`.
+    :func:`per_query_metrics`. Intervals are clipped to each metric's range (R@k and mAP@k in
+    [0, 1], the mean rank in [1, items]): a normal-approximation interval can spill past them.
     """
     if method not in ("jackknife", "bootstrap"):
         raise ValueError(f"method must be 'jackknife' or 'bootstrap', got {method!r}")
@@ -325,8 +326,14 @@ def scores_with_ci(
     series.update({f"mAP@{k}": pq[f"AP@{k}"] for k in _as_tuple(map_at)})
     series["mean_rank"] = pq["rank"]
     if method == "jackknife":
-        return {name: jackknife_ci(v, alpha) for name, v in series.items()}
-    return {name: bootstrap_ci(v, n_boot, seed, alpha) for name, v in series.items()}
+        out = {name: jackknife_ci(v, alpha) for name, v in series.items()}
+    else:
+        out = {name: bootstrap_ci(v, n_boot, seed, alpha) for name, v in series.items()}
+    n_items = np.asarray(sim).shape[1]
+    for name, ci in out.items():
+        lo, hi = (1.0, float(n_items)) if name == "mean_rank" else (0.0, 1.0)
+        ci["low"], ci["high"] = min(max(ci["low"], lo), hi), min(max(ci["high"], lo), hi)
+    return out
 
 
 def paired_test(

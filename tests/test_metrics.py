@@ -320,3 +320,18 @@ def test_permutation_p_matches_exact_enumeration():
     out = paired_test(d, np.zeros_like(d), method="permutation", n=20000)
     assert out["p_value"] == pytest.approx(exact, abs=0.01)
     assert 0.01 < exact < 0.2  # a case where the answer is neither 0 nor 1
+
+
+def test_intervals_are_clipped_to_the_metric_range():
+    """Nearly every query first-ranked: the jackknife interval of R@1 would pass 1.0 unclipped."""
+    rng = np.random.default_rng(0)
+    n = 40
+    sim = rng.normal(size=(n, n))
+    sim[np.arange(n), np.arange(n)] = 10.0                       # every caption's clip first ...
+    sim[0, 0] = -10.0                                            # ... but one
+    ci = scores_with_ci(sim, [[i] for i in range(n)])
+    assert ci["R@1"]["value"] == pytest.approx(39 / 40)
+    assert ci["R@1"]["high"] == 1.0 and 0.9 < ci["R@1"]["low"] < ci["R@1"]["value"]
+    sd = np.std(np.r_[np.ones(39), 0.0], ddof=1) / np.sqrt(n)
+    assert ci["R@1"]["value"] + 1.96 * sd > 1.0                  # the unclipped bound really spills over
+    assert 1.0 <= ci["mean_rank"]["low"] <= ci["mean_rank"]["high"] <= n
