@@ -23,17 +23,22 @@ def resolve_retriever(name_or_dir: str, run_dir: Optional[str | Path] = None, **
     A relative directory is looked up as given, then under ``run_dir`` (so a batch stage can
     say ``system = "02_train"``).
     """
+    from atrlib.registry import name_or_path
     from atrlib.retrievers import RETRIEVERS, TrainedRetriever, get_retriever
 
-    if name_or_dir in RETRIEVERS:
-        return get_retriever(name_or_dir, **kw)
-    for cand in [Path(name_or_dir)] + ([Path(run_dir) / name_or_dir] if run_dir else []):
-        if cand.is_dir():
-            return TrainedRetriever(cand, **kw)
-    raise ValueError(
-        f"{name_or_dir!r} is neither a registered retriever ({', '.join(RETRIEVERS.names())}) nor a trained run "
-        f"directory" + (f" (also looked in {run_dir})" if run_dir else "")
-    )
+    text = str(name_or_dir)
+    if run_dir is not None and text.lower() not in RETRIEVERS and not Path(text).exists() \
+            and (Path(run_dir) / text).is_dir():
+        text = str(Path(run_dir) / text)
+    try:
+        kind, key = name_or_path(text, RETRIEVERS.names(), "retriever")
+    except (KeyError, FileNotFoundError) as e:
+        raise ValueError(f"{e} (a trained run directory{f'; also looked in {run_dir}' if run_dir else ''})") from None
+    if kind == "name":
+        return get_retriever(key, **kw)
+    if not Path(key).is_dir():
+        raise ValueError(f"{key}: a trained run is a folder (with best/ or model.safetensors), not a file")
+    return TrainedRetriever(Path(key), **kw)
 
 
 def _inside(path: Path, base: Path) -> bool:
@@ -169,6 +174,7 @@ def rank(retriever, queries: Sequence[str], audio_paths: Sequence[str | Path], t
         rows += [{"query": text, "rank": r + 1, "file": Path(audio_paths[i]).name, "score": float(sim[q, i]),
                   "path": str(audio_paths[i])} for r, i in enumerate(order)]
     return pd.DataFrame(rows, columns=["query", "rank", "file", "score", "path"])
+
 
 def read_queries(query: Optional[Sequence[str]] = None, queries_file: Optional[str | Path] = None) -> List[str]:
     """The queries of ``--query`` (repeatable) or of a text file (one per line; blank lines
