@@ -35,6 +35,30 @@ Rules, in the order they apply:
   root), both absolute; later stages read earlier ones' files from
   ``<run_dir>/<stage>/...``. They cannot be overridden.
 
+Conditional overrides (``when``): one profile can hold a full-size run and its tiny CPU
+twin on the same code path. Each ``when`` entry maps a condition ``key=value`` to overrides
+written like ``-p`` ones (``key`` for every stage that declares it, ``stage.key`` for one)::
+
+    defaults: {dataset: clotho, train_split: development, test_split: evaluation}
+    stages: [...]
+    when:
+      size=tiny:                      # python -m atrlib run --profile P -p size=tiny
+        dataset: synth
+        test_split: test
+        02_train.model: huawei2022-tiny
+        epochs: 2
+
+* A condition looks at the value a parameter has *without* any ``when`` block: ``-p`` overrides
+  and the profile's own values (for ``key``: the first stage, in profile order, that declares
+  it; for ``stage.key``: that stage). The text after ``=`` takes that parameter's declared
+  type, as a ``-p`` value does. Conditions do not chain: an override that sets ``size``
+  does not trigger another block.
+* A matching block's overrides sit above the profile's ``defaults`` and stage ``parameters``
+  and below every ``-p`` override: ``-p epochs=5 -p size=tiny`` trains 5 epochs. Blocks that
+  match apply in file order (a later one wins a shared key).
+* Every block is checked like ``-p`` overrides whether or not it matches (an unknown key or
+  stage is an error before anything runs), and so is each condition's key.
+
 """
 from __future__ import annotations
 
@@ -92,6 +116,7 @@ class Profile:
     defaults: dict[str, Any]
     stages: list[Stage]
     notebooks_dir: Path
+    when: dict[str, dict[str, Any]] = field(default_factory=dict)  # "key=value" -> overrides (module docstring)
 
     def stage(self, name: str) -> Stage:
         for s in self.stages:
@@ -139,9 +164,10 @@ def load_profile(profile: Union[str, Path], notebooks_dir: Optional[Path] = None
         raise ProfileError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: expected a mapping with 'stages', got {type(data).__name__}")
-    unknown = set(data) - {"description", "defaults", "stages"}
+    unknown = set(data) - {"description", "defaults", "stages", "when"}
     if unknown:
-        raise ProfileError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: description, defaults, stages")
+        raise ProfileError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: description, defaults, stages, when")
+    when = _load_when(path, data.get("when"))
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ProfileError(f"{path}: 'defaults' must be a mapping")
@@ -188,7 +214,26 @@ def load_profile(profile: Union[str, Path], notebooks_dir: Optional[Path] = None
         defaults=dict(defaults),
         stages=stages,
         notebooks_dir=notebooks_dir,
+        when=when,
     )
+
+
+def _load_when(path: Path, raw: Any) -> dict[str, dict[str, Any]]:
+    """The ``when`` block: ``{"key=value": {override key: value}}`` (shape checked here, names
+    checked against the notebooks in :func:`resolve_parameters`)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{path}: 'when' must map conditions 'key=value' to overrides, got {type(raw).__name__}")
+    out: dict[str, dict[str, Any]] = {}
+    for cond, block in raw.items():
+        key, eq, _ = str(cond).partition("=")
+        if not eq or not key.strip():
+            raise ProfileError(f"{path}: when: condition {cond!r} must read key=value (e.g. size=tiny)")
+        if not isinstance(block, dict) or not block:
+            raise ProfileError(f"{path}: when {cond}: expected a non-empty mapping of overrides")
+        out[str(cond)] = fix_floats(dict(block))
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -256,7 +301,9 @@ def resolve_parameters(
     ``declared`` maps stage name -> declared parameter names (read from the notebooks when
     not given). Raises :class:`ProfileError` for a stage parameter its notebook does not
     declare, an override no stage declares, a ``stage.key`` override naming an unknown
-    stage or a key that stage does not declare, or an override of ``out_dir``/``run_dir``.
+    stage or a key that stage does not declare, or an override of ``out_dir``/``run_dir`` —
+    in ``-p`` overrides and in every ``when`` block. Precedence, lowest first: ``defaults``,
+    stage ``parameters``, matching ``when`` blocks, ``-p key``, ``-p stage.key``.
     """
     if declared is None:
         declared = {s.name: declared_parameters(s.notebook) for s in profile.stages}
@@ -268,24 +315,28 @@ def resolve_parameters(
             return f"{stage} declares: {', '.join(declared[stage]) or '(nothing)'}"
         return "; ".join(f"{s} declares: {', '.join(declared[s]) or '(nothing)'}" for s in names)
 
-    global_ov: dict[str, Any] = {}
-    stage_ov: dict[str, dict[str, Any]] = {n: {} for n in names}
-    for key, value in overrides.items():
-        stage, _, pkey = key.rpartition(".")
-        if pkey in RUNNER_PARAMS:
-            raise ProfileError(f"-p {key}: out_dir and run_dir are set by the runner (use --out)")
-        if stage:
-            if stage not in stage_ov:
-                raise ProfileError(f"-p {key}: no stage {stage!r} in profile {profile.name}; stages: {', '.join(names)}")
-            if pkey not in declared[stage]:
-                raise ProfileError(f"-p {key}: stage {stage} does not declare {pkey!r}; {listing(stage)}")
-            stage_ov[stage][pkey] = value
-        else:
-            if not any(pkey in declared[s] for s in names):
-                raise ProfileError(f"-p {key}: no stage declares {pkey!r}; {listing()}")
-            global_ov[pkey] = value
+    def split(ov: Mapping[str, Any], what: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+        """(global overrides, stage -> overrides), every name checked against the notebooks."""
+        g: dict[str, Any] = {}
+        st: dict[str, dict[str, Any]] = {n: {} for n in names}
+        for key, value in ov.items():
+            stage, _, pkey = key.rpartition(".")
+            if pkey in RUNNER_PARAMS:
+                raise ProfileError(f"{what}{key}: out_dir and run_dir are set by the runner (use --out)")
+            if stage:
+                if stage not in st:
+                    raise ProfileError(f"{what}{key}: no stage {stage!r} in profile {profile.name}; stages: {', '.join(names)}")
+                if pkey not in declared[stage]:
+                    raise ProfileError(f"{what}{key}: stage {stage} does not declare {pkey!r}; {listing(stage)}")
+                st[stage][pkey] = value
+            else:
+                if not any(pkey in declared[s] for s in names):
+                    raise ProfileError(f"{what}{key}: no stage declares {pkey!r}; {listing()}")
+                g[pkey] = value
+        return g, st
 
-    resolved: dict[str, dict[str, Any]] = {}
+    user = split(overrides, "-p ")
+    blocks = {cond: split(block, f"{profile.path}: when {cond}: ") for cond, block in profile.when.items()}
     for s in profile.stages:
         decl = declared[s.name]
         for k in s.parameters:
@@ -293,20 +344,55 @@ def resolve_parameters(
                 raise ProfileError(f"{profile.path}: stage {s.name}: {k} is set by the runner")
             if k not in decl:
                 raise ProfileError(f"{profile.path}: stage {s.name} sets {k!r}, which its notebook does not declare; {listing(s.name)}")
+
+    def stage_params(s: Stage, layers: Sequence[tuple[dict[str, Any], dict[str, dict[str, Any]]]]) -> dict[str, Any]:
+        decl = declared[s.name]
         params = {k: v for k, v in profile.defaults.items() if k in decl}
         params.update(s.parameters)
-        params.update({k: _typed(k, v, decl[k] if isinstance(decl, Mapping) else None, "")
-                       for k, v in global_ov.items() if k in decl})
-        params.update({k: _typed(k, v, decl[k] if isinstance(decl, Mapping) else None, f"{s.name}.")
-                       for k, v in stage_ov[s.name].items()})
+        for g, st in layers:  # lowest first: matching when blocks, then -p
+            params.update({k: _typed(k, v, decl[k] if isinstance(decl, Mapping) else None, "")
+                           for k, v in g.items() if k in decl})
+            params.update({k: _typed(k, v, decl[k] if isinstance(decl, Mapping) else None, f"{s.name}.")
+                           for k, v in st[s.name].items()})
+        return params
+
+    # conditions see the values without any when block
+    plain = {s.name: stage_params(s, [user]) for s in profile.stages}
+    matched = [blocks[c] for c in profile.when if _condition_holds(c, profile, plain, declared, listing)]
+
+    resolved: dict[str, dict[str, Any]] = {}
+    for s in profile.stages:
+        params = stage_params(s, [*matched, user])
         runner = {"out_dir": str(run_dir / s.name), "run_dir": str(run_dir)}
-        params.update({k: v for k, v in runner.items() if k in decl})
+        params.update({k: v for k, v in runner.items() if k in declared[s.name]})
         try:
             check_values(params, where=f"stage {s.name}: ")
         except PreflightError as e:
             raise ProfileError(str(e)) from None
         resolved[s.name] = {k: str(v) if isinstance(v, RawValue) else v for k, v in params.items()}
     return resolved
+
+
+def _condition_holds(cond: str, profile: Profile, plain: Mapping[str, Mapping[str, Any]],
+                     declared: Mapping[str, Mapping[str, Any]], listing) -> bool:
+    """Whether ``key=value`` (or ``stage.key=value``) holds for the parameters resolved without
+    ``when`` blocks (``plain``: stage -> parameters); an undeclared key is an error."""
+    left, _, text = cond.partition("=")
+    stage, _, key = left.strip().rpartition(".")
+    if stage:
+        if stage not in plain:
+            raise ProfileError(f"{profile.path}: when {cond}: no stage {stage!r}; stages: {', '.join(plain)}")
+        if key not in declared[stage]:
+            raise ProfileError(f"{profile.path}: when {cond}: stage {stage} does not declare {key!r}; {listing(stage)}")
+    else:
+        stage = next((s.name for s in profile.stages if key in declared[s.name]), "")
+        if not stage:
+            raise ProfileError(f"{profile.path}: when {cond}: no stage declares {key!r}; {listing()}")
+    decl = declared[stage]
+    info = decl[key] if isinstance(decl, Mapping) else None
+    value = plain[stage].get(key, _declared_default(info))
+    want = _typed(key, RawValue(text.strip()), info, f"when {cond}: ")
+    return value == want or str(value) == text.strip()
 
 
 def select_stages(profile: Profile, stages: Optional[Sequence[str]]) -> list[Stage]:
