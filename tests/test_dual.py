@@ -30,6 +30,7 @@ SR = 16000
 
 class DualTestWave(nn.Module):
     sample_rate = SR
+    min_samples = 32  # its conv kernel: shorter clips would be zero-padded to this (atrlib.audio.min_samples)
 
     def __init__(self, embed_dim: int = 12):
         super().__init__()
