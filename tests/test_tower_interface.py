@@ -17,7 +17,11 @@ TWIN = {"cnn14": "cnn14-tiny", "resnet38": "resnet38-tiny", "wavegram-logmel-cnn
 KWARGS = {"efficientat-mn04": dict(pretrained=False)}
 
 
-@pytest.mark.parametrize("name", AUDIO_TOWERS.names())
+# the library's own towers (other test modules register toy towers of their own)
+BUILT_IN = [n for n in AUDIO_TOWERS.names() if AUDIO_TOWERS.get(n).__module__.startswith("atrlib.")]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
 def test_two_outputs(name):
     if name in TWIN:
         pytest.skip(f"checked through {TWIN[name]}")
