@@ -252,8 +252,15 @@ def model_state(model: DualEncoder) -> Dict[str, torch.Tensor]:
     """The tensors :func:`save_model` stores: heads, logit scale, and every tower that is
     trainable or randomly initialised."""
     skip = _rebuilt_on_load(model)
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-            if not any(k.startswith(s) for s in skip)}
+    out, seen = {}, set()
+    for k, v in model.state_dict().items():
+        if any(k.startswith(s) for s in skip):
+            continue
+        v = v.detach().cpu().contiguous()
+        ptr = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape)) if v.numel() else None
+        out[k] = v.clone() if ptr in seen else v  # a tied tensor (BEATs' shared position table) is stored
+        seen.add(ptr)                             # under each name: safetensors refuses shared memory
+    return out
 
 
 def save_model(model: DualEncoder, out_dir: Union[str, Path]) -> Path:
