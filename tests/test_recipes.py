@@ -2,8 +2,8 @@
 its profile and model configs, the 9:1 re-split, and every recipe end to end at size=tiny on the
 CPU (``python -m atrlib run --profile <recipe> -p size=tiny``, a subprocess as tests/test_notebooks.py).
 
-Tiny runs measured on the 2-core machine: huawei2022 ~35 s, cau2023 ~45 s, lingban2023 ~50 s
-(fast suite); samsung2024 ~70 s and xiaomi2023 ~130 s are marked ``slow``."""
+Tiny runs measured on the shared 2-core machine: huawei2022 18 s, cau2023 25 s, lingban2023 34 s
+(fast suite, 76 s together); samsung2024 45 s and xiaomi2023 91 s are marked ``slow``."""
 import ast
 import json
 import re
