@@ -88,3 +88,16 @@ def test_one_rule_for_names_and_paths(tmp_path, monkeypatch):
         name_or_path("cfgs/missing.json", ["x"], "model config", suffixes=(".json",))
     with pytest.raises(KeyError, match=r"neither a registered name \(infonce, ntxent\)"):
         name_or_path("nope", ["infonce", "ntxent"], "loss")
+
+
+def test_search_and_evaluate_name_what_ranks_a_system():
+    """'model' is a model config in train; what search / evaluate rank is a *system*."""
+    from atrlib.__main__ import build_parser
+
+    for cmd in ("search", "evaluate"):
+        p = build_parser(cmd)
+        extra = ["--audio", "x", "--query", "q"] if cmd == "search" else ["--out", "o"]
+        new = p.parse_args([cmd, "--system", "runs/a", *extra])
+        old = p.parse_args([cmd, "--model", "runs/a", *extra])
+        assert new.model == old.model == "runs/a"
+        assert "--system SYSTEM" in p._subparsers._group_actions[0].choices[cmd].format_help()

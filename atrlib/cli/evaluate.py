@@ -16,7 +16,8 @@ from atrlib.search import resolve_retriever
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="tagbridge", help="registered retriever or trained run directory")
+    p.add_argument("--system", "--model", dest="model", default="tagbridge", metavar="SYSTEM",
+                   help="what is scored: a registered retriever or a trained run folder (--model: older name)")
     p.add_argument("--dataset", default="synth", help="registered dataset")
     p.add_argument("--root", default=None, help="dataset folder")
     p.add_argument("--split", default="test")

@@ -9,7 +9,9 @@ from atrlib.search import list_audio, prepare_output, rank, read_queries, resolv
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="registered retriever (default tagbridge) or a trained run directory")
+    p.add_argument("--system", "--model", dest="model", metavar="SYSTEM",
+                   help="what ranks: a registered retriever (default tagbridge) or a trained run folder "
+                        "(--model is the older name of this option)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--audio", help="a folder of audio files, or a CSV with a file_name column")
     src.add_argument("--index", help="an embedding store built by `atrlib index build` (its model by default)")
