@@ -95,11 +95,14 @@ def main() -> None:
     ap.add_argument("--data", nargs="+", default=["random", "clustered"], choices=["random", "clustered"])
     ap.add_argument("--hnsw-n", type=int, default=0, help="build HNSW on the first N vectors only (0: all); "
                                                          "its build is the slowest step on 2 cores")
+    ap.add_argument("--methods", nargs="+", default=["flat", "exact", "ivf", "hnsw"], choices=["flat", "exact", "ivf", "hnsw"],
+                    help="what to measure besides the torch baseline")
+    ap.add_argument("--nlist", type=int, default=0, help="IVF lists (0: the store's default)")
     ap.add_argument("--faiss-flat-queries", type=int, default=20, help="queries for faiss IndexFlatIP (slow here)")
     args = ap.parse_args()
     import faiss
 
-    print(f"threads: torch {torch.get_num_threads()}, faiss {faiss.omp_get_max_threads()}; "
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; threads: torch {torch.get_num_threads()}, faiss {faiss.omp_get_max_threads()}; "
           f"faiss {faiss.__version__}, torch {torch.__version__}")
     table = []
     for kind in args.data:
@@ -114,59 +117,69 @@ def main() -> None:
         exact_ms = 1000 * t / len(q)
         row("torch matmul + topk (baseline)", "—", f"{exact_ms:.2f}", "1.000", "0 (reads the stored vectors)", "—")
 
-        # 2. faiss exact
-        m0 = rss_mb()
-        tb, flat = timed(lambda: (lambda ix: (ix.add(x), ix)[1])(faiss.IndexFlatIP(args.dim)), repeat=1)
-        mem = rss_mb() - m0
-        nq = min(args.faiss_flat_queries, len(q))
-        t, (_, ids) = timed(lambda: flat.search(q[:nq], 10), repeat=1)
-        row("faiss IndexFlatIP", f"{tb:.1f} s", f"{1000 * t / nq:.2f}", f"{recall_at_k(ids, truth[:nq]):.3f}",
-            f"{mem:,.0f} MB (a copy)", f"{nq} queries")
-        del flat
-
-        # 3. atrlib exact (what a store below the exact threshold uses)
-        ex = build_index(x, "exact", IndexConfig())
-        t, (_, ids) = timed(lambda: ex.search(q, 10))
-        row("atrlib exact (torch, chunked)", "—", f"{1000 * t / len(q):.2f}", f"{recall_at_k(ids, truth):.3f}", "0", "—")
-
-        # 4. IVF
-        cfg = IndexConfig(kind="ivf")
-        m0 = rss_mb()
-        tb, ivf = timed(lambda: build_index(x, "ivf", cfg), repeat=1)
-        mem = rss_mb() - m0
-        rows = ladder(ivf, q, truth, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, ivf.nlist])
-        print("  IVF curve (nprobe, ms, recall):", [(b, round(ms, 2), round(r, 3)) for b, ms, r in rows], flush=True)
-        for label, r in zip(("recall >= 0.95", ">= 5x faster"), pick(rows, exact_ms)):
-            if r:
-                row(f"IVF-Flat nlist {ivf.nlist}, nprobe {r[0]} ({label})", f"{tb:.1f} s", f"{r[1]:.2f}", f"{r[2]:.3f}",
-                    f"{mem:,.0f} MB", f"{exact_ms / r[1]:.1f}x faster than baseline")
-            else:
-                row(f"IVF-Flat nlist {ivf.nlist} ({label})", f"{tb:.1f} s", "—", "—", f"{mem:,.0f} MB", "not reached")
-        del ivf
-
-        # 5. HNSW
-        nh = args.hnsw_n or len(x)
-        xs = x[:nh]
-        truth_h = truth if nh == len(x) else torch_baseline(q, xs)
-        exact_h = exact_ms if nh == len(x) else 1000 * timed(lambda: torch_baseline(q, xs))[0] / len(q)
-        cfg = IndexConfig(kind="hnsw")
-        m0 = rss_mb()
-        tb, hnsw = timed(lambda: build_index(xs, "hnsw", cfg), repeat=1)
-        mem = rss_mb() - m0
-        rows = ladder(hnsw, q, truth_h, [16, 32, 64, 128, 256, 512, 1024, 2048, 4096])
-        print("  HNSW curve (efSearch, ms, recall):", [(b, round(ms, 2), round(r, 3)) for b, ms, r in rows], flush=True)
-        sub = "" if nh == len(x) else f" on the first {nh:,}"
-        for label, r in zip(("recall >= 0.95", ">= 5x faster"), pick(rows, exact_h)):
-            if r:
-                row(f"HNSW M {cfg.hnsw_m}, efSearch {r[0]} ({label}){sub}", f"{tb:.1f} s", f"{r[1]:.2f}", f"{r[2]:.3f}",
-                    f"{mem:,.0f} MB", f"{exact_h / r[1]:.1f}x faster than exact{sub}")
-            else:
-                row(f"HNSW M {cfg.hnsw_m} ({label}){sub}", f"{tb:.1f} s", "—", "—", f"{mem:,.0f} MB", "not reached")
-        del hnsw, x, q
+        if "flat" in args.methods:  # 2. faiss exact
+            flat_row(x, q, truth, args, row)
+        if "exact" in args.methods:  # 3. atrlib exact (what a store below the exact threshold uses)
+            ex = build_index(x, "exact", IndexConfig())
+            t, (_, ids) = timed(lambda: ex.search(q, 10))
+            row("atrlib exact (torch, chunked)", "—", f"{1000 * t / len(q):.2f}", f"{recall_at_k(ids, truth):.3f}", "0", "—")
+        if "ivf" in args.methods:
+            ivf_rows(x, q, truth, exact_ms, row, args.nlist)
+        if "hnsw" in args.methods:
+            hnsw_rows(x, q, truth, exact_ms, args, row)
+        del x, q
 
     print(f"\n| data | method | build | ms/query | recall@10 | memory | note |\n|---|---|---|---|---|---|---|")
     for r in table:
         print("| " + " | ".join(str(v) for v in r) + " |")
+
+
+def flat_row(x, q, truth, args, row):
+    import faiss
+
+    m0 = rss_mb()
+    tb, flat = timed(lambda: (lambda ix: (ix.add(x), ix)[1])(faiss.IndexFlatIP(x.shape[1])), repeat=1)
+    mem = rss_mb() - m0
+    nq = min(args.faiss_flat_queries, len(q))
+    t, (_, ids) = timed(lambda: flat.search(q[:nq], 10), repeat=1)
+    row("faiss IndexFlatIP", f"{tb:.1f} s", f"{1000 * t / nq:.2f}", f"{recall_at_k(ids, truth[:nq]):.3f}",
+        f"{mem:,.0f} MB (a copy)", f"{nq} queries")
+
+
+def ivf_rows(x, q, truth, exact_ms, row, nlist=0):
+    cfg = IndexConfig(kind="ivf", nlist=nlist)
+    m0 = rss_mb()
+    tb, ivf = timed(lambda: build_index(x, "ivf", cfg), repeat=1)
+    ivf.search(q[:2], 10, 1)  # read the lists into torch once (part of loading a store)
+    mem = rss_mb() - m0
+    rows = ladder(ivf, q, truth, [1, 2, 4, 8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 1024, 2048, ivf.nlist])
+    print("  IVF curve (nprobe, ms, recall):", [(b, round(ms, 2), round(r, 3)) for b, ms, r in rows], flush=True)
+    for label, r in zip(("recall >= 0.95", ">= 5x faster"), pick(rows, exact_ms)):
+        if r:
+            row(f"IVF-Flat nlist {ivf.nlist}, nprobe {r[0]} ({label})", f"{tb:.1f} s", f"{r[1]:.2f}", f"{r[2]:.3f}",
+                f"{mem:,.0f} MB", f"{exact_ms / r[1]:.1f}x faster than baseline")
+        else:
+            row(f"IVF-Flat nlist {ivf.nlist} ({label})", f"{tb:.1f} s", "—", "—", f"{mem:,.0f} MB", "not reached")
+
+
+def hnsw_rows(x, q, truth, exact_ms, args, row):
+    nh = args.hnsw_n or len(x)
+    xs = x[:nh]
+    truth_h = truth if nh == len(x) else torch_baseline(q, xs)
+    exact_h = exact_ms if nh == len(x) else 1000 * timed(lambda: torch_baseline(q, xs))[0] / len(q)
+    cfg = IndexConfig(kind="hnsw")
+    m0 = rss_mb()
+    tb, hnsw = timed(lambda: build_index(xs, "hnsw", cfg), repeat=1)
+    mem = rss_mb() - m0
+    rows = ladder(hnsw, q, truth_h, [16, 32, 64, 128, 256, 512, 1024, 2048, 4096])
+    print("  HNSW curve (efSearch, ms, recall):", [(b, round(ms, 2), round(r, 3)) for b, ms, r in rows], flush=True)
+    sub = "" if nh == len(x) else f" on the first {nh:,}"
+    for label, r in zip(("recall >= 0.95", ">= 5x faster"), pick(rows, exact_h)):
+        if r:
+            row(f"HNSW M {cfg.hnsw_m}, efSearch {r[0]} ({label}){sub}", f"{tb:.1f} s", f"{r[1]:.2f}", f"{r[2]:.3f}",
+                f"{mem:,.0f} MB", f"{exact_h / r[1]:.1f}x faster than exact{sub}")
+        else:
+            row(f"HNSW M {cfg.hnsw_m} ({label}){sub}", f"{tb:.1f} s", "—", "—", f"{mem:,.0f} MB", "not reached")
 
 
 if __name__ == "__main__":
