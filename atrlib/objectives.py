@@ -76,6 +76,7 @@ class CrossBatch:
     frames: Optional[Tensor] = None
     frame_mask: Optional[Tensor] = None
     wave: Optional[Tensor] = None
+    caption_idx: Optional[Tensor] = None  # (n,) local rows of the training captions (distill, listwise)
     offset: int = 0
     cache: Dict[str, Any] = field(default_factory=dict)
 
@@ -491,6 +492,8 @@ class Objective(nn.Module):
             term = self.losses[n]
             if term.head and term.head not in model.extra_heads:
                 model.add_head(term.head, {**term.head_defaults, **head_kw.get(term.head, {})}).to(device)
+            if hasattr(term, "bind"):  # terms that read the training split (teacher scores, caption relevance)
+                term.bind(inputs)
             if hasattr(term, "prepare"):
                 term.prepare(model)
         self.frames = frame_store
@@ -512,7 +515,7 @@ class Objective(nn.Module):
         """The local inputs of the cross-modal terms for one training batch."""
         if not self.cross:
             return {}
-        out: Dict[str, Any] = {"captions": [self.inputs.captions[int(i)] for i in caption_idx]}
+        out: Dict[str, Any] = {"captions": [self.inputs.captions[int(i)] for i in caption_idx], "caption_idx": caption_idx}
         if "frames" in self.needs:
             if self.frames is not None:
                 fr, fm = self.frames.get(clips.cpu(), pad_to=self.frames.max_frames if _world() > 1 else 0)
@@ -549,3 +552,6 @@ def build_objective(spec: str, model, inputs=None, **kwargs) -> nn.Module:
     if spec.lower() in LOSSES and not getattr(LOSSES.get(spec.lower()), "cross_modal", False) and not structured:
         return get_loss(spec, **kwargs)
     return Objective(spec, model, inputs, **kwargs)
+
+
+from atrlib import distill, relevance  # noqa: E402,F401  registers the 'distill' and 'listwise' terms

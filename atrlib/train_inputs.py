@@ -52,6 +52,7 @@ class SplitInputs:
         self.caption_clip = torch.tensor(dataset.caption_clip_index(), dtype=torch.long)
         self.captions = dataset.captions_flat()
         self.lengths: Optional[torch.Tensor] = None
+        self.augment = None  # caption index -> text input with paraphrases mixed in (atrlib.augment)
         self.min_len = min_samples(model.audio_tower, self.sample_rate)  # very short clips are zero-padded to this
         self.audio: Optional[torch.Tensor] = None
         if c.audio.frozen:
@@ -94,7 +95,8 @@ class PairSet(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         c = int(self.x.caption_clip[i])
-        return self.x.clip_audio(c), self.x.text_batch([i])[0], c
+        text = self.x.augment(i) if self.x.augment is not None else self.x.text_batch([i])[0]
+        return self.x.clip_audio(c), text, c
 
 
 def epoch_order(inputs: SplitInputs, mode: str, seed: int, epoch: int) -> List[int]:

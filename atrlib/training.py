@@ -71,6 +71,9 @@ class TrainConfig:
     loss_kwargs: Dict[str, Any] = option(factory=dict, help="keywords for the loss, e.g. {margin: 0.2}")
     max_audio_seconds: float = option(0.0, "crop audio to this many seconds (0 = the model config's)")
     train_crop_seconds: float = option(0.0, "trainable audio tower: train on random windows this long (0 = off)")
+    paraphrases: str = option("", "caption augmentation: a file of paraphrases keyed by caption (JSON / CSV, "
+                                  "atrlib.augment); '' = none")
+    paraphrase_prob: float = option(0.0, "probability that a training caption is replaced by one of its paraphrases")
     # optimisation
     epochs: int = option(30, "passes over the training pairs")
     batch_size: int = option(64, "pairs per step and process")
@@ -182,6 +185,10 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
     # 2. inputs: frozen towers run once (cached), waveforms preloaded otherwise
     train_in = SplitInputs(model, data["train"], cfg.embed_batch_size, show, cfg.preload_audio)
     val_in = SplitInputs(model, data["val"], cfg.embed_batch_size, show, cfg.preload_audio)
+    if cfg.paraphrases:  # caption augmentation from a file (atrlib.augment)
+        from atrlib.augment import attach_paraphrases
+
+        attach_paraphrases(train_in, model, cfg.paraphrases, cfg.paraphrase_prob, progress=show)
     crop = int(round(cfg.train_crop_seconds * model.sample_rate)) if not model.config.audio.frozen else 0
 
     # 3. loss, optimiser, schedule
