@@ -1,7 +1,7 @@
 """Soft relevance from caption similarity (Xie et al. 2024): how relevant is every clip to every
 caption, estimated from how similar the caption is to the clip's own captions.
 
-    rel = soft_relevance(dataset, slope=10.0, midpoint=0.6)          # (captions, clips) in [0, 1]
+    rel = soft_relevance(dataset, slope=20.0, midpoint=0.7)          # (captions, clips) in [0, 1]
     loss = "infonce+listwise"                                        # trained against it
     table = wrong_but_relevant(sm, dataset, rel, n_queries=5)       # was the "wrong" clip really wrong?
 
@@ -57,7 +57,7 @@ def sentence_embeddings(texts: Sequence[str], text_model: str = "minilm", progre
     return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
 
-def logistic(sim, slope: float = 10.0, midpoint: float = 0.6) -> np.ndarray:
+def logistic(sim, slope: float = 20.0, midpoint: float = 0.7) -> np.ndarray:
     """1 / (1 + exp(-slope * (sim - midpoint))), elementwise; ``slope`` > 0."""
     if not slope > 0:
         raise ValueError(f"slope must be > 0, got {slope}")
@@ -84,7 +84,7 @@ def caption_clip_similarity(query_emb: np.ndarray, clip_caption_emb: np.ndarray,
     return out
 
 
-def soft_relevance(dataset, slope: float = 10.0, midpoint: float = 0.6, text_model: str = "minilm",
+def soft_relevance(dataset, slope: float = 20.0, midpoint: float = 0.7, text_model: str = "minilm",
                    reduce: str = "mean", queries: Optional[Sequence[str]] = None, progress: bool = False) -> np.ndarray:
     """Relevance (queries, clips) in [0, 1] of every clip of ``dataset`` to every caption
     (module docstring). ``queries`` default to the dataset's own captions, whose own clip is
@@ -152,7 +152,7 @@ class Listwise(CrossModalTerm):
 
     needs = ("captions",)
 
-    def __init__(self, slope: float = 10.0, midpoint: float = 0.6, text_model: str = "minilm", reduce: str = "mean",
+    def __init__(self, slope: float = 20.0, midpoint: float = 0.7, text_model: str = "minilm", reduce: str = "mean",
                  target_temperature: Optional[float] = None, symmetric: bool = True):
         super().__init__()
         if reduce not in REDUCE:

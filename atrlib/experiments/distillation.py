@@ -127,8 +127,9 @@ def distillation_study(base, teachers: Sequence[dict] = DEFAULT_TEACHERS, studen
                        relevance_file: str = "", cost_clips: int = 32, n: int = 10000) -> pd.DataFrame:
     """Train the teachers (``teachers``: TrainConfig overrides with a ``name`` each, trained
     into ``out_dir/teachers/<name>``; finished ones are reused), score them on the training
-    split, combine them (``weights="validation"``: grid search on the validation split,
-    :func:`atrlib.ensemble.grid_search`; ``"equal"``), then train per seed the student
+    split, combine them (``weights="equal"``, as CP-JKU averaged their models; ``"validation"``:
+    grid search on the validation split, :func:`atrlib.ensemble.grid_search`, which may drop
+    members), then train per seed the student
     (``student_loss`` with the teacher, ``out_dir/student-s<seed>``) and the same student
     without distillation (``baseline_loss``, ``out_dir/plain-s<seed>``). Returns
     :func:`compare_systems` over: the teacher ensemble, each teacher, the student and the plain
