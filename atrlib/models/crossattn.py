@@ -4,7 +4,7 @@ masked language model of MLML.
 
     caption ids (B, L) ─ BERT / RoBERTa embeddings ─┐
                                                     ├─ N × [self-attention ─ cross-attention ─ FFN]
-    audio frames (B, T, frame_dim) ─ avg-pool by ─ Linear + LayerNorm ─ (B, T', hidden) ─┘
+    audio frames (B, T, frame_dim) ─ avg-pool by ─ LayerNorm, Linear, LayerNorm ─ (B, T', hidden) ─┘
       ``frame_stride``                                        keys / values of the cross-attention
       -> hidden states (B, L, hidden)
          -> matching head: MLP on the first token -> one logit (match / no match)
@@ -132,14 +132,15 @@ class CrossAttnTextEncoder(nn.Module):
             hf_logging.set_verbosity(verbosity)
         cfg = self.lm.config
         self.hidden = int(cfg.hidden_size)
-        self.frame_proj = nn.Sequential(nn.Linear(int(frame_dim), self.hidden), nn.LayerNorm(self.hidden))
+        self.frame_proj = nn.Sequential(nn.LayerNorm(int(frame_dim)),           # frames of any scale (dB, logits)
+                                        nn.Linear(int(frame_dim), self.hidden), nn.LayerNorm(self.hidden))
         self.match_head = nn.Sequential(nn.Linear(self.hidden, self.hidden), nn.GELU(), nn.Linear(self.hidden, 1))
         store_tied_once(self)
 
     # -- inputs ---------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return self.frame_proj[0].weight.device
+        return self.frame_proj[1].weight.device
 
     def tokenize(self, captions: Sequence[str], pad_to_max: bool = False) -> Dict[str, torch.Tensor]:
         """``input_ids`` / ``attention_mask`` (B, L) on the module's device (``pad_to_max``: L =
