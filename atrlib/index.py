@@ -197,6 +197,15 @@ class AnnIndex:
         qt = torch.from_numpy(q)                                                          # (m, d)
         probe = torch.topk(qt @ self.centroids.T, nprobe, dim=1).indices                  # (m, nprobe)
         m = len(q)
+        if m <= 8:  # few queries: gather each query's probed lists and score them in one matmul
+            off = torch.from_numpy(offsets)
+            out_s, out_i = np.full((m, k), -np.inf, np.float32), np.full((m, k), -1, np.int64)
+            for r in range(m):
+                starts, lens = off[probe[r]], off[probe[r] + 1] - off[probe[r]]           # (nprobe,) each
+                rows = torch.repeat_interleave(starts - torch.cumsum(lens, 0) + lens, lens) + torch.arange(int(lens.sum()))
+                top = torch.topk(vecs.index_select(0, rows) @ qt[r], min(k, len(rows)))   # (candidates,) -> (<= k,)
+                out_s[r, :len(top.values)], out_i[r, :len(top.values)] = top.values.numpy(), ids[rows[top.indices]].numpy()
+            return out_s, out_i
         flat = probe.reshape(-1)                                                          # (m·nprobe,) list of each pair
         order = torch.argsort(flat, stable=True)
         lists, counts = torch.unique_consecutive(flat[order], return_counts=True)

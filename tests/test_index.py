@@ -74,6 +74,18 @@ def test_index_kinds_reach_the_target_recall_measured_independently(kind):
         assert all(c["recall@10"] < 0.95 for c in rep["curve"][:-1])
 
 
+def test_ivf_single_and_batched_queries_agree():
+    """IVF scores a few queries by gathering their lists, many by batching queries per list."""
+    x, q = clustered(5000), clustered(30, seed=3)
+    ix = build_index(x, "ivf", IndexConfig(kind="ivf", nlist=50, train_size=5000))
+    for nprobe in (1, 7, 50):
+        s_many, i_many = ix.search(q, 10, nprobe)
+        one = [ix.search(q[i:i + 1], 10, nprobe) for i in range(len(q))]
+        np.testing.assert_array_equal(i_many, np.concatenate([o[1] for o in one]))
+        np.testing.assert_allclose(s_many, np.concatenate([o[0] for o in one]), atol=1e-5)
+    assert recall_at_k(i_many, brute_topk(q, x, 10)) == 1.0  # all lists probed: exact
+
+
 def test_auto_kind_by_size():
     cfg = IndexConfig(exact_below=1000, hnsw_below=5000)
     assert [cfg.choose(n) for n in (999, 1000, 4999, 5000)] == ["exact", "hnsw", "hnsw", "ivf"]
