@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rerank", type=int, default=0, metavar="K",
                    help="also re-rank each caption's top K clips with the run's matching head: rerank.json holds "
                         "metrics without / with, a paired test and the cost (0 = off)")
+    p.add_argument("--relevance", default="", metavar="FILE",
+                   help="a DCASE 2025 relevance file (query,audio_filenames): also score the 2025 protocol "
+                        "(several relevant clips per caption, mAP@16) beside the one-clip-per-caption one")
 
 
 def _holds_results(out: Path) -> bool:
@@ -70,10 +73,19 @@ def main(args) -> int:
     sm = score_split(retriever, ds, system=str(args.model))
     both = split_metrics(sm, ds)
     both["skipped_clips"] = skipped
+    if args.relevance:  # the 2025 protocol beside the 2024 one (atrlib.protocol2025)
+        from atrlib.protocol2025 import both_protocols, protocol_metrics
+
+        try:
+            both.update(protocol_metrics(both_protocols(sm, ds, args.relevance)))
+        except (OSError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     try:
         save_similarity(out / f"sim_{ds.split}.npz", sm)
         write_metrics(out, both, params={k: v for k, v in vars(args).items() if not k.startswith("_")},
-                      key_metrics=["t2a/mAP@10", "t2a/R@1", "a2t/mAP@10"])
+                      key_metrics=["t2a/mAP@10", "t2a/R@1", "a2t/mAP@10"]
+                      + (["protocol_2025/mAP@16"] if args.relevance else []))
     except DiskWriteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -86,4 +98,9 @@ def main(args) -> int:
     print(f"{args.model} on {ds.name}/{ds.split}: t2a mAP@10 {both['t2a']['mAP@10']:.4f}, "
           f"R@1 {both['t2a']['R@1']:.4f}; a2t mAP@10 {both['a2t']['mAP@10']:.4f} -> {out}"
           + (f" ({len(skipped)} clip(s) skipped)" if skipped else ""))
+    if args.relevance:
+        p25 = both["protocol_2025"]
+        print(f"2025 protocol ({int(p25['queries'])} annotated captions, {p25['relevant_per_query']:.2f} relevant clips "
+              f"each): mAP@16 {p25['mAP@16']:.4f} (95 % CI {p25['mAP@16_low']:.4f}-{p25['mAP@16_high']:.4f}); "
+              f"2024 protocol: mAP@10 {both['protocol_2024']['mAP@10']:.4f}")
     return 0
