@@ -254,7 +254,7 @@ def protocol_metrics(table: pd.DataFrame) -> Dict[str, Dict[str, float]]:
     for key, name in (("protocol_2024", PROTOCOL_2024), ("protocol_2025", PROTOCOL_2025)):
         r = table.loc[name]
         out[key] = {"protocol": name, "ranking_metric": table.attrs["ranking_metric"][name],
-                    **{c: float(v) for c, v in r.items()}}
+                    **{c: int(v) if c == "queries" else float(v) for c, v in r.items()}}
     out["protocol_2025"]["skipped"] = list(table.attrs.get("skipped", []))
     return out
 
