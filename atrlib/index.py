@@ -15,9 +15,12 @@ last (atomically), so a killed build leaves the previous store intact (the retri
 feature cache keeps the network outputs computed so far).
 
 **Index kinds** (inner product on unit vectors = cosine): ``exact`` (chunked torch matmul +
-top-k: no index file), ``ivf`` (faiss ``IndexIVFFlat``, ``nlist`` ≈ 4·√n lists from spherical
-k-means on a sample; k-means, assignment, probing and the list scans run in torch, with
-the queries that probe a list scored against it in one matmul), ``hnsw`` (faiss ``IndexHNSWFlat``). ``auto`` picks by size (:class:`IndexConfig`).
+top-k: no index file), ``ivf`` (faiss ``IndexIVFFlat`` as the file format, ``nlist`` ≈ 4·√n
+lists from spherical k-means on a sample; k-means, assignment, probing and the list scans
+run in torch, the queries that probe a list scored against it in one matmul), ``hnsw``
+(faiss ``IndexHNSWFlat``). ``auto`` picks by size (:class:`IndexConfig`). faiss-cpu's own
+flat and per-query IVF scans measured 10-15x slower than torch's batched matmul on this
+project's 2-core machine (``benchmarks/bench_search.py``), hence the split.
 At build time a held-out sample of the collection (rows left out of IVF training; each
 query's own row removed from both result lists) is searched exactly and approximately; the
 search breadth (``nprobe`` / ``efSearch``) is raised until recall@10 against exact search
