@@ -58,7 +58,6 @@ import os
 import re
 import shutil
 import socket
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -25,7 +25,7 @@ import atrlib  # noqa: F401  (thread settings before torch)
 import numpy as np
 import torch
 
-from atrlib.index import IndexConfig, build_index, exact_search, recall_at_k
+from atrlib.index import IndexConfig, build_index, recall_at_k
 
 
 def rss_mb() -> float:
@@ -139,9 +139,9 @@ def main() -> None:
             ivf_rows(x, q, truth, exact_ms, row, args.nlist)
         if "hnsw" in args.methods:
             hnsw_rows(x, q, truth, exact_ms, args, row)
-        del x, q
+        x = q = None  # free 2 GB before the next data set
 
-    print(f"\n| data | method | build | ms/query (batch of 100–200) | ms/query (one at a time) | recall@10 | memory | note |\n|---|---|---|---|---|---|---|---|")
+    print("\n| data | method | build | ms/query (batch of 100–200) | ms/query (one at a time) | recall@10 | memory | note |\n|---|---|---|---|---|---|---|---|")
     for r in table:
         print("| " + " | ".join(str(v) for v in r) + " |")
 

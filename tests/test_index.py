@@ -2,9 +2,6 @@
 text search on it, and the ``index build`` / ``search --index`` commands with a tiny model."""
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np

@@ -1,7 +1,6 @@
 """atrlib.sweep: trial expansion and spec checks (no Ray), and a real sweep on a local Ray
 (2 CPUs) over the smoke profile's training stage: 4 trials, one made to fail, then a resume
 after a simulated kill. The Ray part takes about a minute on 2 cores."""
-import json
 from pathlib import Path
 
 import numpy as np
