@@ -3,7 +3,7 @@
 
     PYTHONPATH=. python benchmarks/bench_search.py     # 1,000,000 x 512, random and clustered: ~25 min on 2 cores
     PYTHONPATH=. python benchmarks/bench_search.py --data clustered --methods exact ivf   # ~5 min
-    PYTHONPATH=. python benchmarks/bench_search.py --hnsw-n 0    # HNSW over all 1M too (its build: ~30+ min here)
+    PYTHONPATH=. python benchmarks/bench_search.py --hnsw-n 0    # HNSW over all 1M (not run here: 200k took 330-400 s)
 
 Data: ``random`` — i.i.d. Gaussian directions, queries drawn the same way (the hardest case
 for any approximate index: in 512-d every point is almost equally far from a query);
