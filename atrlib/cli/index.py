@@ -15,7 +15,8 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = sub.add_parser("build", help="create or update a store (only new or changed clips are embedded)")
-    b.add_argument("--model", default="tagbridge", help="registered retriever (tagbridge) or a trained run directory")
+    b.add_argument("--model", "--system", dest="model", default="tagbridge",
+                   help="registered retriever (tagbridge) or a trained run directory (--system: as in search)")
     b.add_argument("--audio", action="append", required=True, help="a folder of audio files or a CSV with a file_name "
                                                                    "column (repeatable)")
     b.add_argument("--index", required=True, type=Path, help="the store folder (created or updated)")
