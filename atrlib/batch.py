@@ -53,8 +53,8 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import atrlib
 from atrlib.files import read_json, read_metrics, write_json
 from atrlib.paths import PACKAGE_DIR, REPO_ROOT
-from atrlib.profiles import (Profile, declared_parameters, default_reports_dir, load_profile, parse_overrides,
-                             resolve_parameters, select_stages)
+from atrlib.profiles import (Profile, ProfileError, declared_parameters, default_reports_dir, load_profile,
+                             parse_overrides, resolve_parameters, select_stages)
 from atrlib.reporting import write_index
 
 STATUSES = ("ok", "failed", "skipped", "interrupted")
@@ -362,6 +362,94 @@ def _prepare_out(out: Path, overwrite: bool) -> Optional[Path]:
 
 # --------------------------------------------------------------------------------------
 # Running
+def _execute_stage(notebook: str, stage_dir: str, name: str, parameters: dict, kernel: str,
+                   kernel_env: Mapping[str, str], cell_progress: bool, execution_timeout: Optional[int],
+                   sr: Optional["StageResult"] = None) -> dict:
+    """Run one stage notebook into ``stage_dir`` (papermill, then its HTML and metrics.json);
+    fills ``sr`` (or a new record) and returns the fields it set. A failing notebook is
+    recorded, never raised; an interrupt is recorded and re-raised. Runs here or in an
+    executor's worker (:class:`_StageExecutor`)."""
+    import papermill
+    from nbconvert import HTMLExporter
+
+    sr = sr if sr is not None else StageResult(name=name, notebook=notebook)
+    stage_dir = Path(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    ipynb = stage_dir / f"{name}.ipynb"
+    partial = stage_dir / f".{name}.partial.ipynb"  # papermill rewrites it after each cell
+    partial.unlink(missing_ok=True)
+    html_path = stage_dir / f"{name}.html"
+    t0 = time.perf_counter()
+    try:
+        with _environ(kernel_env):
+            papermill.execute_notebook(
+                notebook,
+                str(partial),
+                parameters=parameters,
+                kernel_name=kernel,
+                cwd=str(stage_dir),
+                progress_bar=cell_progress,
+                execution_timeout=execution_timeout,
+                # ipykernel's startup warnings (e.g. "running over TCP without
+                # encryption") on every stage are noise; cell output is unaffected
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            )
+        sr.status = "ok"
+    except KeyboardInterrupt:
+        sr.status = "failed"
+        sr.error = {"ename": "KeyboardInterrupt", "evalue": "interrupted", "cell_index": None}
+        raise
+    except Exception as e:  # a failed stage is recorded, never raised
+        sr.status = "failed"
+        sr.error = _error_record(e)
+    finally:
+        sr.duration_s = round(time.perf_counter() - t0, 3)
+        _finish_notebook(partial, ipynb, sr)
+        if ipynb.is_file():
+            sr.output_notebook = str(ipynb)
+            try:
+                _export_html(HTMLExporter(), ipynb, html_path)
+                sr.html = str(html_path)
+            except Exception as e:  # the run stays usable without the HTML
+                sr.notes.append(f"HTML export failed: {type(e).__name__}: {e}")
+        try:
+            sr.metrics = read_metrics(stage_dir)
+        except (OSError, json.JSONDecodeError) as e:
+            sr.notes.append(f"metrics.json unreadable: {e}")
+    return {k: getattr(sr, k) for k in ("status", "error", "duration_s", "output_notebook", "html", "metrics", "notes")}
+
+
+class _StageExecutor:
+    """Stages handed to Ray (``executor="ray"``; a local Ray unless ``address``), 1 CPU each."""
+
+    def __init__(self, kind: str, address: Optional[str] = None):
+        if kind != "ray":
+            raise ProfileError(f"executor must be 'ray' (or none), not {kind!r}")
+        from atrlib.sweep import init_ray
+
+        self.started = init_ray(address)
+        import ray
+
+        self.ray = ray
+        self.remote = ray.remote(_execute_stage).options(num_cpus=1, max_retries=0)
+
+    def submit(self, *args):
+        return self.remote.remote(*args)
+
+    def result(self, ref) -> dict:
+        try:
+            return self.ray.get(ref)
+        except Exception as e:  # the worker died: the stage failed
+            return {"status": "failed", "error": {"ename": type(e).__name__, "evalue": str(e).splitlines()[0] if str(e) else "",
+                                                  "cell_index": None}}
+
+    def close(self, pending) -> None:
+        for ref in pending:
+            self.ray.cancel(ref, force=True)
+        if self.started:
+            self.ray.shutdown()
+
+
 # --------------------------------------------------------------------------------------
 def run_profile(
     profile: Union[str, Path, Profile],
@@ -375,6 +463,8 @@ def run_profile(
     cell_progress: bool = False,
     execution_timeout: Optional[int] = None,
     resume: bool = False,
+    executor: Optional[str] = None,
+    address: Optional[str] = None,
 ) -> RunResult:
     """Run a profile's stage notebooks into one run folder; returns the :class:`RunResult`.
 
@@ -394,15 +484,18 @@ def run_profile(
     resume : continue the run in ``out``: stages that finished ok are kept, the others run
         again (a stage declaring ``resume`` gets ``resume=True``). Overrides, when given, must
         equal the recorded ones; without them the recorded ones are used.
+    executor : ``"ray"`` hands every stage whose ``needs`` are met to Ray (1 CPU each; a local
+        Ray unless ``address``, e.g. ``"auto"``), so independent stages run side by side;
+        results are still recorded in profile order. Default: one stage after another here.
 
     Validation errors (:class:`ProfileError`) and :class:`RunExistsError` are raised before
     anything is run or moved. Stage failures are not raised: see ``result.ok``.
     """
-    import papermill
-    from nbconvert import HTMLExporter
     from tqdm.auto import tqdm
 
     # 1. load and check everything before touching the disk
+    if executor not in (None, "ray"):
+        raise ProfileError(f"executor must be 'ray' (or none), not {executor!r}")
     prof = profile if isinstance(profile, Profile) else load_profile(profile, Path(notebooks_dir) if notebooks_dir else None)
     ov = parse_overrides(overrides)
     out_dir = Path(out) if out is not None else default_reports_dir() / prof.name
@@ -462,11 +555,25 @@ def run_profile(
 
     save()
 
-    # 3. the stages, in order
-    exporter = HTMLExporter()
+    # 3. the stages, in order; with an executor, every stage whose needs are met runs ahead
     t_run = time.perf_counter()
+    pool = _StageExecutor(executor, address) if executor else None
+    ahead: dict[str, Any] = {}
+
+    def submit_ready() -> None:
+        if pool is None:
+            return
+        for st, r in zip(chosen, result.stages):
+            if (r.status == "pending" and st.name not in ahead and st.name not in kept
+                    and all(result.stage(n).status == "ok" for n in st.needs)):
+                r.status = "running"
+                ahead[st.name] = pool.submit(str(st.notebook), str(out_dir / st.name), st.name, resolved[st.name],
+                                             kernel, kernel_env, False, execution_timeout)
+        save()
+
     bar = tqdm(total=len(chosen), desc=f"run {prof.name}", unit="stage", disable=not progress)
     try:
+        submit_ready()
         for stage, sr in zip(chosen, result.stages):
             bar.set_postfix_str(stage.name)
             if stage.name in kept:
@@ -482,52 +589,16 @@ def run_profile(
                 save()
                 continue
 
-            stage_dir = out_dir / stage.name
-            stage_dir.mkdir(parents=True, exist_ok=True)
-            ipynb = stage_dir / f"{stage.name}.ipynb"
-            partial = stage_dir / f".{stage.name}.partial.ipynb"  # papermill rewrites it after each cell
-            partial.unlink(missing_ok=True)
-            html_path = stage_dir / f"{stage.name}.html"
             sr.status, sr.error, sr.skipped_reason = "running", None, None
             save()
-            t0 = time.perf_counter()
-            try:
-                with _environ(kernel_env):
-                    papermill.execute_notebook(
-                        str(stage.notebook),
-                        str(partial),
-                        parameters=resolved[stage.name],
-                        kernel_name=kernel,
-                        cwd=str(stage_dir),
-                        progress_bar=cell_progress,
-                        execution_timeout=execution_timeout,
-                        # ipykernel's startup warnings (e.g. "running over TCP without
-                        # encryption") on every stage are noise; cell output is unaffected
-                        extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                    )
-                sr.status = "ok"
-            except KeyboardInterrupt:
-                sr.status = "failed"
-                sr.error = {"ename": "KeyboardInterrupt", "evalue": "interrupted", "cell_index": None}
-                raise
-            except Exception as e:  # a failed stage is recorded, never raised
-                sr.status = "failed"
-                sr.error = _error_record(e)
-            finally:
-                sr.duration_s = round(time.perf_counter() - t0, 3)
-                _finish_notebook(partial, ipynb, sr)
-                if ipynb.is_file():
-                    sr.output_notebook = str(ipynb)
-                    try:
-                        _export_html(exporter, ipynb, html_path)
-                        sr.html = str(html_path)
-                    except Exception as e:  # the run stays usable without the HTML
-                        sr.notes.append(f"HTML export failed: {type(e).__name__}: {e}")
-                try:
-                    sr.metrics = read_metrics(stage_dir)
-                except (OSError, json.JSONDecodeError) as e:
-                    sr.notes.append(f"metrics.json unreadable: {e}")
-                save()
+            if stage.name in ahead:  # handed to the executor earlier: collect it
+                for k, v in pool.result(ahead.pop(stage.name)).items():
+                    setattr(sr, k, v)
+            else:
+                _execute_stage(str(stage.notebook), str(out_dir / stage.name), stage.name, resolved[stage.name],
+                               kernel, kernel_env, cell_progress, execution_timeout, sr)
+            save()
+            submit_ready()
             msg = f"  {stage.name}: {sr.status} in {sr.duration_s:.1f} s"
             if sr.error:
                 msg += f" ({sr.error.get('ename')}: {sr.error.get('evalue')})"
@@ -535,6 +606,8 @@ def run_profile(
             bar.update(1)
     finally:
         bar.close()
+        if pool is not None:
+            pool.close(list(ahead.values()))
         for sr in result.stages:  # after an interrupt, nothing stays pending
             if sr.status in ("pending", "running"):
                 sr.status, sr.skipped_reason = "skipped", "run interrupted"

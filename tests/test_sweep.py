@@ -183,3 +183,18 @@ def test_cli_lists_trials_and_refuses_a_bad_spec(tmp_path, capsys):
     spec.write_text("profile: smoke\nselect: {metric: 02_train/test/t2a/mAP@10}\n")
     assert cli(["sweep", str(spec), "--out", str(tmp_path / "sw")]) == 2
     assert "validation metrics only" in capsys.readouterr().err and not (tmp_path / "sw").exists()
+
+
+def test_run_hands_independent_stages_to_ray(local_ray, tmp_path):
+    """``run_profile(executor="ray")`` records the same outcome as the serial runner on the
+    fixture profile (ok, failing, two skipped after it, one needing the first)."""
+    from atrlib.batch import RunResult, run_profile
+
+    fixtures = Path(__file__).parent / "fixtures" / "notebooks" / "params" / "mixed.yaml"
+    res = run_profile(fixtures, out=tmp_path / "run", overrides={"scale": 3}, progress=False, executor="ray")
+    assert [(s.name, s.status) for s in res.stages] == [
+        ("ok_metrics", "ok"), ("boom", "failed"), ("after_boom", "skipped"), ("chained", "skipped"), ("independent", "ok")]
+    assert read_json(tmp_path / "run" / "ok_metrics" / "metrics.json")["score"] == 4.5  # scale 3 * 1.5
+    assert read_json(tmp_path / "run" / "independent" / "metrics.json")["double"] == 9.0  # read ok_metrics' file
+    assert res.stage("boom").error["ename"] and (tmp_path / "run" / "boom" / "boom.html").is_file()
+    assert RunResult.load(tmp_path / "run").stage("independent").metrics["double"] == 9.0  # run.json complete

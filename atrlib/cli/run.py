@@ -34,6 +34,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--kernel", help="jupyter kernel name (default: one running this python)")
     parser.add_argument("--cell-progress", action="store_true", help="show papermill's per-cell progress bar")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--executor", choices=["ray"], help="hand stages whose needs are met to Ray, side by side "
+                                                            "(pip install ray); default: one after another")
+    parser.add_argument("--address", help="with --executor ray: a Ray cluster ('auto', ray://HOST:10001); default local")
 
 
 def _print_listing(args) -> int:
@@ -78,6 +81,8 @@ def main(args) -> int:
             progress=not args.no_progress,
             cell_progress=args.cell_progress,
             resume=args.resume,
+            executor=args.executor,
+            address=args.address,
         )
     except (ProfileError, RunExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
