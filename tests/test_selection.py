@@ -111,3 +111,16 @@ def test_intervals_in_the_tables_stay_in_range(systems):
     single = X.systems_table(val, test)
     assert (single["low"] >= 0).all() and (single["high"] <= 1).all()
     assert (single["low"] <= single["test mAP@10"]).all() and (single["test mAP@10"] <= single["high"]).all()
+
+
+def test_coordinate_ascent_is_left_out_for_many_systems():
+    """Greedy and top-k scale to a 42-model ensemble; coordinate ascent only up to the cap."""
+    rng = np.random.default_rng(0)
+    n_q = 30
+    rel = [[i] for i in range(n_q)]
+    val = {f"s{i}": SimilarityMatrix(rng.normal(size=(n_q, n_q)).astype(np.float32), [f"q{j}" for j in range(n_q)],
+                                     [f"c{j}" for j in range(n_q)], rel, {"split": "validation"}) for i in range(4)}
+    few = X.fit_methods(val, coordinate_max_systems=4)
+    many = X.fit_methods(val, coordinate_max_systems=3)
+    assert "coordinate ascent" in few and "coordinate ascent" not in many
+    assert {"greedy", "top-3"} <= set(many) and "grid" in many
