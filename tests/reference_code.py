@@ -31,6 +31,19 @@ TORCHAUDIO_WHEEL = "torchaudio==2.11.1"
 KALDI_MEMBER = "torchaudio/compliance/kaldi.py"
 
 
+def reference_cache(config, name: str) -> Path:
+    """A folder that outlives the test session for downloaded reference files: pytest's cache
+    (``.pytest_cache``), or the system temp folder when the cache plugin is off (``-p no:cacheprovider``)."""
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir(name))
+    import tempfile
+
+    d = Path(tempfile.gettempdir()) / f"atrlib-{name}"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 def kaldi_reference(cache_root: Path) -> Path:
     """Path of torchaudio's ``kaldi.py`` in ``cache_root`` (pytest's cache folder), fetching it
     with pip once; skips the test with the reason when that fails."""

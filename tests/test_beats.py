@@ -9,7 +9,7 @@ import atrlib  # noqa: F401  (thread settings before torch work)
 from atrlib.models.beats import BEATS_CONFIGS, BEATs, BEATsConfig, build_beats, relative_position_buckets
 from atrlib.models.registry import AUDIO_TOWERS
 from atrlib.weights import WeightsNotFoundError
-from reference_code import import_reference, kaldi_reference
+from reference_code import import_reference, kaldi_reference, reference_cache
 
 # the ESPnet port adds two fixed all-ones convs that turn sample masks into patch masks; the
 # authors' checkpoints do not have them
@@ -19,7 +19,7 @@ AUTHOR_KEYS = [f.name for f in dataclasses.fields(BEATsConfig)][:25]   # the fie
 
 @pytest.fixture(scope="module")
 def ref_module(request):
-    path = kaldi_reference(request.config.cache.mkdir("atrlib-torchaudio-kaldi"))
+    path = kaldi_reference(reference_cache(request.config, "atrlib-torchaudio-kaldi"))
     return import_reference("openbeats.beats_encoder", path, "openbeats==0.1.1")
 
 

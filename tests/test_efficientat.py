@@ -53,9 +53,9 @@ def test_state_dict_matches_released_key_list(shared):
 
 @pytest.fixture(scope="module")
 def ref_kaldi(request):
-    from reference_code import kaldi_reference, stub_torchaudio
+    from reference_code import kaldi_reference, reference_cache, stub_torchaudio
 
-    path = kaldi_reference(request.config.cache.mkdir("atrlib-torchaudio-kaldi"))
+    path = kaldi_reference(reference_cache(request.config, "atrlib-torchaudio-kaldi"))
     with stub_torchaudio(path) as kaldi:
         yield kaldi
 

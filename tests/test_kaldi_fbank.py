@@ -4,12 +4,12 @@ import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
 from atrlib.models.kaldi_fbank import KaldiFbank, KaldiFbankConfig, frames_for
-from reference_code import kaldi_reference, stub_torchaudio
+from reference_code import kaldi_reference, reference_cache, stub_torchaudio
 
 
 @pytest.fixture(scope="module")
 def ref_kaldi(request):
-    path = kaldi_reference(request.config.cache.mkdir("atrlib-torchaudio-kaldi"))
+    path = kaldi_reference(reference_cache(request.config, "atrlib-torchaudio-kaldi"))
     with stub_torchaudio(path) as kaldi:
         yield kaldi
 

@@ -9,12 +9,12 @@ import atrlib  # noqa: F401  (thread settings before torch work)
 from atrlib.models.passt import PASST_CONFIGS, PaSST, build_passt
 from atrlib.models.registry import AUDIO_TOWERS
 from atrlib.weights import WeightsNotFoundError
-from reference_code import import_reference, kaldi_reference
+from reference_code import import_reference, kaldi_reference, reference_cache
 
 
 @pytest.fixture(scope="module")
 def kaldi_py(request):
-    return kaldi_reference(request.config.cache.mkdir("atrlib-torchaudio-kaldi"))
+    return kaldi_reference(reference_cache(request.config, "atrlib-torchaudio-kaldi"))
 
 
 @pytest.fixture(scope="module")
