@@ -120,12 +120,16 @@ def sample_hard_negatives(sim: Tensor, same: Tensor, generator: Optional[torch.G
     return idx, valid
 
 
-def infonce_from_logits(logits: Tensor, clip_ids: Tensor) -> Tensor:
-    """Symmetric InfoNCE on a (B, B) audio x text logit matrix, other pairs of the same clip
-    removed from the denominators (``atrlib.losses.InfoNCE`` with ``positives="mask"``)."""
-    same = clip_ids[:, None] == clip_ids[None, :]
-    off = same & ~torch.eye(len(clip_ids), dtype=torch.bool, device=logits.device)
-    logits = logits.masked_fill(off, float("-inf"))
+def infonce_from_logits(logits: Tensor, clip_ids: Tensor, positives: str = "diagonal") -> Tensor:
+    """Symmetric InfoNCE on a (B, B) audio x text logit matrix, as ``atrlib.losses.InfoNCE``:
+    ``positives="diagonal"`` (CLIP's and BLIP-2's ITC: other pairs of the same clip count as
+    negatives) or ``"mask"`` (they are removed from the denominators)."""
+    if positives not in ("diagonal", "mask"):
+        raise ValueError(f"positives must be 'diagonal' or 'mask', not {positives!r}")
+    if positives == "mask":
+        same = clip_ids[:, None] == clip_ids[None, :]
+        off = same & ~torch.eye(len(clip_ids), dtype=torch.bool, device=logits.device)
+        logits = logits.masked_fill(off, float("-inf"))
     target = torch.arange(len(clip_ids), device=logits.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 

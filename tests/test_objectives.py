@@ -316,6 +316,8 @@ def test_infonce_from_logits_equals_infonce():
     g = torch.Generator().manual_seed(0)
     a, t = F.normalize(torch.randn(6, 5, generator=g), dim=1), F.normalize(torch.randn(6, 5, generator=g), dim=1)
     assert infonce_from_logits(7.0 * a @ t.T, CLIPS).item() == pytest.approx(InfoNCE()(a, t, CLIPS, 7.0)["infonce"].item())
+    masked = InfoNCE(positives="mask")(a, t, CLIPS, 7.0)["infonce"].item()
+    assert infonce_from_logits(7.0 * a @ t.T, CLIPS, positives="mask").item() == pytest.approx(masked)
 
 
 def test_fit_trains_acml_and_mlml_and_saves_the_head(tmp_path):
