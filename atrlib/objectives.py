@@ -265,13 +265,18 @@ def _qformer_sim(b: CrossBatch, model) -> Tuple[Tensor, Dict[str, Tensor]]:
 
 @LOSSES.register("atc")
 class ATC(CrossModalTerm):
-    """Q-Former audio-text contrastive loss (BLIP-2's ITC; see the module table)."""
+    """Q-Former audio-text contrastive loss (BLIP-2's ITC; see the module table). ``positives``:
+    ``"diagonal"`` (BLIP-2: other captions of the same clip count as negatives) or ``"mask"``."""
 
     head, needs = "qformer", ("frames", "captions")
 
+    def __init__(self, positives: str = "diagonal"):
+        super().__init__()
+        self.positives = positives
+
     def term(self, b: CrossBatch, model) -> Terms:
         sim, _ = _qformer_sim(b, model)
-        return {"atc": infonce_from_logits(_qformer(model).logit_scale * sim, b.clip_ids)}
+        return {"atc": infonce_from_logits(_qformer(model).logit_scale * sim, b.clip_ids, self.positives)}
 
 
 @LOSSES.register("atm")

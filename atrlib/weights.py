@@ -266,3 +266,20 @@ def torch_load_weights_only(path: str | Path):
 
     with torch.serialization.safe_globals(numpy_safe_globals()):
         return torch.load(str(path), map_location="cpu", weights_only=True)
+
+
+def tower_weights(name: str, published: Dict[str, str], pretrained=None, weights=None) -> Optional[Path]:
+    """The weights file a tower factory loads, by the rule every tower shares: ``weights=PATH``
+    or ``pretrained=PATH`` -> that file; ``pretrained=True`` -> the published file of variant
+    ``name`` (``published`` maps variant -> a :data:`KNOWN_WEIGHTS` name, resolved with
+    :func:`resolve_weights`); ``None`` / ``False`` -> None (random initialisation)."""
+    if weights is not None:
+        return Path(weights)
+    if pretrained is None or pretrained is False:
+        return None
+    if isinstance(pretrained, (str, Path)):
+        return Path(pretrained)
+    if name not in published:
+        raise ValueError(f"no published weights for {name!r}; pass pretrained=<path to a checkpoint>")
+    return Path(resolve_weights(published[name]))
+

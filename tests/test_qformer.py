@@ -103,10 +103,11 @@ def batch(fr, m):
     return CrossBatch(a, a.clone(), CLIPS, torch.tensor(10.0), list(CAPS), fr, m)
 
 
-def test_atc_equals_loop_reference(qf):
+@pytest.mark.parametrize("positives", ["mask", "diagonal"])
+def test_atc_equals_loop_reference(qf, positives):
     fr, m = frames()
     model = SimpleNamespace(extra_heads={"qformer": qf})
-    loss = obj.ATC().term(batch(fr, m), model)["atc"]
+    loss = obj.ATC(positives=positives).term(batch(fr, m), model)["atc"]
     w = qf.audio_proj.weight
     g_mine = torch.autograd.grad(loss, w)[0]
     s = qf.logit_scale
@@ -116,7 +117,8 @@ def test_atc_equals_loop_reference(qf):
     total = 0.0
     for i in range(len(CAPS)):
         for row in ([sim[i][j] for j in range(len(CAPS))], [sim[j][i] for j in range(len(CAPS))]):
-            den = sum(torch.exp(s * row[j]) for j in range(len(CAPS)) if j == i or CLIPS[j] != CLIPS[i])
+            den = sum(torch.exp(s * row[j]) for j in range(len(CAPS))
+                      if positives == "diagonal" or j == i or CLIPS[j] != CLIPS[i])
             total = total - (s * row[i] - torch.log(den))
     ref = total / (2 * len(CAPS))
     assert loss.item() == pytest.approx(ref.item(), abs=1e-5)

@@ -43,6 +43,7 @@ from torch import nn
 from atrlib.files import atomic_path
 from atrlib.mel import mel_matrix
 from atrlib.models.frames import frames_mask
+from atrlib.models.panns_blocks import ConvBlock
 from atrlib.models.registry import AUDIO_TOWERS
 from atrlib.paths import cache_dir
 
@@ -122,24 +123,6 @@ def load_aisfx_weights(path: Optional[PathLike] = None) -> Tuple[Dict[str, torch
 # ---------------------------------------------------------------------------------------------
 # The network (module names = the checkpoint's ``embedding_net.*`` keys)
 # ---------------------------------------------------------------------------------------------
-class ConvBlock(nn.Module):
-    """Two 3x3 conv (no bias) + BN + ReLU, then max pooling."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
-        self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(out_channels)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        for conv in (self.conv1, self.conv2):
-            nn.init.kaiming_uniform_(conv.weight, nonlinearity="leaky_relu")
-
-    def forward(self, x: torch.Tensor, pool: int) -> torch.Tensor:
-        x = F.relu(self.bn1(self.conv1(x)))                               # (n, out, frames, mels)
-        x = F.relu(self.bn2(self.conv2(x)))                               # (n, out, frames, mels)
-        return F.max_pool2d(x, kernel_size=pool) if pool > 1 else x       # (n, out, frames/p, mels/p)
-
-
 class EmbeddingNet(nn.Module):
     """(n, frames, mels) -> (n, 8 · base): four ConvBlocks, mean over mels, max over time."""
 
@@ -147,13 +130,14 @@ class EmbeddingNet(nn.Module):
         super().__init__()
         widths = (1, base, 2 * base, 4 * base, 8 * base)
         for i in range(4):
-            setattr(self, f"conv_block{i + 1}", ConvBlock(widths[i], widths[i + 1]))
+            setattr(self, f"conv_block{i + 1}", ConvBlock(widths[i], widths[i + 1], init="kaiming"))
         self.out_dim = widths[-1]
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         x = spec[:, None]                                                 # (n, 1, frames, mels)
         for i, pool in enumerate((2, 2, 2, 1)):
-            x = getattr(self, f"conv_block{i + 1}")(x, pool)              # (n, 64·2^i, frames/2^i, mels/2^i)
+            block = getattr(self, f"conv_block{i + 1}")
+            x = block(x, (pool, pool), "max" if pool > 1 else "none")        # (n, 64·2^i, frames/2^i, mels/2^i)
         x = x.mean(dim=3)                                                 # (n, 512, frames')
         return x.amax(dim=2)                                              # (n, 512)
 

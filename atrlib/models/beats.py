@@ -43,7 +43,7 @@ from torch import nn
 from atrlib.models.frames import masked_mean
 from atrlib.models.kaldi_fbank import KaldiFbank, KaldiFbankConfig, frames_for
 from atrlib.models.registry import AUDIO_TOWERS
-from atrlib.weights import torch_load_weights_only
+from atrlib.weights import torch_load_weights_only, tower_weights
 
 PathLike = Union[str, Path]
 BEATS_WEIGHTS = "beats-iter3-plus-as2m"  # atrlib.weights name of BEATs_iter3_plus_AS2M.pt
@@ -389,20 +389,6 @@ def load_beats_checkpoint(path: PathLike) -> Tuple[Dict[str, Any], Dict[str, tor
     return dict(ckpt["cfg"]), sd
 
 
-def _resolve(name: str, pretrained, weights) -> Optional[Path]:
-    if weights is not None:
-        return Path(weights)
-    if pretrained is None or pretrained is False:
-        return None
-    if isinstance(pretrained, (str, Path)):
-        return Path(pretrained)
-    if name != "beats":
-        raise ValueError(f"no published weights for {name!r}; pass pretrained=<path to a checkpoint>")
-    from atrlib.weights import resolve_weights  # lazy: only a pretrained build needs it
-
-    return Path(resolve_weights(BEATS_WEIGHTS))
-
-
 def build_beats(name: str = "beats", pretrained: Union[bool, PathLike, None] = None,
                 weights: Optional[PathLike] = None, **overrides) -> BEATs:
     """A BEATs variant by name; ``overrides`` replace :class:`BEATsConfig` fields.
@@ -415,7 +401,7 @@ def build_beats(name: str = "beats", pretrained: Union[bool, PathLike, None] = N
     """
     if name not in BEATS_CONFIGS:
         raise KeyError(f"unknown BEATs variant {name!r}; known: {', '.join(BEATS_CONFIGS)}")
-    path = _resolve(name, pretrained, weights)
+    path = tower_weights(name, {"beats": BEATS_WEIGHTS}, pretrained, weights)
     if path is None:
         return BEATs(replace(BEATS_CONFIGS[name], **overrides))
     cfg_dict, sd = load_beats_checkpoint(path)

@@ -42,8 +42,9 @@ from torch import nn
 
 from atrlib.models.frontend import LogmelFilterBank, SpecAugment, Spectrogram
 from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, init_head, load_panns_state_dict,  # noqa: F401
-                                        load_strict, resolve_panns_weights)
+                                        load_strict)
 from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.weights import tower_weights
 
 PathLike = Union[str, Path]
 PANNS_WEIGHTS = "panns-cnn14"  # atrlib.weights name of Cnn14_mAP=0.431.pth (Zenodo 3987831)
@@ -129,7 +130,7 @@ def build_cnn14(name: str = "cnn14", pretrained: Union[bool, PathLike, None] = N
     if "channels" in overrides:
         overrides["channels"] = tuple(overrides["channels"])
     model = Cnn14(replace(CNN14_CONFIGS[name], **overrides))
-    return load_strict(model, resolve_panns_weights(name, {"cnn14": PANNS_WEIGHTS}, pretrained, weights))
+    return load_strict(model, tower_weights(name, {"cnn14": PANNS_WEIGHTS}, pretrained, weights))
 
 
 @AUDIO_TOWERS.register("cnn14")

@@ -55,20 +55,28 @@ class PannsConfig:
 # Blocks (module names = the official ``pytorch/models.py``)
 # ---------------------------------------------------------------------------------------------
 class ConvBlock(nn.Module):
-    """Two 3x3 conv + BN + ReLU, then pooling (PANNs' ConvBlock)."""
+    """Two 3x3 conv (no bias) + BN + ReLU, then pooling: PANNs' ConvBlock, and with
+    ``init="kaiming"`` and max pooling the aisfx network's (same module names)."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, init: str = "xavier"):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
         self.conv2 = nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.bn2 = nn.BatchNorm2d(out_channels)
         for conv in (self.conv1, self.conv2):
-            nn.init.xavier_uniform_(conv.weight)
+            if init == "xavier":
+                nn.init.xavier_uniform_(conv.weight)
+            elif init == "kaiming":
+                nn.init.kaiming_uniform_(conv.weight, nonlinearity="leaky_relu")
+            else:
+                raise ValueError(f"init must be 'xavier' or 'kaiming', not {init!r}")
 
     def forward(self, x: torch.Tensor, pool_size=(2, 2), pool_type: str = "avg") -> torch.Tensor:
         x = F.relu_(self.bn1(self.conv1(x)))                               # (batch, out, frames, mels)
         x = F.relu_(self.bn2(self.conv2(x)))                               # (batch, out, frames, mels)
+        if pool_type == "none":
+            return x
         if pool_type == "avg":
             return F.avg_pool2d(x, kernel_size=pool_size)                  # (batch, out, frames/p, mels/p)
         if pool_type == "max":
@@ -233,22 +241,6 @@ def load_panns_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
     if not isinstance(sd, dict):
         raise ValueError(f"{path}: expected a state dict or {{'model': state_dict}}, got {type(sd).__name__}")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
-
-
-def resolve_panns_weights(name: str, published: Dict[str, str], pretrained, weights) -> Optional[Path]:
-    """None (random init), an explicit file, or the published file of variant ``name``
-    (``published`` maps variant -> :mod:`atrlib.weights` name)."""
-    if weights is not None:
-        return Path(weights)
-    if pretrained is None or pretrained is False:
-        return None
-    if isinstance(pretrained, (str, Path)):
-        return Path(pretrained)
-    if name not in published:
-        raise ValueError(f"no published weights for {name!r}; pass pretrained=<path to a checkpoint>")
-    from atrlib.weights import resolve_weights  # lazy: only a pretrained build needs it
-
-    return Path(resolve_weights(published[name]))
 
 
 def load_strict(model: nn.Module, path: Optional[Path]) -> nn.Module:

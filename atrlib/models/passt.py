@@ -43,7 +43,7 @@ from torch import nn
 from atrlib.features import FeatureConfig, LogMel
 from atrlib.models.frames import masked_mean
 from atrlib.models.registry import AUDIO_TOWERS
-from atrlib.weights import torch_load_weights_only
+from atrlib.weights import torch_load_weights_only, tower_weights
 
 PathLike = Union[str, Path]
 PASST_WEIGHTS = "passt-s-swa-ap476"  # atrlib.weights name of passt-s-f128-p16-s10-ap.476-swa.pt
@@ -331,20 +331,6 @@ def load_passt_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
     return sd
 
 
-def _resolve(name: str, pretrained, weights) -> Optional[Path]:
-    if weights is not None:
-        return Path(weights)
-    if pretrained is None or pretrained is False:
-        return None
-    if isinstance(pretrained, (str, Path)):
-        return Path(pretrained)
-    if name != "passt":
-        raise ValueError(f"no published weights for {name!r}; pass pretrained=<path to a checkpoint>")
-    from atrlib.weights import resolve_weights  # lazy: only a pretrained build needs it
-
-    return Path(resolve_weights(PASST_WEIGHTS))
-
-
 def build_passt(name: str = "passt", pretrained: Union[bool, PathLike, None] = None,
                 weights: Optional[PathLike] = None, **overrides) -> PaSST:
     """A PaSST variant by name; ``overrides`` replace :class:`PaSSTConfig` fields.
@@ -356,7 +342,7 @@ def build_passt(name: str = "passt", pretrained: Union[bool, PathLike, None] = N
     if name not in PASST_CONFIGS:
         raise KeyError(f"unknown PaSST variant {name!r}; known: {', '.join(PASST_CONFIGS)}")
     model = PaSST(replace(PASST_CONFIGS[name], **overrides))
-    path = _resolve(name, pretrained, weights)
+    path = tower_weights(name, {"passt": PASST_WEIGHTS}, pretrained, weights)
     if path is not None:
         model.load_state_dict(load_passt_state_dict(path), strict=True)
     return model

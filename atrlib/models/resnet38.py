@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.models.frontend import LogmelFilterBank, SpecAugment, Spectrogram
-from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, ResNetStages, init_head, load_strict,
-                                        resolve_panns_weights)
+from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, ResNetStages, init_head, load_strict)
 from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.weights import tower_weights
 
 PathLike = Union[str, Path]
 PUBLISHED = {"resnet38": "panns-resnet38"}  # variant -> atrlib.weights name (Zenodo 3987831)
@@ -110,7 +110,7 @@ def build_resnet38(name: str = "resnet38", pretrained: Union[bool, PathLike, Non
         if k in overrides:
             overrides[k] = tuple(overrides[k])
     model = ResNet38(replace(RESNET38_CONFIGS[name], **overrides))
-    return load_strict(model, resolve_panns_weights(name, PUBLISHED, pretrained, weights))
+    return load_strict(model, tower_weights(name, PUBLISHED, pretrained, weights))
 
 
 @AUDIO_TOWERS.register("resnet38")

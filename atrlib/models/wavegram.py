@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.models.frontend import LogmelFilterBank, SpecAugment, Spectrogram
-from atrlib.models.panns_blocks import (ConvBlock, ConvPreWavBlock, PannsConfig, PannsHead, init_head, load_strict,
-                                        resolve_panns_weights)
+from atrlib.models.panns_blocks import (ConvBlock, ConvPreWavBlock, PannsConfig, PannsHead, init_head, load_strict)
 from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.weights import tower_weights
 
 PathLike = Union[str, Path]
 PUBLISHED = {"wavegram-logmel-cnn14": "panns-wavegram-logmel-cnn14"}  # variant -> atrlib.weights name
@@ -140,7 +140,7 @@ def build_wavegram(name: str = "wavegram-logmel-cnn14", pretrained: Union[bool, 
         if k in overrides:
             overrides[k] = tuple(overrides[k])
     model = WavegramLogmelCnn14(replace(WAVEGRAM_CONFIGS[name], **overrides))
-    return load_strict(model, resolve_panns_weights(name, PUBLISHED, pretrained, weights))
+    return load_strict(model, tower_weights(name, PUBLISHED, pretrained, weights))
 
 
 @AUDIO_TOWERS.register("wavegram-logmel-cnn14")
