@@ -124,21 +124,13 @@ class Retriever:
 
 
 def split_segments(x: np.ndarray, sample_rate: int, seconds: float, min_last: float = 1.0) -> List[np.ndarray]:
-    """Cut a clip into ``seconds``-long segments without padding.
+    """Cut a clip into ``seconds``-long segments without padding: :func:`atrlib.audio.segment`
+    with ``tail="align"`` (a clip no longer than one segment stays whole; a leftover tail of at
+    least ``min_last`` seconds becomes one more segment aligned to the clip's end; a shorter one
+    is dropped)."""
+    from atrlib.audio import segment
 
-    A clip no longer than one segment stays whole. A leftover tail of at least ``min_last``
-    seconds becomes one more segment aligned to the clip's end (overlapping the previous one),
-    so every segment is full length and no silence is added; a shorter tail is dropped.
-    """
-    seg = int(round(seconds * sample_rate))
-    n = x.shape[-1]
-    if seg <= 0 or n <= seg:
-        return [x]
-    out = [x[..., s:s + seg] for s in range(0, n - seg + 1, seg)]
-    tail = n - len(out) * seg
-    if tail >= min_last * sample_rate:
-        out.append(x[..., n - seg:])
-    return out
+    return segment(x, sample_rate, seconds, max_seconds=None, min_last=min_last, tail="align")
 
 
 @dataclass

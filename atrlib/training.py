@@ -215,7 +215,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
 
         src = Path(cfg.init_from)
         src = src / "best" if (src / "best" / "model.safetensors").exists() else src
-        load_into(model, load_file(str(src / "model.safetensors")))
+        load_into(model, load_file(str(src / "model.safetensors")), new_heads=True)  # stage 2 may add heads
     ckpt = find_checkpoint(out) if cfg.resume else None
     if ckpt is not None:
         from safetensors.torch import load_file

@@ -340,3 +340,26 @@ def test_fit_trains_acml_and_mlml_and_saves_the_head(tmp_path):
     assert loaded.config.heads["crossattn"]["text_model"] == "tiny"
     sd = model.state_dict()
     assert all(torch.equal(v, sd[k].cpu()) for k, v in loaded.state_dict().items())
+
+
+def test_two_stage_training_adds_a_matching_head_to_a_stage_one_model(tmp_path):
+    """Stage 1 (InfoNCE, no heads) -> stage 2 (InfoNCE + A-CML, init_from stage 1): the shared
+    weights start from stage 1, the new matching head from its fresh initialisation."""
+    from safetensors.torch import load_file
+
+    from atrlib.models.dual import create_model
+    from atrlib.train_inputs import load_splits
+    from atrlib.training import TrainConfig, fit
+
+    one = TrainConfig(dataset="synth", size="tiny", model="synth-stats-minilm", epochs=1, batch_size=16,
+                      device="cpu", progress=False, out_dir=str(tmp_path / "stage1"))
+    data = load_splits(one)
+    fit(one, create_model(one.model), data)
+    two = TrainConfig(dataset="synth", size="tiny", model="synth-stats-minilm", epochs=0, batch_size=16,
+                      device="cpu", progress=False, out_dir=str(tmp_path / "stage2"), loss="infonce+acml",
+                      init_from=str(tmp_path / "stage1"), loss_kwargs={"crossattn": {"text_model": "tiny"}})
+    model = create_model(two.model)
+    fit(two, model, data)                                       # epochs=0 + init_from: load, no training
+    stage1 = load_file(str(tmp_path / "stage1" / "best" / "model.safetensors"))
+    sd = model.state_dict()
+    assert stage1 and all(torch.equal(v, sd[k].cpu()) for k, v in stage1.items())

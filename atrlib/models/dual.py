@@ -289,10 +289,12 @@ def load_model(model_dir: Union[str, Path], map_location: str = "cpu") -> DualEn
     return model.eval()
 
 
-def load_into(model: DualEncoder, state: Dict[str, torch.Tensor]) -> None:
+def load_into(model: DualEncoder, state: Dict[str, torch.Tensor], new_heads: bool = False) -> None:
     """Load a stored state: every stored key must fit, and every key not stored must belong
-    to a tower that is rebuilt on load."""
-    skip = _rebuilt_on_load(model)
+    to a tower that is rebuilt on load — or, with ``new_heads=True`` (two-stage training: a
+    stage-2 objective adds a matching head or Q-Former to a stage-1 model), to an extra head,
+    which keeps its fresh initialisation."""
+    skip = list(_rebuilt_on_load(model)) + (["extra_heads."] if new_heads else [])
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as e:  # shape mismatches
