@@ -53,6 +53,13 @@ class FeatureCache:
     def put(self, key: str, value: np.ndarray) -> None:
         save_npy_atomic(self.path(key), value)
 
+    def lookup(self, audio_paths, settings: dict):
+        """``(found, todo)`` for a list of clips: ``found[i]`` the cached array of clip ``i`` or
+        None, ``todo`` the indices to compute (hits are counted)."""
+        found = [self.get(self.key(p, settings)) for p in audio_paths]
+        self.hits += sum(v is not None for v in found)
+        return found, [i for i, v in enumerate(found) if v is None]
+
     def get_or_compute(self, audio_path: str | Path, settings: dict, fn: Callable[[], np.ndarray]) -> np.ndarray:
         k = self.key(audio_path, settings)
         v = self.get(k)

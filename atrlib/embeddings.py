@@ -125,15 +125,7 @@ def audio_tower_embeddings(tower: nn.Module, tower_id: dict, dataset, seconds: f
     shortest = min_samples(tower)
     settings = {"tower": tower_id, "seconds": seconds, "padding": "none", "min_samples": shortest}
     device = device or module_device(tower)
-    out: List[Optional[np.ndarray]] = [None] * len(dataset)
-    todo = []
-    for i, it in enumerate(dataset.items):
-        v = cache.get(cache.key(it["audio_path"], settings))
-        if v is None:
-            todo.append(i)
-        else:
-            out[i] = v
-            cache.hits += 1
+    out, todo = cache.lookup([it["audio_path"] for it in dataset.items], settings)
     todo.sort(key=lambda i: float(dataset[i].get("duration") or 0.0))  # similar lengths batch together
     was_training = tower.training
     tower.eval()

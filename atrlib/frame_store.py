@@ -71,14 +71,7 @@ def tower_frames(tower: nn.Module, tower_id: dict, dataset, seconds: float, batc
         raise TypeError(f"{type(tower).__name__} has no forward_frames(); cross-modal objectives need frame outputs")
     cache = cache or FeatureCache(namespace="tower-frames")
     settings = {"tower": tower_id, "seconds": seconds, "padding": "none", "dtype": np.dtype(dtype).name}
-    out: List[Optional[np.ndarray]] = [None] * len(dataset)
-    todo = []
-    for i, it in enumerate(dataset.items):
-        v = cache.get(cache.key(it["audio_path"], settings))
-        if v is None:
-            todo.append(i)
-        else:
-            out[i] = v
+    out, todo = cache.lookup([it["audio_path"] for it in dataset.items], settings)
     todo.sort(key=lambda i: float(dataset[i].get("duration") or 0.0))
     was_training = tower.training
     tower.eval()
