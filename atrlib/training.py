@@ -44,6 +44,7 @@ from atrlib.distributed import gather_with_grad
 from atrlib.files import write_json, write_metrics
 from atrlib.objectives import build_objective
 from atrlib.metrics import retrieval_scores
+from atrlib.mixup import mixup_embeddings
 from atrlib.models.dual import DualEncoder, load_into
 from atrlib.preflight import check_split_overlap, check_values, overlap_note, prepare_out_dir, split_overlap
 from atrlib.scoring import save_run_outputs, similarity, split_metrics
@@ -71,6 +72,9 @@ class TrainConfig:
     loss_kwargs: Dict[str, Any] = option(factory=dict, help="keywords for the loss, e.g. {margin: 0.2}")
     max_audio_seconds: float = option(0.0, "crop audio to this many seconds (0 = the model config's)")
     train_crop_seconds: float = option(0.0, "trainable audio tower: train on random windows this long (0 = off)")
+    mixup_pairs: int = option(0, "mix-up (Samsung pre-training): mixed audio-caption pairs appended to each batch as "
+                                 "extra positives, mixed on log-mels and word embeddings; needs trainable towers (0 = off)")
+    mixup_alpha: float = option(1.0, "mix-up weights ~ Beta(alpha, alpha)")
     paraphrases: str = option("", "caption augmentation: a file of paraphrases keyed by caption (JSON / CSV, "
                                   "atrlib.augment); '' = none")
     paraphrase_prob: float = option(0.0, "probability that a training caption is replaced by one of its paraphrases")
@@ -193,6 +197,12 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
 
     # 3. loss, optimiser, schedule
     loss_fn = build_objective(cfg.loss, model, train_in, **cfg.loss_kwargs)   # cross-modal terms add their heads
+    if cfg.mixup_pairs:
+        if model.config.audio.frozen or model.config.text.frozen:
+            raise ValueError("mixup_pairs needs trainable audio and text towers (it mixes log-mels and word "
+                             "embeddings); set audio.frozen and text.frozen to false or mixup_pairs=0")
+        if acc.num_processes > 1 or hasattr(loss_fn, "pair_set"):
+            raise ValueError("mixup_pairs runs in one process with a contrastive loss only (no cross-modal terms)")
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.head_lr, cfg.weight_decay), lr=cfg.lr)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     n_pairs = len(train_in.caption_clip) if cfg.pairs == "captions" else len(data["train"])
@@ -258,8 +268,13 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
                 audio = random_crops(audio, train_in.lengths[clips.cpu()], crop)  # (batch, crop samples)
             with acc.accumulate(model):
                 with acc.autocast():
-                    a, t = model(audio, text)                                      # (batch, E) each
-                    a, t, ids = gather_with_grad(a), gather_with_grad(t), gather_with_grad(clips)
+                    pair_ids = clips
+                    if cfg.mixup_pairs:                                             # mixed pairs appended as positives
+                        a, t, mixed = mixup_embeddings(core, audio, list(text), cfg.mixup_pairs, cfg.mixup_alpha)
+                        pair_ids = torch.cat([clips, -1 - torch.arange(len(mixed.first), device=clips.device)])
+                    else:
+                        a, t = model(audio, text)                                  # (batch, E) each
+                    a, t, ids = gather_with_grad(a), gather_with_grad(t), gather_with_grad(pair_ids)
                     lens = None if crop or train_in.lengths is None else train_in.lengths[clips.cpu()].to(audio.device)
                     cross = {"batch": loss_fn.batch(core, audio, clips, caption_idx[0], lens), "model": core} \
                         if caption_idx else {}                                  # frames + captions of cross-modal terms
