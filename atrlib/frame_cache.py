@@ -73,10 +73,15 @@ class MemmapFrameStore:
         o, n = int(self.offsets[i]), int(self.lengths[i])
         return self.frames[o:o + n]
 
-    def get(self, idx) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(frames (B, T, frame_dim) float32, mask (B, T) bool): the clips ``idx`` padded to the longest."""
+    @property
+    def max_frames(self) -> int:
+        return int(self.lengths.max()) if len(self.lengths) else 0
+
+    def get(self, idx, pad_to: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(frames (B, T, frame_dim) float32, mask (B, T) bool): the clips ``idx`` padded to the
+        longest, or to ``pad_to`` (e.g. ``max_frames``, so batches of several processes gather)."""
         idx = [int(i) for i in (idx.tolist() if isinstance(idx, torch.Tensor) else idx)]
-        t = max([int(self.lengths[i]) for i in idx] + [1])
+        t = max([int(self.lengths[i]) for i in idx] + [1, int(pad_to)])
         out = torch.zeros(len(idx), t, self.frame_dim)                          # (B, T, D)
         mask = torch.zeros(len(idx), t, dtype=torch.bool)                       # (B, T)
         for b, i in enumerate(idx):

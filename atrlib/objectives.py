@@ -507,11 +507,11 @@ class Objective(nn.Module):
                 term.prepare(model)
         self.frames = frame_store
         if "frames" in self.needs and frame_store is None and model.config.audio.frozen and inputs is not None:
-            from atrlib.frame_store import tower_frames
+            from atrlib.frame_cache import tower_frame_cache  # memory-mapped: Clotho-size frames need not fit in RAM
             from atrlib.train_inputs import tower_id
 
-            self.frames = tower_frames(model.audio_tower, tower_id(model, "audio"), inputs.dataset,
-                                       model.config.max_audio_seconds, progress=progress)
+            self.frames = tower_frame_cache(model.audio_tower, tower_id(model, "audio"), inputs.dataset,
+                                            model.config.max_audio_seconds, progress=progress)
         if "wave" in self.needs and model.config.audio.frozen:
             raise ValueError(f"{spec!r} needs waveforms of a trainable audio tower; the model's audio tower is frozen")
 
