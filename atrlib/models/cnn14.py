@@ -40,7 +40,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atrlib.models.frontend import LogmelFilterBank, SpecAugment, Spectrogram
 from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, init_head, load_panns_state_dict,  # noqa: F401
                                         load_strict)
 from atrlib.models.registry import AUDIO_TOWERS
@@ -74,11 +73,7 @@ class Cnn14(PannsHead):
         self.sample_rate, self.embed_dim, self.frame_dim = cfg.sample_rate, cfg.embed_dim, cfg.channels[-1]
         self.time_stride = 2 ** (len(cfg.channels) - 1)                    # STFT frames per output frame
         self.frame_hop_samples = self.time_stride * cfg.hop_size
-        self.spectrogram_extractor = Spectrogram(cfg.window_size, cfg.hop_size, cfg.window_size)
-        self.logmel_extractor = LogmelFilterBank(cfg.sample_rate, cfg.window_size, cfg.mel_bins, cfg.fmin, cfg.fmax)
-        self.spec_augmenter = SpecAugment(cfg.spec_time_masks, cfg.spec_time_width,
-                                          cfg.spec_freq_masks, cfg.spec_freq_width)  # no parameters
-        self.bn0 = nn.BatchNorm2d(cfg.mel_bins)
+        self.build_front_end(cfg)                                          # spectrogram, log-mel, SpecAugment, bn0
         widths = (1,) + tuple(cfg.channels)
         for i in range(len(cfg.channels)):
             setattr(self, f"conv_block{i + 1}", ConvBlock(widths[i], widths[i + 1]))
@@ -89,11 +84,6 @@ class Cnn14(PannsHead):
     @property
     def blocks(self):
         return [getattr(self, f"conv_block{i + 1}") for i in range(len(self.cfg.channels))]
-
-    def logmel(self, wave: torch.Tensor) -> torch.Tensor:
-        """The front end alone: (batch, samples) -> dB log-mel (batch, 1, frames, mel_bins)."""
-        x = self.spectrogram_extractor(wave.float())                       # (batch, 1, frames, freq)
-        return self.logmel_extractor(x)                                    # (batch, 1, frames, mel_bins)
 
     def feature_map_from_logmel(self, x: torch.Tensor) -> torch.Tensor:
         """dB log-mel (batch, 1, frames, mel_bins) -> last conv map (batch, channels[-1], frames', mels')."""

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.models.frames import frames_mask
+from atrlib.models.frontend import LogmelFilterBank, SpecAugment, Spectrogram
 
 PathLike = Union[str, Path]
 
@@ -49,6 +50,24 @@ class PannsConfig:
     spec_time_width: int = 64                 # max frames per time stripe
     spec_freq_masks: int = 0                  # SpecAugment frequency stripes in training (PANNs: 2)
     spec_freq_width: int = 8                  # max mel bins per frequency stripe
+
+
+class PannsFrontEnd:
+    """The PANNs log-mel front end, for a tower class to inherit beside ``nn.Module``: the
+    official module names (``spectrogram_extractor``, ``logmel_extractor``, ``bn0``) and
+    SpecAugment, built from a :class:`PannsConfig`; ``logmel(wave)`` runs it."""
+
+    def build_front_end(self, cfg: PannsConfig) -> None:
+        self.spectrogram_extractor = Spectrogram(cfg.window_size, cfg.hop_size, cfg.window_size)
+        self.logmel_extractor = LogmelFilterBank(cfg.sample_rate, cfg.window_size, cfg.mel_bins, cfg.fmin, cfg.fmax)
+        self.spec_augmenter = SpecAugment(cfg.spec_time_masks, cfg.spec_time_width,
+                                          cfg.spec_freq_masks, cfg.spec_freq_width)  # no parameters
+        self.bn0 = nn.BatchNorm2d(cfg.mel_bins)
+
+    def logmel(self, wave: torch.Tensor) -> torch.Tensor:
+        """The log-mel front end alone: (batch, samples) -> dB log-mel (batch, 1, frames, mel_bins)."""
+        x = self.spectrogram_extractor(wave.float())                       # (batch, 1, frames, freq)
+        return self.logmel_extractor(x)                                    # (batch, 1, frames, mel_bins)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,9 +200,10 @@ def pad_to_min(wave: torch.Tensor, min_samples: int) -> torch.Tensor:
     return wave
 
 
-class PannsHead(nn.Module):
-    """Mixin for PANNs towers: given ``feature_map(wave) -> (batch, C, frames', mels')`` and the
-    modules ``fc1`` / ``fc_audioset``, provides ``forward``, ``forward_frames``, ``tag``.
+class PannsHead(PannsFrontEnd, nn.Module):
+    """Base of the PANNs towers: the front end (:class:`PannsFrontEnd`) and, given
+    ``feature_map(wave) -> (batch, C, frames', mels')`` and the modules ``fc1`` / ``fc_audioset``,
+    ``forward``, ``forward_frames``, ``tag``.
 
     Subclasses set ``cfg`` (a :class:`PannsConfig`), ``sample_rate``, ``embed_dim``,
     ``frame_dim`` and ``time_stride`` (STFT frames per output frame).

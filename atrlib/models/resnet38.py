@@ -26,7 +26,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atrlib.models.frontend import LogmelFilterBank, SpecAugment, Spectrogram
 from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, ResNetStages, init_head, load_strict)
 from atrlib.models.registry import AUDIO_TOWERS
 from atrlib.weights import tower_weights
@@ -57,22 +56,13 @@ class ResNet38(PannsHead):
         self.cfg = cfg
         self.sample_rate, self.embed_dim, self.frame_dim = cfg.sample_rate, cfg.embed_dim, cfg.after
         self.frame_hop_samples = self.time_stride * cfg.hop_size
-        self.spectrogram_extractor = Spectrogram(cfg.window_size, cfg.hop_size, cfg.window_size)
-        self.logmel_extractor = LogmelFilterBank(cfg.sample_rate, cfg.window_size, cfg.mel_bins, cfg.fmin, cfg.fmax)
-        self.spec_augmenter = SpecAugment(cfg.spec_time_masks, cfg.spec_time_width,
-                                          cfg.spec_freq_masks, cfg.spec_freq_width)  # no parameters
-        self.bn0 = nn.BatchNorm2d(cfg.mel_bins)
+        self.build_front_end(cfg)                                          # spectrogram, log-mel, SpecAugment, bn0
         self.conv_block1 = ConvBlock(1, cfg.stem)
         self.resnet = ResNetStages(cfg.stem, tuple(cfg.widths), tuple(cfg.layers))
         self.conv_block_after1 = ConvBlock(cfg.widths[-1], cfg.after)
         self.fc1 = nn.Linear(cfg.after, cfg.embed_dim)
         self.fc_audioset = nn.Linear(cfg.embed_dim, cfg.classes_num)
         init_head(self.fc1, self.fc_audioset)
-
-    def logmel(self, wave: torch.Tensor) -> torch.Tensor:
-        """The front end alone: (batch, samples) -> dB log-mel (batch, 1, frames, mel_bins)."""
-        x = self.spectrogram_extractor(wave.float())                       # (batch, 1, frames, freq)
-        return self.logmel_extractor(x)                                    # (batch, 1, frames, mel_bins)
 
     def feature_map_from_logmel(self, x: torch.Tensor) -> torch.Tensor:
         """dB log-mel (batch, 1, frames, mel_bins) -> last conv map (batch, after, frames/32, mels/32)."""

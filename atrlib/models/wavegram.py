@@ -33,7 +33,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atrlib.models.frontend import LogmelFilterBank, SpecAugment, Spectrogram
 from atrlib.models.panns_blocks import (ConvBlock, ConvPreWavBlock, PannsConfig, PannsHead, init_head, load_strict)
 from atrlib.models.registry import AUDIO_TOWERS
 from atrlib.weights import tower_weights
@@ -80,11 +79,7 @@ class WavegramLogmelCnn14(PannsHead):
         self.pre_block3 = ConvPreWavBlock(w[2], w[3])
         self.pre_block4 = ConvBlock(w[3] // rows, cfg.wave_out)
         nn.init.xavier_uniform_(self.pre_conv0.weight)
-        self.spectrogram_extractor = Spectrogram(cfg.window_size, cfg.hop_size, cfg.window_size)
-        self.logmel_extractor = LogmelFilterBank(cfg.sample_rate, cfg.window_size, cfg.mel_bins, cfg.fmin, cfg.fmax)
-        self.spec_augmenter = SpecAugment(cfg.spec_time_masks, cfg.spec_time_width,
-                                          cfg.spec_freq_masks, cfg.spec_freq_width)  # no parameters
-        self.bn0 = nn.BatchNorm2d(cfg.mel_bins)
+        self.build_front_end(cfg)                                          # spectrogram, log-mel, SpecAugment, bn0
         widths = (cfg.stem + cfg.wave_out,) + tuple(cfg.channels)
         self.conv_block1 = ConvBlock(1, cfg.stem)
         for i in range(len(cfg.channels)):
@@ -92,11 +87,6 @@ class WavegramLogmelCnn14(PannsHead):
         self.fc1 = nn.Linear(cfg.channels[-1], cfg.embed_dim)
         self.fc_audioset = nn.Linear(cfg.embed_dim, cfg.classes_num)
         init_head(self.fc1, self.fc_audioset)
-
-    def logmel(self, wave: torch.Tensor) -> torch.Tensor:
-        """The log-mel front end alone: (batch, samples) -> dB log-mel (batch, 1, frames, mel_bins)."""
-        x = self.spectrogram_extractor(wave.float())                       # (batch, 1, frames, freq)
-        return self.logmel_extractor(x)                                    # (batch, 1, frames, mel_bins)
 
     def wavegram(self, wave: torch.Tensor) -> torch.Tensor:
         """The learnt front end: (batch, samples) -> (batch, wave_out, samples/640, mel_bins/2)."""
