@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Optional
 
 import yaml
 
-__all__ = ["option", "field_help", "parse_value", "fix_floats"]
+__all__ = ["option", "field_help", "parse_value", "fix_floats", "read_yaml_mapping"]
 
 
 def option(default: Any = MISSING, help: str = "", factory: Optional[Callable[[], Any]] = None) -> Any:
@@ -59,3 +59,19 @@ def parse_value(text: str) -> Any:
     if not isinstance(value, (str, int, float, bool, list, dict, type(None))):
         return text
     return fix_floats(value)
+
+
+def read_yaml_mapping(path, error=ValueError, what: str = "a mapping") -> dict:
+    """A YAML file that must hold a mapping (a profile, a sweep spec, a training config); any
+    other content raises ``error`` naming the file and what was expected."""
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise error(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected {what}, got {type(data).__name__}")
+    return data
+

@@ -68,9 +68,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
-import yaml
 
-from atrlib.config import fix_floats, parse_value
+from atrlib.config import fix_floats, parse_value, read_yaml_mapping
 from atrlib.preflight import PreflightError, check_values
 from atrlib.paths import REPO_ROOT
 
@@ -158,12 +157,7 @@ def load_profile(profile: Union[str, Path], notebooks_dir: Optional[Path] = None
     if notebooks_dir is None:
         notebooks_dir = path.parent.parent if path.parent.name == "params" else default_notebooks_dir()
     notebooks_dir = Path(notebooks_dir).resolve()
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ProfileError(f"{path}: not valid YAML: {e}") from e
-    if not isinstance(data, dict):
-        raise ProfileError(f"{path}: expected a mapping with 'stages', got {type(data).__name__}")
+    data = read_yaml_mapping(path, ProfileError, "a mapping with 'stages'")
     unknown = set(data) - {"description", "defaults", "stages", "when"}
     if unknown:
         raise ProfileError(f"{path}: unknown top-level keys {sorted(unknown)}; allowed: description, defaults, stages, when")

@@ -63,8 +63,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
-import yaml
 
+from atrlib.config import read_yaml_mapping
 from atrlib.files import read_json, write_json, write_text_atomic
 from atrlib.reporting import flatten_metrics, format_duration, format_value, key_numbers
 
@@ -161,12 +161,7 @@ def load_spec(spec: Union[str, Path, Mapping[str, Any]]) -> SweepSpec:
         path = Path(spec).resolve()
         if not path.is_file():
             raise SweepError(f"sweep spec not found: {path}")
-        try:
-            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise SweepError(f"{path}: not valid YAML: {e}") from e
-        if not isinstance(spec, Mapping):
-            raise SweepError(f"{path}: expected a mapping with 'profile', got {type(spec).__name__}")
+        spec = read_yaml_mapping(path, SweepError, "a mapping with 'profile'")
     where = str(path) if path else "sweep spec"
     unknown = set(spec) - set(SPEC_KEYS)
     if unknown:
