@@ -65,6 +65,9 @@ class TrainConfig:
     val_split: str = option("validation", "split for validation mAP@10, early stopping and the best checkpoint")
     test_split: str = option("test", "split scored at the end ('' = none; clotho: evaluation)")
     max_clips: int = option(0, "use only the first N clips of each split (0 = all)")
+    fold: int = option(-1, "k-fold: train on train+val minus fold `fold` and validate on it (-1 = off; the test "
+                           "split is unchanged; atrlib.experiments.kfold.make_folds)")
+    folds: int = option(5, "k-fold: number of folds of the train+val clips (used when fold >= 0)")
     # model and loss
     model: str = option("synth-stats-minilm", "shipped model config name or a JSON path")
     model_overrides: Dict[str, Any] = option(factory=dict, help="ModelConfig fields to replace, e.g. {embed_dim: 512}")
