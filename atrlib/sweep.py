@@ -12,7 +12,7 @@ A *sweep spec* is a YAML file::
     grid:                           # ... times every combination of these values
       batch_size: [16, 32]
     seeds: [0, 1, 2]                # = grid over the parameter ``seed``
-    folds: 5                        # = grid over ``fold`` = 0..4 (the stage must declare ``fold``)
+    folds: 5                        # = grid over ``fold`` = 0..4, with ``folds: 5`` (02_train: k-fold by clip)
     select: {metric: 02_train/best_val_mAP@10, mode: max}   # the chosen trial; validation metrics only
     resources: {num_cpus: 1, num_gpus: 0}                    # per trial (Ray task options)
 
@@ -27,6 +27,7 @@ Sweep folder::
     <sweep>/sweep.json             the spec, its trials (id, label, overrides), the executor
     <sweep>/index.html, summary.md the sweep index: every trial's key numbers (sortable), the chosen trial
     <sweep>/status/<id>.json       one trial's status (pending -> running -> ok | failed), written atomically
+    <sweep>/sweep.lock             while a sweep runs: its pid and host (a second sweep into the folder is refused)
     <sweep>/trials/<id>/           the trial's run folder (index.html, params.json, <stage>/metrics.json, ...)
     <sweep>/attempts/<id>-<n>/     an earlier, interrupted or failed attempt moved aside on a re-run
 
@@ -138,6 +139,8 @@ def expand_trials(parameters: Mapping[str, Any], trials: Sequence[Mapping[str, A
         axes["fold"] = list(range(int(folds)))
     configs = [dict(parse_overrides(t)) for t in trials] or [{}]
     base = parse_overrides(parameters)
+    if folds:  # every fold trial also says how many folds there are (notebook 02's ``folds``)
+        base = dict(base, folds=int(folds))
     out: List[Trial] = []
     seen: Dict[str, str] = {}
     for cfg in configs:
@@ -234,6 +237,72 @@ def _validate(spec: SweepSpec):
 # --------------------------------------------------------------------------------------
 # one trial (runs in a Ray worker, or here)
 # --------------------------------------------------------------------------------------
+LOCK_NAME = "sweep.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+class SweepLock:
+    """One sweep at a time per folder: ``<sweep>/sweep.lock`` (pid, host, start time, a token),
+    created exclusively on entry and removed on exit. A lock left by a dead process on this host
+    is taken over (stale); one held by a live process, or by another host (whose processes cannot
+    be checked from here), is refused with :class:`SweepError` naming the folder, unless
+    ``force`` (for a lock you know is stale, e.g. its machine died)."""
+
+    def __init__(self, sweep_dir: Union[str, Path], force: bool = False):
+        self.path = Path(sweep_dir) / LOCK_NAME
+        self.force = force
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+        self.took_over: Optional[Dict[str, Any]] = None  # the stale or forced lock replaced on entry
+
+    def _holder(self) -> Optional[Dict[str, Any]]:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # half-written or unreadable: its writer may still be running
+
+    def __enter__(self) -> "SweepLock":
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "token": self.token}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                held = self._holder()
+                if held is None:
+                    continue  # released meanwhile: try again
+                stale = (held.get("host") == socket.gethostname() and isinstance(held.get("pid"), int)
+                         and not _pid_alive(held["pid"]))
+                if not (stale or self.force):
+                    who = (f"process {held.get('pid')} on host {held.get('host')} (since {held.get('started')})"
+                           if held else "a process (the lock file is unreadable)")
+                    raise SweepError(
+                        f"another sweep is writing into {self.path.parent}: {who} holds {self.path}. Wait for it to "
+                        "finish, or use another --out folder; if that process is gone (e.g. its machine died), "
+                        "re-run with --force or delete the lock file")
+                self.took_over = held
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            return self
+        raise SweepError(f"could not take the lock {self.path}: it keeps reappearing (another sweep is starting?)")
+
+    def __exit__(self, *exc) -> None:
+        held = self._holder()
+        if held and held.get("token") == self.token:  # never remove a lock another process took over
+            self.path.unlink(missing_ok=True)
+
+
 def _now() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")
 
@@ -380,13 +449,14 @@ class SweepResult:
 def run_sweep(spec: Union[str, Path, Mapping[str, Any], SweepSpec], out: Union[str, Path],
               executor: str = "ray", address: Optional[str] = None, num_cpus: Optional[int] = None,
               num_gpus: Optional[int] = None, resources: Optional[Mapping[str, Any]] = None,
-              retry_failed: bool = False, progress: bool = True) -> SweepResult:
+              retry_failed: bool = False, progress: bool = True, force: bool = False) -> SweepResult:
     """Run (or resume) a sweep into ``out``; returns a :class:`SweepResult`.
 
     ``executor``: ``"ray"`` or ``"serial"``; ``address``: a Ray cluster (``"auto"``) instead of a
     local Ray with ``num_cpus`` / ``num_gpus``; ``resources`` override the spec's per-trial
     requests; ``retry_failed`` runs failed trials again. Invalid specs raise
-    :class:`SweepError` before anything runs; failing trials never raise.
+    :class:`SweepError` before anything runs; failing trials never raise. One sweep at a time
+    writes into a folder (:class:`SweepLock`; ``force`` replaces a lock known to be stale).
     """
     sp = spec if isinstance(spec, SweepSpec) else load_spec(spec)
     if executor not in EXECUTORS:
@@ -394,6 +464,16 @@ def run_sweep(spec: Union[str, Path, Mapping[str, Any], SweepSpec], out: Union[s
     _validate(sp)
     sweep_dir = Path(out).resolve()
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    with SweepLock(sweep_dir, force=force) as lock:
+        if lock.took_over is not None and progress:
+            print(f"replaced the lock of process {lock.took_over.get('pid')} on {lock.took_over.get('host')} "
+                  f"({'--force' if force else 'no longer running'})", flush=True)
+        return _run_locked(sp, sweep_dir, executor, address, num_cpus, num_gpus, resources, retry_failed, progress)
+
+
+def _run_locked(sp: SweepSpec, sweep_dir: Path, executor: str, address: Optional[str], num_cpus: Optional[int],
+                num_gpus: Optional[int], resources: Optional[Mapping[str, Any]], retry_failed: bool,
+                progress: bool) -> SweepResult:
     req = dict(sp.resources, **{k: v for k, v in (resources or {}).items() if v is not None})
     write_json(sweep_dir / "sweep.json", {
         "spec_path": str(sp.path) if sp.path else None, "spec": sp.raw, "profile": sp.profile, "stages": sp.stages,

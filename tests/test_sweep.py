@@ -23,7 +23,7 @@ def test_expand_is_trials_times_grid_times_seeds():
     assert len({t.id for t in trials}) == 8
     # folds: a grid over "fold" = 0..k-1
     folds = expand_trials({}, folds=3)
-    assert [t.overrides for t in folds] == [{"fold": 0}, {"fold": 1}, {"fold": 2}]
+    assert [t.overrides for t in folds] == [{"folds": 3, "fold": k} for k in range(3)]
 
 
 def test_trial_ids_survive_adding_seeds():
@@ -169,6 +169,7 @@ def test_sweep_on_ray_isolates_a_failure_then_resumes(local_ray, tmp_path):
     res3 = run_sweep(SPEC, out, executor="ray", progress=False)
     assert res3.ran == [] and len(res3.skipped) == 4
     assert len(sweep_table(out)["rows"]) == 4
+    assert not (out / "sweep.lock").exists()  # each run released its lock
 
 
 def test_cli_lists_trials_and_refuses_a_bad_spec(tmp_path, capsys):
@@ -198,3 +199,51 @@ def test_run_hands_independent_stages_to_ray(local_ray, tmp_path):
     assert read_json(tmp_path / "run" / "independent" / "metrics.json")["double"] == 9.0  # read ok_metrics' file
     assert res.stage("boom").error["ename"] and (tmp_path / "run" / "boom" / "boom.html").is_file()
     assert RunResult.load(tmp_path / "run").stage("independent").metrics["double"] == 9.0  # run.json complete
+
+
+# ---- one sweep per folder ----------------------------------------------------------------
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_a_second_sweep_into_a_folder_is_refused(tmp_path, capsys):
+    import os
+    import socket
+
+    from atrlib.__main__ import main as cli
+    from atrlib.sweep import SweepLock
+
+    out = tmp_path / "sw"
+    out.mkdir()
+    lock = out / "sweep.lock"
+    with SweepLock(out):
+        held = read_json(lock)
+        assert held["pid"] == os.getpid() and held["host"] == socket.gethostname()
+        # a live holder: refused before anything is written, the message names the folder and the way out
+        with pytest.raises(SweepError, match="another sweep is writing into") as e:
+            run_sweep({"profile": "smoke", "stages": ["02_train"], "seeds": [0]}, out, executor="serial", progress=False)
+        assert str(out) in str(e.value) and f"process {os.getpid()}" in str(e.value) and "--force" in str(e.value)
+        assert not (out / "sweep.json").exists() and read_json(lock)["token"] == held["token"]
+        spec = tmp_path / "s.yaml"
+        spec.write_text("profile: smoke\nstages: [02_train]\nseeds: [0]\n")
+        assert cli(["sweep", str(spec), "--out", str(out), "--executor", "serial"]) == 2
+        assert "another sweep is writing into" in capsys.readouterr().err
+    assert not lock.exists()  # released on exit
+
+    # a lock left by a dead process on this host is stale: taken over, then released
+    write_json(lock, {"pid": _dead_pid(), "host": socket.gethostname(), "started": "earlier", "token": "old"})
+    with SweepLock(out) as taken:
+        assert taken.took_over["token"] == "old" and read_json(lock)["token"] == taken.token
+    assert not lock.exists()
+    # another host's lock cannot be checked from here: refused unless forced
+    write_json(lock, {"pid": 1, "host": "elsewhere", "started": "earlier", "token": "remote"})
+    with pytest.raises(SweepError, match="host elsewhere"):
+        SweepLock(out).__enter__()
+    with SweepLock(out, force=True) as forced:
+        assert forced.took_over["host"] == "elsewhere"
+    assert not lock.exists()

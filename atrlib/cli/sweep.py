@@ -1,7 +1,7 @@
 """``python -m atrlib sweep SPEC.yaml``: many runs of a profile on Ray (see :mod:`atrlib.sweep`).
 
 ``python -m atrlib sweep SPEC.yaml [--out DIR] [--address auto] [--num-cpus N]
-[--cpus-per-trial C] [--gpus-per-trial G] [--retry-failed] [--executor ray|serial] [--list]``.
+[--cpus-per-trial C] [--gpus-per-trial G] [--retry-failed] [--force] [--executor ray|serial] [--list]``.
 Re-running the same command resumes the sweep.
 """
 from __future__ import annotations
@@ -23,6 +23,8 @@ def add_arguments(p) -> None:
     p.add_argument("--cpus-per-trial", type=float, help="CPUs each trial requests (overrides the spec's resources)")
     p.add_argument("--gpus-per-trial", type=float, help="GPUs each trial requests (overrides the spec's resources)")
     p.add_argument("--retry-failed", action="store_true", help="run failed trials again (ok ones are always skipped)")
+    p.add_argument("--force", action="store_true", help="take over the folder's lock (sweep.lock) when you know the "
+                                                        "sweep holding it is gone, e.g. its machine died")
     p.add_argument("--list", action="store_true", help="list the trials and exit")
 
 
@@ -40,7 +42,7 @@ def main(args) -> int:
             return 0
         out = args.out or default_reports_dir() / "sweeps" / args.spec.stem
         res = run_sweep(sp, out, executor=args.executor, address=args.address, num_cpus=args.num_cpus,
-                        num_gpus=args.num_gpus, retry_failed=args.retry_failed,
+                        num_gpus=args.num_gpus, retry_failed=args.retry_failed, force=args.force,
                         resources={"num_cpus": args.cpus_per_trial, "num_gpus": args.gpus_per_trial})
     except SweepError as e:
         print(f"error: {e}", file=sys.stderr)
