@@ -18,12 +18,31 @@ from atrlib.models.dual import DualEncoder
 
 
 def load_splits(cfg) -> Dict[str, Any]:
-    """The train / val / test datasets named by ``cfg`` (test only when ``test_split``)."""
+    """The train / val / test datasets named by ``cfg`` (test only when ``test_split``).
+
+    k-fold (``cfg.fold >= 0``): the clips of train + val are pooled and cut into ``cfg.folds``
+    folds by clip (:func:`atrlib.experiments.kfold.make_folds`, seeded by ``cfg.seed``); "val" is
+    fold ``cfg.fold`` (split name ``fold<k>-val``), "train" the other folds, test is unchanged.
+    """
     from atrlib.data import load_dataset
 
     kw = dict(root=cfg.root or None, size=cfg.size, **cfg.dataset_kwargs)
     names = {"train": cfg.train_split, "val": cfg.val_split, "test": cfg.test_split}
-    return {k: load_dataset(cfg.dataset, split=s, **kw).subset(cfg.max_clips) for k, s in names.items() if s}
+    fold, folds = int(getattr(cfg, "fold", -1)), int(getattr(cfg, "folds", 0))
+    if fold >= 0 and not (folds >= 2 and fold < folds):
+        raise ValueError(f"fold={fold} needs folds >= 2 and fold < folds (folds={folds}); fold=-1 turns k-fold off")
+    if fold >= 0 and not (cfg.train_split and cfg.val_split):
+        raise ValueError("k-fold (fold >= 0) pools train_split and val_split: set both")
+    data = {k: load_dataset(cfg.dataset, split=s, **kw).subset(cfg.max_clips) for k, s in names.items() if s}
+    if fold < 0:
+        return data
+    from atrlib.data.base import AudioCaptionDataset
+    from atrlib.experiments.kfold import make_folds
+
+    tr, va = data["train"], data["val"]
+    pool = AudioCaptionDataset(tr.name, f"{tr.split}+{va.split}", tr.root, tr.items + va.items)
+    data.update(make_folds(pool, folds, cfg.seed)[fold])  # {"train": the other folds, "val": fold k}
+    return data
 
 
 def tower_id(model: DualEncoder, part: str) -> dict:
