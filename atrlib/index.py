@@ -47,7 +47,7 @@ import numpy as np
 from atrlib.config import option
 from atrlib.files import atomic_path, file_sha256, read_json, write_json
 
-KINDS = ("auto", "exact", "ivf", "hnsw")
+KINDS = ("auto", "exact", "ivf", "ivfpq", "hnsw")
 STORE_VERSION = 1
 
 __all__ = ["IndexConfig", "AnnIndex", "EmbeddingStore", "BuildReport", "build_store", "build_index", "tune_index",
@@ -56,12 +56,16 @@ __all__ = ["IndexConfig", "AnnIndex", "EmbeddingStore", "BuildReport", "build_st
 
 @dataclass
 class IndexConfig:
-    kind: str = option("auto", "auto, exact, ivf or hnsw; auto: exact below exact_below clips, else hnsw below "
-                               "hnsw_below, else ivf")
+    kind: str = option("auto", "auto, exact, ivf, ivfpq or hnsw; auto: exact below exact_below clips, else hnsw "
+                               "below hnsw_below, else ivfpq")
     exact_below: int = option(100_000, "auto: exact search for fewer clips (~1-2 ms per query over 100k x 512 here)")
     hnsw_below: int = option(300_000, "auto: HNSW below this many clips (fastest single queries, but its build took "
                                       "~6 min for 200k x 512 on 2 cores); IVF above (1M built in 2-5 min)")
     nlist: int = option(0, "IVF lists; 0 = 4·sqrt(clips)")
+    pq_m: int = option(0, "ivfpq: 4-bit PQ sub-quantizers per vector (code bytes = pq_m / 2); 0 = dim / 4")
+    candidates: int = option(100, "ivfpq: candidates per query re-ranked exactly on the stored vectors (the tuner "
+                                  "doubles it, up to max_candidates, when probing every list is not enough)")
+    max_candidates: int = option(4096, "ivfpq: the tuner's largest candidate list")
     train_size: int = option(100_000, "IVF: vectors k-means is trained on (a random sample, held-out rows excluded)")
     hnsw_m: int = option(32, "HNSW: neighbours per node")
     ef_construction: int = option(64, "HNSW: breadth while building")
@@ -75,7 +79,7 @@ class IndexConfig:
             raise ValueError(f"index kind must be one of {', '.join(KINDS)}, not {self.kind!r}")
         if self.kind != "auto":
             return self.kind
-        return "exact" if n < self.exact_below else "hnsw" if n < self.hnsw_below else "ivf"
+        return "exact" if n < self.exact_below else "hnsw" if n < self.hnsw_below else "ivfpq"
 
 
 def _faiss():
@@ -127,6 +131,29 @@ def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def rerank(queries: np.ndarray, cand: np.ndarray, x: np.ndarray, k: int, chunk: int = 32) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` among each query's candidate rows ``cand`` (m, K) of ``x`` (ids < 0:
+    none), scored on ``x``'s own values (e.g. the store's float16 vectors, as exact search
+    does): (scores (m, k), ids (m, k)), best first."""
+    import torch
+
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))              # (m, d)
+    m, kk = cand.shape
+    k = min(k, kk)
+    out_s, out_i = np.full((m, k), -np.inf, np.float32), np.full((m, k), -1, np.int64)
+    for s in range(0, m, chunk):
+        c = np.asarray(cand[s:s + chunk])                                               # (c, K)
+        ok = c >= 0
+        rows, inv = np.unique(np.where(ok, c, 0), return_inverse=True)                  # sorted rows: memmap locality
+        v = torch.from_numpy(np.asarray(x[rows], dtype=np.float32))[torch.from_numpy(inv.reshape(-1))]  # (c·K, d)
+        sc = torch.bmm(v.reshape(len(c), kk, -1), q[s:s + len(c), :, None])[:, :, 0]     # (c, K)
+        sc[torch.from_numpy(~ok)] = -math.inf
+        top = torch.topk(sc, k, dim=1)                                                  # (c, k)
+        out_s[s:s + len(c)] = top.values.numpy()
+        out_i[s:s + len(c)] = np.where(np.isfinite(out_s[s:s + len(c)]), np.take_along_axis(c, top.indices.numpy(), 1), -1)
+    return out_s, out_i
+
+
 # --------------------------------------------------------------------------------------
 # indexes: torch does the matrix products (IVF lists included), faiss stores IVF lists and walks HNSW graphs
 # --------------------------------------------------------------------------------------
@@ -161,17 +188,22 @@ def spherical_kmeans(x: np.ndarray, k: int, n_iter: int = 10, seed: int = 0):
 
 
 class AnnIndex:
-    """One interface over the three kinds: ``search(queries, k, breadth) -> (scores, ids)``.
+    """One interface over the kinds: ``search(queries, k, breadth) -> (scores, ids)``.
 
     ``exact``: chunked torch matmul + top-k over a float32 copy (faiss-cpu's ``IndexFlatIP``
     measured 10-20x slower than torch's BLAS on this project's machine). ``ivf``: faiss
     ``IndexIVFFlat`` (the on-disk format) whose k-means, assignment, probing and list scans
-    run in torch, queries batched per list; breadth = ``nprobe``. ``hnsw``: faiss ``IndexHNSWFlat``; breadth =
+    run in torch, queries batched per list; breadth = ``nprobe``. ``ivfpq``: faiss
+    ``IndexIVFPQFastScan`` (4-bit PQ codes scanned with SIMD look-up tables) gives
+    ``candidates`` per query, re-ranked exactly on the stored vectors (``dense``, e.g. the
+    store's float16 memmap); breadth = ``nprobe``. ``hnsw``: faiss ``IndexHNSWFlat``; breadth =
     ``efSearch``.
     """
 
-    def __init__(self, kind: str, faiss_index=None, dense: Optional[np.ndarray] = None, centroids=None):
+    def __init__(self, kind: str, faiss_index=None, dense: Optional[np.ndarray] = None, centroids=None,
+                 candidates: int = 100):
         self.kind, self.faiss_index, self.dense, self.centroids = kind, faiss_index, dense, centroids
+        self.candidates = candidates  # ivfpq: re-ranked per query (tune_index may raise it)
         self._lists = None  # ivf: (vectors in list order, their ids, list offsets), read from faiss once
 
     def _ivf_lists(self):
@@ -247,16 +279,22 @@ class AnnIndex:
 
     @property
     def nlist(self) -> int:
-        return int(self.faiss_index.nlist) if self.kind == "ivf" else 0
+        return int(self.faiss_index.nlist) if self.kind in ("ivf", "ivfpq") else 0
 
-    def search(self, queries: np.ndarray, k: int, breadth: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int, breadth: int = 0,
+               candidates: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)                 # (m, d)
         if self.kind == "exact":
             return exact_search(q, self.dense, k)
         faiss = _faiss()
         if self.kind == "hnsw":
             return self.faiss_index.search(q, k, params=faiss.SearchParametersHNSW(efSearch=int(max(breadth, k))))
-        return self._ivf_search(q, k, int(min(max(breadth, 1), self.nlist)))
+        nprobe = int(min(max(breadth, 1), self.nlist))
+        if self.kind == "ivfpq":
+            kk = int(min(max(k, candidates or self.candidates), self.ntotal))
+            _, cand = self.faiss_index.search(q, kk, params=faiss.SearchParametersIVF(nprobe=nprobe))  # (m, kk)
+            return rerank(q, cand, self.dense, k)
+        return self._ivf_search(q, k, nprobe)
 
     def save(self, path: Path) -> None:
         _faiss().write_index(self.faiss_index, str(path))
@@ -268,6 +306,8 @@ class AnnIndex:
         faiss = _faiss()
         # IVF lists are read into torch on first search: map the file instead of loading it twice
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if kind == "ivf" else 0)
+        if kind == "ivfpq":  # codes in memory (dim / 8 bytes per vector); re-ranked on the memmap
+            return cls("ivfpq", index, dense=x)
         if kind == "ivf":
             import torch
 
@@ -289,8 +329,8 @@ def build_index(x: np.ndarray, kind: str, cfg: IndexConfig, exclude: Sequence[in
         for s in range(0, n, 65_536):
             index.add(np.ascontiguousarray(x[s:s + 65_536], dtype=np.float32))
         return AnnIndex("hnsw", index)
-    if kind != "ivf":
-        raise ValueError(f"unknown index kind {kind!r}; one of exact, ivf, hnsw")
+    if kind not in ("ivf", "ivfpq"):
+        raise ValueError(f"unknown index kind {kind!r}; one of exact, ivf, ivfpq, hnsw")
     nlist = cfg.nlist or max(1, int(round(4 * math.sqrt(n))))
     nlist = min(nlist, max(1, n // 39))  # at least 39 training vectors per list (faiss's rule of thumb)
     pool = np.setdiff1d(np.arange(n), np.asarray(exclude, dtype=np.int64))
@@ -299,6 +339,18 @@ def build_index(x: np.ndarray, kind: str, cfg: IndexConfig, exclude: Sequence[in
     centroids = spherical_kmeans(np.asarray(x[train], dtype=np.float32), nlist, seed=cfg.seed)  # (nlist, d)
     quantizer = faiss.IndexFlatIP(d)
     quantizer.add(centroids.numpy())
+    if kind == "ivfpq":
+        m = cfg.pq_m or d // 4
+        if d % m:
+            raise ValueError(f"pq_m={m} must divide the dimension {d}")
+        index = faiss.IndexIVFPQFastScan(quantizer, d, nlist, m, 4, faiss.METRIC_INNER_PRODUCT)
+        index.train(np.asarray(x[train[:65_536]], dtype=np.float32))  # the PQ only: the quantizer holds its lists
+        for s in range(0, n, 65_536):
+            index.add_with_ids(np.ascontiguousarray(x[s:s + 65_536], dtype=np.float32),
+                               np.arange(s, min(n, s + 65_536), dtype=np.int64))
+        out = AnnIndex("ivfpq", index, dense=x, candidates=cfg.candidates)
+        out.quantizer = quantizer  # keep the SWIG object alive as long as the index
+        return out
     index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
     index.is_trained = True
     for s in range(0, n, 65_536):
@@ -313,7 +365,7 @@ def build_index(x: np.ndarray, kind: str, cfg: IndexConfig, exclude: Sequence[in
 
 
 def _breadths(index: AnnIndex) -> List[int]:
-    if index.kind == "ivf":
+    if index.kind in ("ivf", "ivfpq"):
         nl = index.nlist
         return sorted({min(nl, b) for b in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512,
                                             768, 1024, 1536, 2048, 4096)} | {nl})
@@ -336,18 +388,29 @@ def tune_index(index: AnnIndex, x: np.ndarray, sample_ids: np.ndarray, cfg: Inde
     exact_ms = (time.perf_counter() - t0) * 1000 / max(1, len(q))
     truth = _drop_self(ex, sample_ids, k)
     curve = []
-    for b in _breadths(index):
+    steps = [(b, index.candidates) for b in _breadths(index)]
+    if index.kind == "ivfpq":  # every list probed and still short: re-rank more candidates
+        c = index.candidates
+        while c < cfg.max_candidates:
+            c = min(2 * c, cfg.max_candidates)
+            steps.append((steps[-1][0], c))
+    for b, c in steps:
         t0 = time.perf_counter()
-        _, ids = index.search(q, k + 1, b)
+        _, ids = index.search(q, k + 1, b, candidates=c)
         ms = (time.perf_counter() - t0) * 1000 / max(1, len(q))
         rec = recall_at_k(_drop_self(ids, sample_ids, k), truth, k)
         curve.append({"breadth": b, f"recall@{k}": round(rec, 4), "ms_per_query": round(ms, 4)})
+        if index.kind == "ivfpq":
+            curve[-1]["candidates"] = c
         if rec >= cfg.target_recall:
             break
     best = curve[-1]
-    return {"kind": index.kind, "breadth": best["breadth"], f"recall@{k}": best[f"recall@{k}"],
-            "ms_per_query": best["ms_per_query"], "exact_ms_per_query": round(exact_ms, 4),
-            "queries": int(len(q)), "target_recall": cfg.target_recall, "curve": curve}
+    out = {"kind": index.kind, "breadth": best["breadth"], f"recall@{k}": best[f"recall@{k}"],
+           "ms_per_query": best["ms_per_query"], "exact_ms_per_query": round(exact_ms, 4),
+           "queries": int(len(q)), "target_recall": cfg.target_recall, "curve": curve}
+    if index.kind == "ivfpq":
+        out["candidates"] = index.candidates = best["candidates"]
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -401,6 +464,7 @@ class EmbeddingStore:
         if self._index is None:
             f = (self.info.get("index") or {}).get("file")
             self._index = AnnIndex.load(self.kind, self.root / f if f else None, self.embeddings)
+            self._index.candidates = int((self.info.get("index") or {}).get("candidates") or self._index.candidates)
         return self._index
 
     def search(self, queries: np.ndarray, k: int = 10, breadth: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray]:
@@ -534,7 +598,7 @@ def _index_for(root: Path, x: np.ndarray, cfg: IndexConfig, gen: str, progress: 
     with atomic_path(root / name) as tmp:
         index.save(tmp)
     rep.update({"file": name, "build_s": round(build_s, 3), "params": {k: v for k, v in asdict(cfg).items()}})
-    if kind == "ivf":
+    if kind in ("ivf", "ivfpq"):
         rep["nlist"] = int(index.nlist)
     if rep[f"recall@{cfg.k}"] < cfg.target_recall:
         rep["note"] = (f"recall@{cfg.k} {rep[f'recall@{cfg.k}']} stays below the target {cfg.target_recall} at the "

@@ -10,7 +10,7 @@ import pytest
 faiss = pytest.importorskip("faiss", reason="atrlib.index needs the optional faiss-cpu package")
 
 from atrlib.index import (EmbeddingStore, IndexConfig, build_index, build_store, exact_search, model_identity,
-                          recall_at_k, search_index, tune_index)
+                          recall_at_k, rerank, search_index, tune_index)
 
 
 def unit(x):
@@ -49,7 +49,21 @@ def test_recall_at_k_counts_overlap():
     assert recall_at_k(approx, exact, 4) == pytest.approx((2 / 4 + 3 / 4) / 2)
 
 
-@pytest.mark.parametrize("kind", ["exact", "ivf", "hnsw"])
+def test_rerank_is_exact_among_the_candidates():
+    x, q = clustered(2000), clustered(20, seed=2)
+    rng = np.random.default_rng(0)
+    cand = np.stack([rng.choice(len(x), 50, replace=False) for _ in q])
+    cand[:, -5:] = -1  # padding (faiss's "no more results")
+    scores, ids = rerank(q, cand, x.astype(np.float16), 10, chunk=7)
+    x16 = x.astype(np.float16).astype(np.float64)
+    for r in range(len(q)):
+        pool = cand[r][cand[r] >= 0]
+        ref = pool[np.argsort(-(x16[pool] @ q[r]), kind="stable")[:10]]
+        assert set(ids[r]) == set(ref)
+        np.testing.assert_allclose(scores[r], np.sort(x16[ref] @ q[r])[::-1], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["exact", "ivf", "ivfpq", "hnsw"])
 def test_index_kinds_reach_the_target_recall_measured_independently(kind):
     x = clustered(6000)
     cfg = IndexConfig(kind=kind, sample=200, target_recall=0.95, nlist=64, train_size=5000)
@@ -67,7 +81,7 @@ def test_index_kinds_reach_the_target_recall_measured_independently(kind):
     assert rep["recall@10"] == pytest.approx(mine, abs=1e-4)
     if kind == "exact":
         assert mine == 1.0
-    if kind == "ivf":  # the breadth is the smallest of the ladder that reaches the target
+    if kind in ("ivf", "ivfpq"):  # the breadth is the smallest of the ladder that reaches the target
         assert all(c["recall@10"] < 0.95 for c in rep["curve"][:-1])
 
 
@@ -85,9 +99,29 @@ def test_ivf_single_and_batched_queries_agree():
 
 def test_auto_kind_by_size():
     cfg = IndexConfig(exact_below=1000, hnsw_below=5000)
-    assert [cfg.choose(n) for n in (999, 1000, 4999, 5000)] == ["exact", "hnsw", "hnsw", "ivf"]
+    assert [cfg.choose(n) for n in (999, 1000, 4999, 5000)] == ["exact", "hnsw", "hnsw", "ivfpq"]
     with pytest.raises(ValueError, match="index kind"):
         IndexConfig(kind="lsh").choose(10)
+
+
+def test_ivfpq_tuner_adds_candidates_when_every_list_is_probed():
+    """Random directions defeat the lists (the true neighbours lie in any list) and 4-bit codes
+    rank coarsely: with every list probed the tuner doubles the re-ranked candidates."""
+    rng = np.random.default_rng(0)
+    x = unit(rng.normal(size=(4000, 32)))
+    sample = np.sort(rng.choice(len(x), 100, replace=False))
+    cfg = IndexConfig(kind="ivfpq", nlist=16, sample=100, candidates=10, max_candidates=4000, train_size=4000)
+    index = build_index(x, "ivfpq", cfg, exclude=sample)
+    rep = tune_index(index, x, sample, cfg)
+    assert rep["recall@10"] >= 0.95 and rep["breadth"] == 16 and rep["candidates"] > 10
+    assert index.candidates == rep["candidates"] == rep["curve"][-1]["candidates"]
+    assert all(c["recall@10"] < 0.95 for c in rep["curve"][:-1])
+    # recomputed independently at the chosen setting
+    _, ids = index.search(x[sample], 11, rep["breadth"])
+    truth = brute_topk(x[sample], x.astype(np.float32), 11)
+    mine = np.mean([len(set([i for i in a if i != me][:10]) & set([i for i in t if i != me][:10])) / 10
+                    for a, t, me in zip(ids, truth, sample)])
+    assert rep["recall@10"] == pytest.approx(mine, abs=1e-4)
 
 
 # ---- the store ---------------------------------------------------------------------------
@@ -186,6 +220,17 @@ def test_store_builds_an_ann_index_and_reports_recall(tmp_path):
     assert json.loads((tmp_path / "store" / "store.json").read_text())["index"]["breadth"] == rep.index["breadth"]
     _, ids = s.search(vecs[:50], k=10)
     assert recall_at_k(ids, brute_topk(vecs[:50], s.embeddings.astype(np.float32), 10)) >= 0.95
+    # above hnsw_below: IVF with 4-bit PQ codes, re-ranked on the store's vectors after a reload
+    cfg = IndexConfig(exact_below=1000, hnsw_below=2000, sample=200, nlist=32, train_size=4000, candidates=20)
+    rep = build_store(tmp_path / "store", paths, lambda ps: np.stack([lookup[p] for p in ps]), {"name": "vec"}, cfg,
+                      batch_size=1000, progress=False)
+    assert rep.index["kind"] == "ivfpq" and rep.index["recall@10"] >= 0.95 and rep.embedded == 0
+    s = EmbeddingStore(tmp_path / "store")
+    assert s.index.candidates == rep.index["candidates"] and s.index.dense is s.embeddings
+    scores, ids = s.search(vecs[:50], k=10)
+    assert recall_at_k(ids, brute_topk(vecs[:50], s.embeddings.astype(np.float32), 10)) >= 0.95
+    np.testing.assert_allclose(scores, np.take_along_axis(vecs[:50] @ s.embeddings.astype(np.float32).T, ids, 1),
+                               atol=1e-5)  # re-ranked scores are exact
 
 
 # ---- the commands, with a tiny trained model ---------------------------------------------

@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--audio", action="append", required=True, help="a folder of audio files or a CSV with a file_name "
                                                                    "column (repeatable)")
     b.add_argument("--index", required=True, type=Path, help="the store folder (created or updated)")
-    b.add_argument("--kind", default="auto", choices=["auto", "exact", "ivf", "hnsw"],
+    b.add_argument("--kind", default="auto", choices=["auto", "exact", "ivf", "ivfpq", "hnsw"],
                    help="index kind; auto: by collection size")
     b.add_argument("--target-recall", type=float, default=0.95, help="recall@10 the approximate index is tuned to")
     b.add_argument("--batch-size", type=int, default=256, help="clips embedded per batch")
