@@ -30,6 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rerank", type=int, default=0, metavar="K",
                    help="also re-rank each caption's top K clips with the run's matching head: rerank.json holds "
                         "metrics without / with, a paired test and the cost (0 = off)")
+    p.add_argument("--rerank-weight", default="head", metavar="W",
+                   help="how the top K are re-ordered: 'head' (by the matching head alone, as Lingban), a number w "
+                        "(similarity + w x match probability, as BLIP), or 'val' (w chosen on the dataset's "
+                        "validation split, 0 included, so re-ranking that does not help there is switched off)")
     p.add_argument("--relevance", default="", metavar="FILE",
                    help="a DCASE 2025 relevance file (query,audio_filenames): also score the 2025 protocol "
                         "(several relevant clips per caption, mAP@16) beside the one-clip-per-caption one")
@@ -59,6 +63,13 @@ def main(args) -> int:
         ds = load_dataset(args.dataset, root=args.root, split=args.split, on_error=args.on_error, **kw)
         if earlier:
             print(f"moved the earlier evaluation {out} -> {move_aside(out)}")
+        val_ds = None
+        if args.rerank and str(args.rerank_weight).strip().lower() == "val":
+            val_ds = load_dataset(args.dataset, root=args.root, split="val", on_error=args.on_error, **kw)
+        elif args.rerank:
+            from atrlib.rerank import parse_weight
+
+            parse_weight(args.rerank_weight)  # a typo is refused before any scoring
     except (OSError, ValueError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -92,7 +103,8 @@ def main(args) -> int:
     if args.rerank:
         from atrlib.rerank import evaluate_rerank, format_summary
 
-        print(format_summary(evaluate_rerank(retriever, ds, sm, args.rerank, out)))
+        print(format_summary(evaluate_rerank(retriever, ds, sm, args.rerank, out, weight=args.rerank_weight,
+                                            val_dataset=val_ds)))
     for msg in skipped:
         print(f"skipped: {msg}", file=sys.stderr)
     print(f"{args.model} on {ds.name}/{ds.split}: t2a mAP@10 {both['t2a']['mAP@10']:.4f}, "

@@ -30,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", default="utf-8", help="text encoding of an --audio CSV, e.g. latin-1")
     p.add_argument("--rerank", type=int, default=0, metavar="K",
                    help="a trained run with a matching head re-orders each query's top K clips (0 = off)")
+    p.add_argument("--rerank-weight", default="head", metavar="W",
+                   help="'head': the top K ordered by the matching head alone; a number w: by similarity + w x "
+                        "match probability (choose w on validation: atrlib evaluate --rerank K --rerank-weight val)")
 
 
 def main(args) -> int:
@@ -42,6 +45,10 @@ def main(args) -> int:
             raise ValueError(f"--top must be at least 1, got {args.top}")
         if args.out:
             prepare_output(args.out, args.overwrite)
+        if args.rerank:
+            from atrlib.rerank import parse_weight
+
+            weight = parse_weight(args.rerank_weight)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -63,7 +70,8 @@ def main(args) -> int:
         elif args.rerank:
             from atrlib.rerank import rank_reranked
 
-            table, cost = rank_reranked(resolve_retriever(args.model or "tagbridge"), queries, files, args.top, args.rerank)
+            table, cost = rank_reranked(resolve_retriever(args.model or "tagbridge"), queries, files, args.top, args.rerank,
+                                        weight=weight)
             print(f"re-ranked the top {cost['k']}: {cost['pairs']} matching-head evaluations, "
                   f"{1000 * cost['seconds_per_query']:.1f} ms per query", file=sys.stderr)
         else:
