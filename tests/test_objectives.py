@@ -363,3 +363,34 @@ def test_two_stage_training_adds_a_matching_head_to_a_stage_one_model(tmp_path):
     stage1 = load_file(str(tmp_path / "stage1" / "best" / "model.safetensors"))
     sd = model.state_dict()
     assert stage1 and all(torch.equal(v, sd[k].cpu()) for k, v in stage1.items())
+
+
+def test_objectives_ablation_staged_with_head_and_fused_reranking(tmp_path):
+    """The ablation grid, staged (the A-CML run starts from the InfoNCE run), re-ranked two ways:
+    the head alone and similarity + w x probability with w chosen on validation — 0 is in the
+    grid, so the fused row's validation score is never below the run without re-ranking."""
+    from atrlib.experiments.objectives import objectives_ablation
+    from atrlib.files import read_json
+    from atrlib.simfile import load_similarity
+    from atrlib.training import TrainConfig
+
+    base = TrainConfig(dataset="synth", size="tiny", model="synth-stats-minilm", epochs=1, batch_size=16,
+                       device="cpu", progress=False, loss_kwargs={"crossattn": {"text_model": "tiny", "frame_stride": 10}})
+    out = tmp_path / "obj"
+    table = objectives_ablation(base, contrastive=["infonce"], auxiliary=["", "acml"], rerank_k=[0, 3], seeds=[0],
+                                out_dir=out, progress=False, staged=True, n=200)
+    assert list(table.index) == ["infonce | rerank 0", "infonce+acml | rerank 0", "infonce+acml | rerank 3 head",
+                                 "infonce+acml | rerank 3 fused"]
+    staged = out / "staged" / "infonce+acml-s0"
+    assert read_json(staged / "params.json")["init_from"] == str(out / "infonce-s0" / "best")
+    head, fused, plain = (table.loc[f"infonce+acml | rerank {s}"] for s in ("3 head", "3 fused", "0"))
+    from atrlib.rerank import WEIGHTS, weight_name
+
+    assert head["rerank_weight"] == "head" and fused["rerank_weight"] in {weight_name(w) for w in WEIGHTS}
+    assert fused["val_mAP@10"] >= plain["val_mAP@10"] - 1e-12
+    assert fused["val_mAP@10"] >= head["val_mAP@10"] - 1e-12          # the head alone is one of the grid's weights
+    z = np.load(staged / "rerank3_test.npz")
+    test = load_similarity(staged / "sim_test.npz")
+    assert z["top"].shape == z["scores"].shape == (test.sim.shape[0], 3)
+    assert ((z["scores"] >= 0) & (z["scores"] <= 1)).all()
+    assert (out / "objectives.csv").exists() and 0 < head["p_vs_no_rerank"] <= 1

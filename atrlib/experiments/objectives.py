@@ -8,8 +8,11 @@ with confidence intervals and paired tests — one call for the ablation noteboo
 Every (contrastive, auxiliary, seed) is trained by :func:`atrlib.experiments.ablation.run_grid`
 (loss = ``contrastive + "+" + auxiliary``; head settings and weights in ``base.loss_kwargs``,
 e.g. ``{"crossattn": {"num_layers": 2, "frame_stride": 10}}``; finished runs are reused), then
-each run with a matching head is re-ranked on the test split for every K > 0. Per-query AP@10
-is averaged over seeds; each row has its test mAP@10 with a jackknife 95 % CI, R@1 / R@10, the
+each run with a matching head is re-ranked on the test split for every K > 0, two ways: by the
+head alone (``rerank K head``, Lingban's) and by similarity + w x match probability with w
+chosen on the validation split (``rerank K fused``, BLIP's score; :mod:`atrlib.rerank`).
+``staged=True`` trains the contrastive run first and starts the runs with auxiliary terms from
+it. The head's scores of each split are cached in the run. Per-query AP@10 is averaged over seeds; each row has its test mAP@10 with a jackknife 95 % CI, R@1 / R@10, the
 validation mAP@10 of the same setting (re-ranked too), a paired permutation test against the
 baseline (first contrastive loss, no auxiliary term, no re-ranking) and against the same run
 without re-ranking, and the re-ranking cost (seconds per query).
@@ -28,35 +31,71 @@ from atrlib.metrics import jackknife_ci, paired_test, per_query_metrics
 from atrlib.simfile import load_similarity, save_similarity
 
 
-def _rerank_run(run: Path, split_key: str, k: int, data, progress: bool) -> Dict[str, object]:
-    """Per-query AP@10 of ``run`` on one split after re-ranking the top ``k`` (cached in the run)."""
+def _head_scores(run: Path, split_key: str, k: int, data, progress: bool) -> Dict[str, object]:
+    """The matching head's scores of the top ``k`` of every caption of one split of ``run``
+    (cached in the run: ``rerank<K>_<split>.npz`` + ``.json`` cost), with the similarity they
+    re-rank: ``{"sim", "top", "scores", "cost"}``."""
     from atrlib.models.dual import load_model
     from atrlib.rerank import rerank_split
 
     ds = data[split_key]
-    path = run / f"sim_{ds.split}_rerank{k}.npz"
-    cost_path = run / f"rerank{k}_{ds.split}.json"
+    sm = load_similarity(run / f"sim_{ds.split}.npz")
+    path, cost_path = run / f"rerank{k}_{ds.split}.npz", run / f"rerank{k}_{ds.split}.json"
     if not path.exists() or not cost_path.exists():
-        model = load_model(run / "best")
-        res = rerank_split(model, ds, k, sim_without=load_similarity(run / f"sim_{ds.split}.npz"), progress=progress)
-        save_similarity(path, res["sim_with"])
+        res = rerank_split(load_model(run / "best"), ds, k, sim_without=sm, progress=progress)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, top=res["top"], scores=res["scores"])
+        tmp.replace(path)
         write_json(cost_path, res["cost"])
-    sm = load_similarity(path)
-    return {"ap": per_query_metrics(sm.sim, sm.relevant)["AP@10"], "R": per_query_metrics(sm.sim, sm.relevant),
-            "cost": read_json(cost_path)}
+    z = np.load(path)
+    return {"sim": sm, "top": z["top"], "scores": z["scores"], "cost": read_json(cost_path)}
+
+
+def _reranked(run: Path, k: int, how: str, data, progress: bool) -> Dict[str, Dict[str, object]]:
+    """Per-query metrics of ``run`` on the test and validation splits after re-ranking the top
+    ``k``: ``how`` = "head" (the head alone) or "val" (similarity + w x probability, w chosen on
+    the validation split, :func:`atrlib.rerank.choose_weight`)."""
+    from atrlib.rerank import choose_weight, fuse, weight_name
+
+    parts = {key: _head_scores(run, key, k, data, progress) for key in ("val", "test")}
+    weight = None
+    if how == "val":
+        v = parts["val"]
+        weight, _ = choose_weight(v["sim"].sim, v["top"], v["scores"], v["sim"].relevant)
+    out = {}
+    for key, p in parts.items():
+        new = fuse(p["sim"].sim, p["top"], p["scores"], weight)
+        out[key] = {"R": per_query_metrics(new, p["sim"].relevant), "cost": p["cost"], "weight": weight_name(weight)}
+    return out
 
 
 def objectives_ablation(base, contrastive: Sequence[str] = ("infonce",), auxiliary: Sequence[str] = ("", "acml+mlml"),
                         rerank_k: Sequence[int] = (0, 16), seeds: Sequence[int] = (0,), out_dir: str | Path = "objectives",
-                        n: int = 10000, progress: bool = True) -> pd.DataFrame:
-    """Train and score the grid (module docstring); returns one row per (loss, K), indexed by
-    ``system`` = ``"<loss> | rerank K"``, and writes ``objectives.csv`` into ``out_dir``."""
+                        n: int = 10000, progress: bool = True, staged: bool = False) -> pd.DataFrame:
+    """Train and score the grid (module docstring); returns one row per (loss, K, weight),
+    indexed by ``system`` = ``"<loss> | rerank K <how>"`` (how: ``head`` = the matching head
+    alone orders the top K; ``fused`` = similarity + w x match probability with w chosen on
+    validation), and writes ``objectives.csv`` into ``out_dir``. ``staged``: runs with
+    auxiliary terms start from the weights of the same contrastive loss's run without them
+    (same seed) — contrastive first, then the cross-modal terms (their hard negatives come
+    from a trained similarity from the first step)."""
     from atrlib.experiments.ablation import run_grid
     from atrlib.models.fusion import MATCHING_HEADS
     from atrlib.train_inputs import load_splits
 
     losses = [c + (f"+{a}" if a else "") for c in contrastive for a in auxiliary]
-    runs = run_grid(base, losses, seeds, out_dir, progress=progress)
+    if staged:
+        plain = [c for c in contrastive]
+        runs = run_grid(base, plain, seeds, out_dir, progress=progress)
+        for c in contrastive:
+            for a in [a for a in auxiliary if a]:
+                for seed, first in zip(seeds, runs[c]):
+                    r = run_grid(replace(base, init_from=str(Path(first) / "best")), [f"{c}+{a}"], [seed],
+                                 Path(out_dir) / "staged", progress=progress)
+                    runs.setdefault(f"{c}+{a}", []).extend(r[f"{c}+{a}"])
+        runs = {loss: runs[loss] for loss in losses}
+    else:
+        runs = run_grid(base, losses, seeds, out_dir, progress=progress)
     data = load_splits(replace(base, test_split=base.test_split or "test"))
     per: Dict[str, Dict[str, object]] = {}
     for loss, rs in runs.items():
@@ -64,27 +103,30 @@ def objectives_ablation(base, contrastive: Sequence[str] = ("infonce",), auxilia
         for k in rerank_k:
             if k and not has_head:
                 continue
-            row = {"loss": loss, "rerank_k": int(k)}
-            for key in ("test", "val"):
-                if k:
-                    parts = [_rerank_run(Path(r), key, int(k), data, progress) for r in rs]
-                    ap = np.mean([p["ap"] for p in parts], axis=0)
-                    r1 = np.mean([p["R"]["R@1"].mean() for p in parts])
-                    r10 = np.mean([p["R"]["R@10"].mean() for p in parts])
-                    if key == "test":
-                        row["seconds_per_query"] = float(np.mean([p["cost"]["seconds_per_query"] for p in parts]))
-                else:
-                    pq = [per_query_metrics(s.sim, s.relevant) for s in
-                          (load_similarity(Path(r) / f"sim_{data[key].split}.npz") for r in rs)]
-                    ap = np.mean([q["AP@10"] for q in pq], axis=0)
-                    r1, r10 = np.mean([q["R@1"].mean() for q in pq]), np.mean([q["R@10"].mean() for q in pq])
-                row[f"{key}_ap"], row[f"{key}_R@1"], row[f"{key}_R@10"] = ap, float(r1), float(r10)
-            per[f"{loss} | rerank {k}"] = row
+            for how in (("head", "val") if k else ("",)):
+                row = {"loss": loss, "rerank_k": int(k), "rerank_weight": ""}
+                parts = [_reranked(Path(r), int(k), how, data, progress) for r in rs] if k else []
+                for key in ("test", "val"):
+                    if k:
+                        ap = np.mean([p[key]["R"]["AP@10"] for p in parts], axis=0)
+                        r1 = np.mean([p[key]["R"]["R@1"].mean() for p in parts])
+                        r10 = np.mean([p[key]["R"]["R@10"].mean() for p in parts])
+                        if key == "test":
+                            row["seconds_per_query"] = float(np.mean([p[key]["cost"]["seconds_per_query"] for p in parts]))
+                            row["rerank_weight"] = ",".join(sorted({p[key]["weight"] for p in parts}))
+                    else:
+                        pq = [per_query_metrics(s.sim, s.relevant) for s in
+                              (load_similarity(Path(r) / f"sim_{data[key].split}.npz") for r in rs)]
+                        ap = np.mean([q["AP@10"] for q in pq], axis=0)
+                        r1, r10 = np.mean([q["R@1"].mean() for q in pq]), np.mean([q["R@10"].mean() for q in pq])
+                    row[f"{key}_ap"], row[f"{key}_R@1"], row[f"{key}_R@10"] = ap, float(r1), float(r10)
+                label = {"": "", "head": " head", "val": " fused"}[how]
+                per[f"{loss} | rerank {k}{label}"] = row
     base_name = f"{losses[0]} | rerank 0"
     rows = []
     for name, row in per.items():
         ci = jackknife_ci(row["test_ap"])
-        out = {"system": name, "loss": row["loss"], "rerank_k": row["rerank_k"],
+        out = {"system": name, "loss": row["loss"], "rerank_k": row["rerank_k"], "rerank_weight": row["rerank_weight"],
                "val_mAP@10": float(np.mean(row["val_ap"])), "mAP@10": ci["value"], "low": ci["low"],
                "high": ci["high"], "R@1": row["test_R@1"], "R@10": row["test_R@10"],
                "seconds_per_query": row.get("seconds_per_query", 0.0), "seeds": len(seeds)}
