@@ -131,10 +131,12 @@ def _drop_self(ids: np.ndarray, self_ids: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def rerank(queries: np.ndarray, cand: np.ndarray, x: np.ndarray, k: int, chunk: int = 32) -> Tuple[np.ndarray, np.ndarray]:
+def rerank(queries: np.ndarray, cand: np.ndarray, x: np.ndarray, k: int, chunk: int = 4) -> Tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` among each query's candidate rows ``cand`` (m, K) of ``x`` (ids < 0:
     none), scored on ``x``'s own values (e.g. the store's float16 vectors, as exact search
-    does): (scores (m, k), ids (m, k)), best first."""
+    does): (scores (m, k), ids (m, k)), best first. A few queries at a time, so the gathered
+    rows stay in cache (measured fastest here: 4 queries x 800 candidates ~1.2-1.8 ms/query
+    over a 1M x 512 float16 array, bound by random memory reads)."""
     import torch
 
     q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))              # (m, d)
@@ -144,8 +146,7 @@ def rerank(queries: np.ndarray, cand: np.ndarray, x: np.ndarray, k: int, chunk: 
     for s in range(0, m, chunk):
         c = np.asarray(cand[s:s + chunk])                                               # (c, K)
         ok = c >= 0
-        rows, inv = np.unique(np.where(ok, c, 0), return_inverse=True)                  # sorted rows: memmap locality
-        v = torch.from_numpy(np.asarray(x[rows], dtype=np.float32))[torch.from_numpy(inv.reshape(-1))]  # (c·K, d)
+        v = torch.from_numpy(np.asarray(x[np.where(ok, c, 0).reshape(-1)])).float()      # (c·K, d)
         sc = torch.bmm(v.reshape(len(c), kk, -1), q[s:s + len(c), :, None])[:, :, 0]     # (c, K)
         sc[torch.from_numpy(~ok)] = -math.inf
         top = torch.topk(sc, k, dim=1)                                                  # (c, k)
