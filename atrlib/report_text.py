@@ -186,6 +186,32 @@ def learned_ablation(table, baseline: str, chosen: str) -> List[str]:
     return out
 
 
+def learned_objectives(table) -> List[str]:
+    """From :func:`atrlib.experiments.objectives.objectives_ablation`'s table: the system chosen
+    on validation, what the cross-modal terms did, and what re-ranking did (head alone vs fused
+    with a weight chosen on validation), with paired tests and the cost."""
+    chosen = table["val_mAP@10"].idxmax()
+    r = table.loc[chosen]
+    out = [f"Chosen on the {term('validation split')}: **{chosen}** (validation mAP@10 {num(r['val_mAP@10'])}); "
+           f"on test {num(r['mAP@10'])} ({interval(r['low'], r['high'])})."]
+    plain = [n for n, x in table.iterrows() if not x["rerank_k"]]
+    for n in plain[1:]:
+        x = table.loc[n]
+        if x.get("p_vs_baseline") == x.get("p_vs_baseline"):
+            out.append(f"Adding the cross-modal terms ({x['loss']}) changes test mAP@10 by {x['diff_vs_baseline']:+.3f} "
+                       f"against {plain[0].split(' | ')[0]} ({p_text(x['p_vs_baseline'])}).")
+    for n, x in table.iterrows():
+        if not x["rerank_k"] or x.get("p_vs_no_rerank") != x.get("p_vs_no_rerank"):
+            continue
+        how = ("the matching head alone orders" if x["rerank_weight"] == "head" else
+               f"similarity + {x['rerank_weight']} × match probability (weight chosen on validation) orders")
+        verdict = "helps" if x["p_vs_no_rerank"] < ALPHA and x["diff_vs_no_rerank"] > 0 else \
+            "hurts" if x["p_vs_no_rerank"] < ALPHA else "makes no significant difference"
+        out.append(f"Re-ranking the top {int(x['rerank_k'])} ({how} them) {verdict}: {x['diff_vs_no_rerank']:+.3f} test "
+                   f"mAP@10 ({p_text(x['p_vs_no_rerank'])}), {1000 * x['seconds_per_query']:.0f} ms per query.")
+    return out
+
+
 def learned_ensemble(verdict: Mapping[str, Any]) -> List[str]:
     """From :func:`atrlib.experiments.ensembles.verdict`."""
     v = verdict

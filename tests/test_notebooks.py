@@ -216,6 +216,17 @@ def test_ablation_stage(smoke_run):
     assert m["best_loss_p_value"] == m["losses"]["pair_loss"]["p_value"]
     index = (smoke_run / "index.html").read_text()
     assert "best_loss_p_value" in index and "best_loss_val_mAP@10" in index
+    # section 4 (smoke: acml+mlml on a tiny cross-attention head, staged, top-4 re-ranked two ways)
+    obj = m["objectives"]
+    assert list(obj) == ["infonce | rerank 0", "infonce+acml+mlml | rerank 0", "infonce+acml+mlml | rerank 4 head",
+                         "infonce+acml+mlml | rerank 4 tuned"]
+    plain, head, tuned = (obj[f"infonce+acml+mlml | rerank {s}"] for s in ("0", "4 head", "4 tuned"))
+    assert tuned["val_mAP@10"] >= max(plain["val_mAP@10"], head["val_mAP@10"]) - 1e-12   # chosen on validation
+    for r in (head, tuned):
+        assert 0 < r["p_vs_no_rerank"] <= 1 and r["seconds_per_query"] > 0
+        assert 0 <= r["low"] <= r["mAP@10"] <= r["high"] <= 1
+    page = _html(smoke_run, "04_loss_ablation")
+    assert "Cross-modal objectives and re-ranking" in page and "Re-ranking the top 4" in page
 
 
 def test_ensemble_stage(smoke_run):

@@ -365,10 +365,10 @@ def test_two_stage_training_adds_a_matching_head_to_a_stage_one_model(tmp_path):
     assert stage1 and all(torch.equal(v, sd[k].cpu()) for k, v in stage1.items())
 
 
-def test_objectives_ablation_staged_with_head_and_fused_reranking(tmp_path):
+def test_objectives_ablation_staged_with_head_and_tuned_reranking(tmp_path):
     """The ablation grid, staged (the A-CML run starts from the InfoNCE run), re-ranked two ways:
     the head alone and similarity + w x probability with w chosen on validation — 0 is in the
-    grid, so the fused row's validation score is never below the run without re-ranking."""
+    grid, so the tuned row's validation score is never below the run without re-ranking."""
     from atrlib.experiments.objectives import objectives_ablation
     from atrlib.files import read_json
     from atrlib.simfile import load_similarity
@@ -380,15 +380,15 @@ def test_objectives_ablation_staged_with_head_and_fused_reranking(tmp_path):
     table = objectives_ablation(base, contrastive=["infonce"], auxiliary=["", "acml"], rerank_k=[0, 3], seeds=[0],
                                 out_dir=out, progress=False, staged=True, n=200)
     assert list(table.index) == ["infonce | rerank 0", "infonce+acml | rerank 0", "infonce+acml | rerank 3 head",
-                                 "infonce+acml | rerank 3 fused"]
+                                 "infonce+acml | rerank 3 tuned"]
     staged = out / "staged" / "infonce+acml-s0"
     assert read_json(staged / "params.json")["init_from"] == str(out / "infonce-s0" / "best")
-    head, fused, plain = (table.loc[f"infonce+acml | rerank {s}"] for s in ("3 head", "3 fused", "0"))
+    head, tuned, plain = (table.loc[f"infonce+acml | rerank {s}"] for s in ("3 head", "3 tuned", "0"))
     from atrlib.rerank import WEIGHTS, weight_name
 
-    assert head["rerank_weight"] == "head" and fused["rerank_weight"] in {weight_name(w) for w in WEIGHTS}
-    assert fused["val_mAP@10"] >= plain["val_mAP@10"] - 1e-12
-    assert fused["val_mAP@10"] >= head["val_mAP@10"] - 1e-12          # the head alone is one of the grid's weights
+    assert head["rerank_weight"] == "head" and tuned["rerank_weight"] in {weight_name(w) for w in WEIGHTS}
+    assert tuned["val_mAP@10"] >= plain["val_mAP@10"] - 1e-12
+    assert tuned["val_mAP@10"] >= head["val_mAP@10"] - 1e-12          # the head alone is one of the grid's weights
     z = np.load(staged / "rerank3_test.npz")
     test = load_similarity(staged / "sim_test.npz")
     assert z["top"].shape == z["scores"].shape == (test.sim.shape[0], 3)

@@ -10,7 +10,7 @@ Every (contrastive, auxiliary, seed) is trained by :func:`atrlib.experiments.abl
 e.g. ``{"crossattn": {"num_layers": 2, "frame_stride": 10}}``; finished runs are reused), then
 each run with a matching head is re-ranked on the test split for every K > 0, two ways: by the
 head alone (``rerank K head``, Lingban's) and by similarity + w x match probability with w
-chosen on the validation split (``rerank K fused``, BLIP's score; :mod:`atrlib.rerank`).
+chosen on the validation split (``rerank K tuned``, BLIP's score; :mod:`atrlib.rerank`).
 ``staged=True`` trains the contrastive run first and starts the runs with auxiliary terms from
 it. The head's scores of each split are cached in the run. Per-query AP@10 is averaged over seeds; each row has its test mAP@10 with a jackknife 95 % CI, R@1 / R@10, the
 validation mAP@10 of the same setting (re-ranked too), a paired permutation test against the
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -71,10 +71,11 @@ def _reranked(run: Path, k: int, how: str, data, progress: bool) -> Dict[str, Di
 
 def objectives_ablation(base, contrastive: Sequence[str] = ("infonce",), auxiliary: Sequence[str] = ("", "acml+mlml"),
                         rerank_k: Sequence[int] = (0, 16), seeds: Sequence[int] = (0,), out_dir: str | Path = "objectives",
-                        n: int = 10000, progress: bool = True, staged: bool = False) -> pd.DataFrame:
+                        n: int = 10000, progress: bool = True, staged: bool = False,
+                        aux_overrides: Optional[Dict[str, object]] = None) -> pd.DataFrame:
     """Train and score the grid (module docstring); returns one row per (loss, K, weight),
     indexed by ``system`` = ``"<loss> | rerank K <how>"`` (how: ``head`` = the matching head
-    alone orders the top K; ``fused`` = similarity + w x match probability with w chosen on
+    alone orders the top K; ``tuned`` = similarity + w x match probability with w chosen on
     validation), and writes ``objectives.csv`` into ``out_dir``. ``staged``: runs with
     auxiliary terms start from the weights of the same contrastive loss's run without them
     (same seed) — contrastive first, then the cross-modal terms (their hard negatives come
@@ -84,18 +85,22 @@ def objectives_ablation(base, contrastive: Sequence[str] = ("infonce",), auxilia
     from atrlib.train_inputs import load_splits
 
     losses = [c + (f"+{a}" if a else "") for c in contrastive for a in auxiliary]
+    aux = dict(aux_overrides or {})
     if staged:
         plain = [c for c in contrastive]
         runs = run_grid(base, plain, seeds, out_dir, progress=progress)
         for c in contrastive:
             for a in [a for a in auxiliary if a]:
                 for seed, first in zip(seeds, runs[c]):
-                    r = run_grid(replace(base, init_from=str(Path(first) / "best")), [f"{c}+{a}"], [seed],
+                    r = run_grid(replace(base, init_from=str(Path(first) / "best"), **aux), [f"{c}+{a}"], [seed],
                                  Path(out_dir) / "staged", progress=progress)
                     runs.setdefault(f"{c}+{a}", []).extend(r[f"{c}+{a}"])
         runs = {loss: runs[loss] for loss in losses}
     else:
-        runs = run_grid(base, losses, seeds, out_dir, progress=progress)
+        runs = run_grid(base, [l for l in losses if l in contrastive], seeds, out_dir, progress=progress)
+        extra = [l for l in losses if l not in contrastive]
+        if extra:
+            runs.update(run_grid(replace(base, **aux), extra, seeds, out_dir, progress=progress))
     data = load_splits(replace(base, test_split=base.test_split or "test"))
     per: Dict[str, Dict[str, object]] = {}
     for loss, rs in runs.items():
@@ -120,7 +125,7 @@ def objectives_ablation(base, contrastive: Sequence[str] = ("infonce",), auxilia
                         ap = np.mean([q["AP@10"] for q in pq], axis=0)
                         r1, r10 = np.mean([q["R@1"].mean() for q in pq]), np.mean([q["R@10"].mean() for q in pq])
                     row[f"{key}_ap"], row[f"{key}_R@1"], row[f"{key}_R@10"] = ap, float(r1), float(r10)
-                label = {"": "", "head": " head", "val": " fused"}[how]
+                label = {"": "", "head": " head", "val": " tuned"}[how]
                 per[f"{loss} | rerank {k}{label}"] = row
     base_name = f"{losses[0]} | rerank 0"
     rows = []
