@@ -422,11 +422,18 @@ def tagbridge(**kw) -> TagBridgeRetriever:
 
 class TrainedRetriever(Retriever):
     """A trained dual encoder (a run directory written by :func:`atrlib.models.dual.save_model`,
-    or a training output folder holding ``best/``) used as a retriever."""
+    or a training output folder holding ``best/``) used as a retriever.
+
+    ``score="dual"``: the dual encoder's cosine similarity. ``score="qformer"`` (a run trained
+    with the Q-Former terms, e.g. ``infonce+atc+atm``): the Q-Former's ATC similarity, as
+    Lingban retrieved — each clip is embedded as ``num_queries`` query vectors (the audio
+    tower's frames read by the queries), each caption as one vector, and a clip scores the
+    maximum over its queries of query · caption."""
 
     name = "trained"
 
-    def __init__(self, run_dir: str | Path, device: str = "cpu", batch_size: int = 16, cache: Optional[FeatureCache] = None):
+    def __init__(self, run_dir: str | Path, device: str = "cpu", batch_size: int = 16, cache: Optional[FeatureCache] = None,
+                 score: str = "dual"):
         from atrlib.models.dual import load_model
 
         run_dir = Path(run_dir)
@@ -435,35 +442,63 @@ class TrainedRetriever(Retriever):
         if model_dir is None:
             raise FileNotFoundError(f"{run_dir}: no trained model here (looked for config.json + model.safetensors in "
                                     "the folder and in best/, model/, last/); run the train stage first")
+        if score not in ("dual", "qformer"):
+            raise ValueError(f"score must be 'dual' or 'qformer', not {score!r}")
         self.model_dir = model_dir
         self.model = load_model(model_dir).to(device).eval()
+        if score == "qformer" and "qformer" not in getattr(self.model, "extra_heads", {}):
+            raise ValueError(f"{run_dir}: this run has no Q-Former (train it with the Q-Former terms, e.g. "
+                             "loss='infonce+atc+atm'), so it cannot score with score='qformer'; use score='dual'")
+        self.score = score
         self.device = device
         self.batch_size = batch_size
-        self.name = f"trained:{run_dir.name}"
+        self.name = f"trained:{run_dir.name}" + (":qformer" if score == "qformer" else "")
         self._weights_hash = hashlib.sha256((model_dir / "model.safetensors").read_bytes()).hexdigest()[:16]
         super().__init__(cache if cache is not None else FeatureCache(namespace="retriever-trained"))
 
     def audio_settings(self) -> dict:
-        return {"model": self._weights_hash, "max_seconds": getattr(self.model.config, "max_audio_seconds", None)}
+        out = {"model": self._weights_hash, "max_seconds": getattr(self.model.config, "max_audio_seconds", None)}
+        return {**out, "score": "qformer"} if self.score == "qformer" else out
 
     def compute_audio(self, path) -> np.ndarray:
-        from atrlib.audio import load_audio
-
-        from atrlib.audio import min_samples, pad_to_min
+        from atrlib.audio import load_audio, min_samples, pad_to_min
 
         tower = self.model.audio_tower
         x, _ = load_audio(path, sample_rate=tower.sample_rate,
                           duration=getattr(self.model.config, "max_audio_seconds", None))
         x = pad_to_min(x, min_samples(tower))  # very short clips: zero-padded to the tower's minimum
+        wave = torch.from_numpy(x)[None].to(self.device)                         # (1, samples)
         with torch.no_grad():
-            return self.model.encode_audio(torch.from_numpy(x)[None].to(self.device))[0].cpu().numpy()
+            if self.score == "qformer":
+                q = self.model.extra_heads["qformer"]
+                frames, mask = tower.forward_frames(wave)                         # (1, T, D), (1, T)
+                return q.embed_audio(frames, mask)[0].cpu().numpy()              # (queries, E), normalised
+            return self.model.encode_audio(wave)[0].cpu().numpy()
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         out = []
         with torch.no_grad():
             for i in range(0, len(texts), 64):
-                out.append(self.model.encode_text(list(texts[i:i + 64])).cpu().numpy())
+                if self.score == "qformer":
+                    q = self.model.extra_heads["qformer"]
+                    tok = q.tokenize(list(texts[i:i + 64]))
+                    out.append(q.embed_text(tok["input_ids"], tok["attention_mask"]).cpu().numpy())
+                else:
+                    out.append(self.model.encode_text(list(texts[i:i + 64])).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.model.config.embed_dim), np.float32)
+
+    def similarity(self, texts: Sequence[str], paths: Sequence[str | Path], progress: bool = True) -> np.ndarray:
+        if self.score != "qformer":
+            return super().similarity(texts, paths, progress)
+        t = self.embed_text(texts)                                               # (m, E), normalised
+        a = self.embed_audio(paths, progress=progress)                           # (n, queries, E)
+        return np.einsum("me,nqe->mnq", t, a).max(-1)                            # (m, n): max over queries
+
+    def audio_similarity(self, examples, paths, progress: bool = True) -> np.ndarray:
+        if self.score == "qformer":
+            raise ValueError("query by example (--like) compares clip embeddings of the dual encoder; "
+                             "use the run's dual score")
+        return super().audio_similarity(examples, paths, progress)
 
 
 @RETRIEVERS.register("trained")

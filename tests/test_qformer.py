@@ -158,3 +158,66 @@ def test_atm_and_atg_equal_per_pair_references(qf, monkeypatch):
             total = total - torch.log_softmax(logits[p], -1)[ids[p + 1]]
             count += 1
     assert atg.item() == pytest.approx((total / count).item(), abs=1e-4)
+
+
+@pytest.fixture(scope="module")
+def qformer_run(tmp_path_factory):
+    """A dual encoder with an (untrained) tiny Q-Former head, saved as a run."""
+    from atrlib.models.dual import create_model, save_model
+
+    torch.manual_seed(0)
+    model = create_model("synth-stats-minilm")
+    model.add_head("qformer", {"text_model": "tiny", "num_queries": Q, "config_overrides": {
+        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}})
+    out = tmp_path_factory.mktemp("qrun")
+    save_model(model.eval(), out / "best")
+    return model, out
+
+
+def test_qformer_score_retriever_equals_max_over_queries(qformer_run, tmp_path):
+    """``TrainedRetriever(score="qformer")``: every (caption, clip) score equals the max over the
+    clip's query embeddings of query . caption, computed directly from the tower's frames."""
+    from atrlib.audio import load_audio
+    from atrlib.data import load_dataset
+    from atrlib.retrievers import TrainedRetriever
+    from atrlib.cache import FeatureCache
+
+    model, run = qformer_run
+    ds = load_dataset("synth", split="test", size="tiny")
+    caps, paths = ds.captions_flat()[:7], ds.audio_paths[:5]
+    r = TrainedRetriever(run, score="qformer", cache=FeatureCache(root=tmp_path, namespace="t"))
+    got = r.similarity(caps, paths, progress=False)                           # (7, 5)
+    q = model.extra_heads["qformer"].eval()
+    tok = q.tokenize(caps)
+    with torch.no_grad():
+        t = q.embed_text(tok["input_ids"], tok["attention_mask"])             # (7, E)
+        for j, p in enumerate(paths):
+            x, _ = load_audio(p, sample_rate=model.audio_tower.sample_rate,
+                              duration=getattr(model.config, "max_audio_seconds", None))
+            fr, m = model.audio_tower.forward_frames(torch.from_numpy(x)[None])
+            a = q.embed_audio(fr, m)[0]                                       # (Q, E)
+            for i in range(len(caps)):
+                assert got[i, j] == pytest.approx(max(float(a[k] @ t[i]) for k in range(Q)), abs=1e-5)
+    dual = TrainedRetriever(run, cache=FeatureCache(root=tmp_path, namespace="t")).similarity(caps, paths, progress=False)
+    assert not torch.allclose(torch.from_numpy(dual), torch.from_numpy(got))  # a different score
+
+
+def test_cli_evaluate_with_qformer_score(qformer_run, tmp_path, capsys):
+    import json
+
+    from atrlib.__main__ import main
+    from atrlib.models.dual import create_model, save_model
+
+    _, run = qformer_run
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--system", str(run), "--score", "qformer", "--dataset", "synth", "--size", "tiny",
+                 "--split", "test", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert 0 <= m["t2a"]["mAP@10"] <= 1 and ":qformer" in capsys.readouterr().out
+    plain = tmp_path / "plain"
+    save_model(create_model("synth-stats-minilm").eval(), plain / "best")
+    assert main(["evaluate", "--system", str(plain), "--score", "qformer", "--dataset", "synth", "--size", "tiny",
+                 "--split", "test", "--out", str(tmp_path / "e2")]) == 2
+    assert "has no Q-Former" in capsys.readouterr().err
+    assert main(["search", "--system", str(run), "--score", "qformer", "--index", str(tmp_path), "--query", "x"]) == 2
+    assert "--index and --like need the dual score" in capsys.readouterr().err

@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="skip: leave out (and list) clips that cannot be read, instead of stopping")
     p.add_argument("--encoding", default="utf-8", help="text encoding of the caption CSV, e.g. latin-1")
+    p.add_argument("--score", choices=("dual", "qformer"), default="dual",
+                   help="dual: the run's dual-encoder cosine similarity; qformer: a run trained with the Q-Former "
+                        "terms scores by its ATC similarity (max over queries of query . caption), as Lingban did")
     p.add_argument("--rerank", type=int, default=0, metavar="K",
                    help="also re-rank each caption's top K clips with the run's matching head: rerank.json holds "
                         "metrics without / with, a paired test and the cost (0 = off)")
@@ -73,7 +76,11 @@ def main(args) -> int:
     except (OSError, ValueError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    retriever = resolve_retriever(args.model)
+    try:
+        retriever = resolve_retriever(args.model, **({"score": args.score} if args.score != "dual" else {}))
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     skipped = list(ds.skipped)
     if args.on_error == "skip":  # clips whose header reads but whose audio does not decode
         _, kept, bad = embed_audio_checked(retriever, ds.audio_paths, "skip", progress=sys.stderr.isatty())
@@ -81,7 +88,8 @@ def main(args) -> int:
             skipped += bad
             ds = AudioCaptionDataset(ds.name, ds.split, ds.root, [ds.items[i] for i in kept], skipped)
     # 3. score, write
-    sm = score_split(retriever, ds, system=str(args.model))
+    system = str(args.model) + (":qformer" if args.score == "qformer" else "")
+    sm = score_split(retriever, ds, system=system)
     both = split_metrics(sm, ds)
     both["skipped_clips"] = skipped
     if args.relevance:  # the 2025 protocol beside the 2024 one (atrlib.protocol2025)
@@ -107,7 +115,7 @@ def main(args) -> int:
                                             val_dataset=val_ds)))
     for msg in skipped:
         print(f"skipped: {msg}", file=sys.stderr)
-    print(f"{args.model} on {ds.name}/{ds.split}: t2a mAP@10 {both['t2a']['mAP@10']:.4f}, "
+    print(f"{system} on {ds.name}/{ds.split}: t2a mAP@10 {both['t2a']['mAP@10']:.4f}, "
           f"R@1 {both['t2a']['R@1']:.4f}; a2t mAP@10 {both['a2t']['mAP@10']:.4f} -> {out}"
           + (f" ({len(skipped)} clip(s) skipped)" if skipped else ""))
     if args.relevance:

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
                    help="skip: leave out (and list) clips that cannot be read, instead of stopping")
     p.add_argument("--encoding", default="utf-8", help="text encoding of an --audio CSV, e.g. latin-1")
+    p.add_argument("--score", choices=("dual", "qformer"), default="dual",
+                   help="dual: the run's dual-encoder cosine similarity; qformer: a run trained with the Q-Former "
+                        "terms scores by its ATC similarity (max over queries of query . caption), as Lingban did")
     p.add_argument("--rerank", type=int, default=0, metavar="K",
                    help="a trained run with a matching head re-orders each query's top K clips (0 = off)")
     p.add_argument("--rerank-weight", default="head", metavar="W",
@@ -49,6 +52,11 @@ def main(args) -> int:
             from atrlib.rerank import parse_weight
 
             weight = parse_weight(args.rerank_weight)
+        if args.score == "qformer" and (args.index or args.like):
+            raise ValueError("--score qformer ranks clips by several query vectors each; --index and --like need "
+                             "the dual score (one vector per clip)")
+        score_kw = {"score": args.score} if args.score != "dual" else {}
+        retriever = resolve_retriever(args.model or "tagbridge", **score_kw) if (args.model or not args.index) else None
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -56,7 +64,7 @@ def main(args) -> int:
     if args.index:
         from atrlib.index import search_index
 
-        table = search_index(args.index, queries, top=args.top, retriever=resolve_retriever(args.model) if args.model else None)
+        table = search_index(args.index, queries, top=args.top, retriever=retriever)
     else:
         try:
             files = list_audio(args.audio, on_error=args.on_error, encoding=args.encoding, skipped=skipped)
@@ -66,23 +74,23 @@ def main(args) -> int:
         if args.like:
             from atrlib.explain import rank_like
 
-            table = rank_like(resolve_retriever(args.model or "tagbridge"), args.like, files, top=args.top)
+            table = rank_like(retriever, args.like, files, top=args.top)
         elif args.rerank:
             from atrlib.rerank import rank_reranked
 
-            table, cost = rank_reranked(resolve_retriever(args.model or "tagbridge"), queries, files, args.top, args.rerank,
+            table, cost = rank_reranked(retriever, queries, files, args.top, args.rerank,
                                         weight=weight)
             print(f"re-ranked the top {cost['k']}: {cost['pairs']} matching-head evaluations, "
                   f"{1000 * cost['seconds_per_query']:.1f} ms per query", file=sys.stderr)
         else:
-            table = rank(resolve_retriever(args.model or "tagbridge"), queries, files, top=args.top,
+            table = rank(retriever, queries, files, top=args.top,
                          progress=sys.stderr.isatty(), on_error=args.on_error, skipped=skipped)
     for msg in skipped:
         print(f"skipped: {msg}", file=sys.stderr)
     if args.explain:
         from atrlib.explain import add_why
 
-        table = add_why(table, resolve_retriever(args.model or "tagbridge"), examples=args.like or ())
+        table = add_why(table, retriever, examples=args.like or ())
     if args.out:
         from atrlib.files import write_text_atomic
 
