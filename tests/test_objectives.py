@@ -394,3 +394,71 @@ def test_objectives_ablation_staged_with_head_and_tuned_reranking(tmp_path):
     assert z["top"].shape == z["scores"].shape == (test.sim.shape[0], 3)
     assert ((z["scores"] >= 0) & (z["scores"] <= 1)).all()
     assert (out / "objectives.csv").exists() and 0 < head["p_vs_no_rerank"] <= 1
+
+
+ACML_DDP_SCRIPT = '''
+import atrlib, sys, torch, torch.distributed as dist
+import torch.nn.functional as F
+from types import SimpleNamespace
+import atrlib.objectives as obj
+from atrlib.models.crossattn import CrossAttnTextEncoder
+
+CAPS = ["a dog barks twice", "rain on a metal roof", "a bell rings", "the dog barks loudly near a road",
+        "wind and birds", "a car passes by quickly", "water drips", "a door slams shut"]
+CLIPS = torch.tensor([0, 1, 2, 0, 3, 4, 5, 6])
+
+def argmax_negatives(sim, same, generator=None):      # deterministic: the hardest negative
+    logits = sim.detach().float().masked_fill(same, float("-inf"))
+    return logits.argmax(1), (~same).any(1)
+
+def setup():
+    torch.manual_seed(0)
+    head = CrossAttnTextEncoder(12, "tiny", frame_stride=2, dropout=0.0).eval()
+    g = torch.Generator().manual_seed(1)
+    a = F.normalize(torch.randn(8, 8, generator=g), dim=1)
+    t = F.normalize(torch.randn(8, 8, generator=g), dim=1)
+    fr = torch.randn(8, 10, 12, generator=g)
+    fm = torch.arange(10)[None] < torch.tensor([10, 7, 9, 10, 5, 8, 10, 6])[:, None]
+    return SimpleNamespace(extra_heads={"crossattn": head}), a, t, fr, fm
+
+def loss_of(b, model):
+    obj.sample_hard_negatives = argmax_negatives
+    return float(obj.ACML().term(b, model)["acml"])
+
+def work(rank, world, init, out):
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    model, a, t, fr, fm = setup()
+    n = 8 // world
+    s = slice(rank * n, rank * n + n)                 # this process's rows; embeddings are the global batch
+    b = obj.CrossBatch(a, t, CLIPS, torch.tensor(10.0), CAPS[s], fr[s], fm[s], offset=rank * n)
+    assert b.distributed and obj._rank_offset(n) == rank * n
+    losses = [torch.zeros(1) for _ in range(world)]
+    dist.all_gather(losses, torch.tensor([loss_of(b, model)]))
+    if rank == 0:
+        open(out, "w").write(repr([float(x) for x in losses]))
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    torch.multiprocessing.spawn(work, args=(2, "file://" + sys.argv[1], sys.argv[2]), nprocs=2)
+    model, a, t, fr, fm = setup()
+    single = loss_of(obj.CrossBatch(a, t, CLIPS, torch.tensor(10.0), CAPS, fr, fm), model)
+    print("single", repr(single))
+'''
+
+
+def test_acml_across_two_processes_equals_one_process(tmp_path):
+    """A-CML with the batch split over two gloo processes (tokens and frames gathered, hard
+    negatives drawn from the global batch) averages to the one-process loss on the whole batch
+    (the hardest negative taken deterministically so both see the same pairs)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "acml_ddp.py"
+    script.write_text(ACML_DDP_SCRIPT)
+    p = subprocess.run([sys.executable, str(script), str(tmp_path / "rendezvous"), str(tmp_path / "losses.txt")],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    per_rank = eval((tmp_path / "losses.txt").read_text())
+    single = float(p.stdout.split("single")[-1])
+    assert len(per_rank) == 2 and per_rank[0] != per_rank[1]
+    assert np.mean(per_rank) == pytest.approx(single, rel=1e-5)
