@@ -6,7 +6,7 @@ index build --model M --audio DIR --index STORE``)::
     STORE/store.json            model identity, dim, count, the files of the current generation, the index report
     STORE/clips-<gen>.csv       path, sha256 of the file's bytes, size, mtime_ns — one row per embedding
     STORE/embeddings-<gen>.npy  float16 (clips, dim), L2-normalised, read memory-mapped
-    STORE/index-<gen>.faiss     the faiss index (IVF or HNSW; exact search needs none)
+    STORE/index-<gen>.faiss     the faiss index (IVF, IVF-PQ or HNSW; exact search needs none)
 
 A re-run embeds only clips whose content is new (a file seen before with the same size and
 mtime is not even re-read; a renamed or copied file reuses its vector by content hash),
@@ -17,14 +17,20 @@ feature cache keeps the network outputs computed so far).
 **Index kinds** (inner product on unit vectors = cosine): ``exact`` (chunked torch matmul +
 top-k: no index file), ``ivf`` (faiss ``IndexIVFFlat`` as the file format, ``nlist`` ≈ 4·√n
 lists from spherical k-means on a sample; k-means, assignment, probing and the list scans
-run in torch, the queries that probe a list scored against it in one matmul), ``hnsw``
-(faiss ``IndexHNSWFlat``). ``auto`` picks by size (:class:`IndexConfig`). faiss-cpu's own
-flat and per-query IVF scans measured 10-15x slower than torch's batched matmul on this
-project's 2-core machine (``benchmarks/bench_search.py``), hence the split.
+run in torch, the queries that probe a list scored against it in one matmul), ``ivfpq``
+(faiss ``IndexIVFPQFastScan``: the same lists holding 4-bit product-quantizer codes, dim / 8
+bytes per vector, scanned with SIMD look-up tables; each query's best ``candidates`` are
+re-ranked exactly on the store's own vectors, so scores are exact), ``hnsw`` (faiss
+``IndexHNSWFlat``). ``auto`` picks by size (:class:`IndexConfig`). faiss-cpu's own flat and
+per-query IVF-Flat scans measured 10-15x slower than torch's batched matmul on this project's
+2-core machine (``benchmarks/bench_search.py``), hence the split; its fast-scan PQ is the
+fastest scan measured here (1M x 512 clustered: recall@10 0.957 at 1.0 ms per query, 15.9x
+faster than exact torch search, head to head).
 At build time a held-out sample of the collection (rows left out of IVF training; each
 query's own row removed from both result lists) is searched exactly and approximately; the
-search breadth (``nprobe`` / ``efSearch``) is raised until recall@10 against exact search
-reaches ``target_recall``, and that breadth, the recall and the time per query are stored
+search breadth (``nprobe`` / ``efSearch``; for ``ivfpq`` then the re-ranked candidates) is
+raised until recall@10 against exact search reaches ``target_recall``, and that setting, the
+recall and the time per query are stored
 in ``store.json`` and used by every later search. Held-out clips stand in for text queries,
 which a build does not have; real caption queries may need a larger breadth.
 """
@@ -59,8 +65,9 @@ class IndexConfig:
     kind: str = option("auto", "auto, exact, ivf, ivfpq or hnsw; auto: exact below exact_below clips, else hnsw "
                                "below hnsw_below, else ivfpq")
     exact_below: int = option(100_000, "auto: exact search for fewer clips (~1-2 ms per query over 100k x 512 here)")
-    hnsw_below: int = option(300_000, "auto: HNSW below this many clips (fastest single queries, but its build took "
-                                      "~6 min for 200k x 512 on 2 cores); IVF above (1M built in 2-5 min)")
+    hnsw_below: int = option(0, "auto: HNSW below this many clips (0 = never). Off: on 2 cores, 200k x 512 clustered, "
+                                "HNSW (M 32) took 232 s to build and 6.9 ms/query at recall@10 0.95, IVF-PQ 29 s and "
+                                "0.9 ms; 1M with M 16 / efConstruction 40 took 767 s and reached only 0.70")
     nlist: int = option(0, "IVF lists; 0 = 4·sqrt(clips)")
     pq_m: int = option(0, "ivfpq: 4-bit PQ sub-quantizers per vector (code bytes = pq_m / 2); 0 = dim / 4")
     candidates: int = option(100, "ivfpq: candidates per query re-ranked exactly on the stored vectors (the tuner "

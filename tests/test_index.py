@@ -100,6 +100,7 @@ def test_ivf_single_and_batched_queries_agree():
 def test_auto_kind_by_size():
     cfg = IndexConfig(exact_below=1000, hnsw_below=5000)
     assert [cfg.choose(n) for n in (999, 1000, 4999, 5000)] == ["exact", "hnsw", "hnsw", "ivfpq"]
+    assert [IndexConfig().choose(n) for n in (99_999, 100_000, 10**6)] == ["exact", "ivfpq", "ivfpq"]  # HNSW only asked for
     with pytest.raises(ValueError, match="index kind"):
         IndexConfig(kind="lsh").choose(10)
 
@@ -212,7 +213,7 @@ def test_store_builds_an_ann_index_and_reports_recall(tmp_path):
     for i, p in enumerate(paths):
         p.write_bytes(str(i).encode())
     lookup = {str(p.resolve()): v for p, v in zip(paths, vecs)}
-    cfg = IndexConfig(exact_below=1000, sample=200, nlist=32, train_size=4000)
+    cfg = IndexConfig(exact_below=1000, hnsw_below=5000, sample=200, nlist=32, train_size=4000)
     rep = build_store(tmp_path / "store", paths, lambda ps: np.stack([lookup[p] for p in ps]), {"name": "vec"}, cfg,
                       batch_size=1000, progress=False)
     assert rep.index["kind"] == "hnsw" and rep.index["recall@10"] >= 0.95 and rep.index["queries"] == 200
