@@ -86,6 +86,9 @@ class TrainConfig:
     batch_size: int = option(64, "pairs per step and process")
     lr: float = option(1e-3, "peak AdamW learning rate")
     head_lr: float = option(0.0, "lr of heads and temperature (0 = lr); e.g. 10x lr when fine-tuning towers")
+    train_only: str = option("", "train only parameters whose names start with these comma-separated prefixes, "
+                                 "e.g. 'extra_heads' (the matching head on a frozen dual encoder: a second stage); "
+                                 "'' = all")
     weight_decay: float = option(1e-4, "AdamW weight decay (not on biases, norms or the temperature)")
     warmup: float = option(0.05, "linear warm-up: a fraction of all steps if < 1, else a number of steps")
     scheduler: str = option("cosine", "'cosine' (per step), 'plateau' (halve after 2 flat val mAP@10 epochs), 'none'")
@@ -139,6 +142,24 @@ def _lr_lambda(total: int, warmup: int, kind: str):
         p = (step - warmup) / max(1, total - warmup)
         return 0.5 * (1 + math.cos(math.pi * min(1.0, p)))
     return f
+
+
+def freeze_except(model: torch.nn.Module, prefixes: str) -> None:
+    """``prefixes`` (comma-separated, e.g. ``"extra_heads"``): every parameter whose name starts
+    with none of them stops training; a prefix that names no trainable parameter is an error.
+    ``""``: nothing changes."""
+    keep = tuple(p.strip() for p in prefixes.split(",") if p.strip())
+    if not keep:
+        return
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    for k in keep:
+        if not any(n.startswith(k) for n in names):
+            tops = sorted({n.split(".")[0] for n in names})
+            raise ValueError(f"train_only={prefixes!r}: no trainable parameter starts with {k!r}; the model's parts: "
+                             f"{', '.join(tops)}")
+    for n, p in model.named_parameters():
+        if not n.startswith(keep):
+            p.requires_grad_(False)
 
 
 def param_groups(model: DualEncoder, lr: float, head_lr: float, weight_decay: float) -> List[dict]:
@@ -206,6 +227,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
                              "embeddings); set audio.frozen and text.frozen to false or mixup_pairs=0")
         if acc.num_processes > 1 or hasattr(loss_fn, "pair_set"):
             raise ValueError("mixup_pairs runs in one process with a contrastive loss only (no cross-modal terms)")
+    freeze_except(model, cfg.train_only)
     optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.head_lr, cfg.weight_decay), lr=cfg.lr)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     n_pairs = len(train_in.caption_clip) if cfg.pairs == "captions" else len(data["train"])

@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="demo", help="synth size: tiny / smoke / demo")
     ap.add_argument("--epochs", type=int, default=30, help="epochs of every training run")
     ap.add_argument("--seeds", default="0,1", help="student seeds, comma-separated")
+    ap.add_argument("--stage2", choices=("joint", "heads"), default="joint",
+                    help="objectives: 'joint' trains everything in stage 2; 'heads' trains only the new heads on the "
+                         "frozen stage-1 dual encoder (train_only='extra_heads'), into <out>/objectives-heads")
     ap.add_argument("--auxiliary", default="acml+mlml,acml", help="objectives: cross-modal terms added to InfoNCE, "
                                                                   "comma-separated (each a run)")
     args = ap.parse_args(argv)
@@ -67,9 +70,10 @@ def main(argv=None) -> int:
         cfg = replace(base, batch_size=32, lr=3e-4, epochs=min(args.epochs, 10),
                       loss_kwargs={"crossattn": {"text_model": "minilm", "num_layers": 2, "frame_stride": 20}})
         print(_table(objectives_ablation(cfg, contrastive=["infonce"], auxiliary=["", *args.auxiliary.split(",")],
-                                         rerank_k=[0, 16], seeds=seeds[:1], out_dir=out / "objectives", progress=False,
-                                         staged=True,
-                                         aux_overrides={"epochs": 2 * min(args.epochs, 10), "lr": 1e-4})))
+                                         rerank_k=[0, 16], seeds=seeds[:1], progress=False, staged=True,
+                                         out_dir=out / ("objectives" if args.stage2 == "joint" else "objectives-heads"),
+                                         aux_overrides={"epochs": 2 * min(args.epochs, 10), "lr": 1e-4,
+                                                        "train_only": "" if args.stage2 == "joint" else "extra_heads"})))
     if "distillation" in todo:
         print("\n## Ensemble distillation (3 teachers, equal weights)\n")
         print(_table(distillation_study(base, seeds=seeds, out_dir=out / "distillation", relevance_file=str(rel))))

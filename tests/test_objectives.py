@@ -462,3 +462,29 @@ def test_acml_across_two_processes_equals_one_process(tmp_path):
     single = float(p.stdout.split("single")[-1])
     assert len(per_rank) == 2 and per_rank[0] != per_rank[1]
     assert np.mean(per_rank) == pytest.approx(single, rel=1e-5)
+
+
+def test_train_only_the_matching_head_on_a_frozen_dual_encoder(tmp_path):
+    """``train_only="extra_heads"``: a second stage trains the new matching head and nothing else."""
+    from atrlib.models.dual import create_model
+    from atrlib.train_inputs import load_splits
+    from atrlib.training import TrainConfig, fit
+
+    cfg = TrainConfig(dataset="synth", size="tiny", model="synth-stats-minilm", epochs=1, batch_size=16, lr=3e-3,
+                      device="cpu", progress=False, out_dir=str(tmp_path / "run"), loss="infonce+acml",
+                      train_only="extra_heads", loss_kwargs={"crossattn": {"text_model": "tiny", "frame_stride": 10}})
+    data = load_splits(cfg)
+    torch.manual_seed(0)
+    model = create_model(cfg.model)
+    model.add_head("crossattn", {"text_model": "tiny", "frame_stride": 10})   # the objective trains this one
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(cfg, model, data)
+    after = model.state_dict()
+    dual = [k for k in before if not k.startswith("extra_heads")]
+    assert dual and all(torch.equal(before[k], after[k].cpu()) for k in dual)
+    head = [k for k in before if k.startswith("extra_heads.crossattn.match_head")]
+    assert head and all(not torch.equal(before[k], after[k].cpu()) for k in head)
+    fresh = create_model(cfg.model)
+    with pytest.raises(ValueError, match="no trainable parameter starts with 'nope'.*audio_head"):
+        from atrlib.training import freeze_except
+        freeze_except(fresh, "nope")
