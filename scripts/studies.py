@@ -23,11 +23,13 @@ import atrlib  # noqa: F401  (thread settings before torch)
 
 
 def _table(df) -> str:
+    if "rerank_k" in df.columns:  # objectives: the system name already says loss and K
+        df = df.drop(columns=["loss", "rerank_k", "seeds"])
     cols = list(df.columns)
     lines = ["| system | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     for name, row in df.iterrows():
         cells = [("" if v != v else f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row.tolist()]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(f"| {str(name).replace('|', '·')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -379,10 +379,12 @@ def test_objectives_ablation_staged_with_head_and_tuned_reranking(tmp_path):
     out = tmp_path / "obj"
     table = objectives_ablation(base, contrastive=["infonce"], auxiliary=["", "acml"], rerank_k=[0, 3], seeds=[0],
                                 out_dir=out, progress=False, staged=True, n=200)
-    assert list(table.index) == ["infonce | rerank 0", "infonce+acml | rerank 0", "infonce+acml | rerank 3 head",
-                                 "infonce+acml | rerank 3 tuned"]
+    assert list(table.index) == ["infonce | rerank 0", "infonce continued | rerank 0", "infonce+acml | rerank 0",
+                                 "infonce+acml | rerank 3 head", "infonce+acml | rerank 3 tuned"]
     staged = out / "staged" / "infonce+acml-s0"
-    assert read_json(staged / "params.json")["init_from"] == str(out / "infonce-s0" / "best")
+    for run in (staged, out / "staged" / "infonce-s0"):             # stage 2 and its control start from stage 1
+        assert read_json(run / "params.json")["init_from"] == str(out / "infonce-s0" / "best")
+    assert np.isnan(table.loc["infonce continued | rerank 0", "p_vs_baseline"])   # the baseline of the tests
     head, tuned, plain = (table.loc[f"infonce+acml | rerank {s}"] for s in ("3 head", "3 tuned", "0"))
     from atrlib.rerank import WEIGHTS, weight_name
 

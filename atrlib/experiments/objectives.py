@@ -87,15 +87,22 @@ def objectives_ablation(base, contrastive: Sequence[str] = ("infonce",), auxilia
     losses = [c + (f"+{a}" if a else "") for c in contrastive for a in auxiliary]
     aux = dict(aux_overrides or {})
     if staged:
-        plain = [c for c in contrastive]
-        runs = run_grid(base, plain, seeds, out_dir, progress=progress)
+        runs = run_grid(base, list(contrastive), seeds, out_dir, progress=progress)
+        order = list(losses)
         for c in contrastive:
             for a in [a for a in auxiliary if a]:
                 for seed, first in zip(seeds, runs[c]):
                     r = run_grid(replace(base, init_from=str(Path(first) / "best"), **aux), [f"{c}+{a}"], [seed],
                                  Path(out_dir) / "staged", progress=progress)
                     runs.setdefault(f"{c}+{a}", []).extend(r[f"{c}+{a}"])
-        runs = {loss: runs[loss] for loss in losses}
+            if any(auxiliary) and not aux.get("train_only"):
+                # the control: the contrastive loss alone, continued for the same stage-2 steps
+                for seed, first in zip(seeds, runs[c]):
+                    r = run_grid(replace(base, init_from=str(Path(first) / "best"), **aux), [c], [seed],
+                                 Path(out_dir) / "staged", progress=progress)
+                    runs.setdefault(f"{c} continued", []).extend(r[c])
+                order.insert(order.index(c) + 1 if c in order else 0, f"{c} continued")
+        runs = {loss: runs[loss] for loss in order}
     else:
         runs = run_grid(base, [l for l in losses if l in contrastive], seeds, out_dir, progress=progress)
         extra = [l for l in losses if l not in contrastive]
@@ -128,6 +135,8 @@ def objectives_ablation(base, contrastive: Sequence[str] = ("infonce",), auxilia
                 label = {"": "", "head": " head", "val": " tuned"}[how]
                 per[f"{loss} | rerank {k}{label}"] = row
     base_name = f"{losses[0]} | rerank 0"
+    if f"{contrastive[0]} continued" in runs:  # staged: the fair baseline has had the same steps
+        base_name = f"{contrastive[0]} continued | rerank 0"
     rows = []
     for name, row in per.items():
         ci = jackknife_ci(row["test_ap"])
