@@ -135,12 +135,20 @@ def holds_run(folder: Path) -> List[str]:
 
 def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
                        ignore: Iterable[str] = RESUME_FREE) -> Dict[str, Tuple[Any, Any]]:
-    """``{field: (old, new)}`` for every field whose value differs (JSON-normalised)."""
+    """``{field: (old, new)}`` for every field whose value differs (JSON-normalised). A field
+    the old configuration lacks (a run made before the option existed) counts as its
+    :class:`~atrlib.training.TrainConfig` default, so adding an option does not orphan old runs."""
     import json
+    from dataclasses import MISSING, fields
+
+    from atrlib.training import TrainConfig
 
     def norm(v):
         return json.loads(json.dumps(v, default=str))
 
+    defaults = {f.name: (f.default if f.default is not MISSING else f.default_factory())
+                for f in fields(TrainConfig) if f.default is not MISSING or f.default_factory is not MISSING}
+    old = {**{k: v for k, v in defaults.items() if k not in old and k in new}, **old}
     skip = set(ignore)
     keys = (set(old) | set(new)) - skip
     return {k: (old.get(k), new.get(k)) for k in sorted(keys) if norm(old.get(k)) != norm(new.get(k))}

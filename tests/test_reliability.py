@@ -554,3 +554,16 @@ def test_training_refuses_overlapping_splits_unless_allowed(tmp_path):
     assert saved["split_overlap"]["clips"] == {"train/val": 3} == m["split_overlap"]["clips"]
     assert "share clips" in saved["split_overlap"]["note"] and saved["splits"] == {"train": "train", "val": "train",
                                                                                  "test": "test"}
+
+
+def test_a_run_made_before_an_option_existed_matches_its_default():
+    """Adding a TrainConfig option must not orphan old runs: a field the old params lack counts
+    as its default (reuse / resume), and any other value is still a difference."""
+    from atrlib.preflight import config_differences
+    from atrlib.training import TrainConfig
+
+    new = TrainConfig(lr=3e-4).to_dict()
+    old = {k: v for k, v in new.items() if k != "train_only"}
+    assert config_differences(old, new) == {}
+    assert config_differences(old, {**new, "train_only": "extra_heads"}) == {"train_only": ("", "extra_heads")}
+    assert config_differences({**old, "lr": 1e-3}, new) == {"lr": (1e-3, 3e-4)}
