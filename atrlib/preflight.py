@@ -56,6 +56,7 @@ RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "max_audio_seconds": (lambda v: _num(v) and v >= 0, "a number of seconds >= 0 (0 = the model's)"),
     "train_crop_seconds": (lambda v: _num(v) and v >= 0, "a number of seconds >= 0 (0 = off)"),
     "scheduler": (lambda v: v in ("cosine", "plateau", "none"), "one of 'cosine', 'plateau', 'none'"),
+    "select_on": (lambda v: v in ("val_mAP@10", "last"), "'val_mAP@10' or 'last'"),
     "pairs": (lambda v: v in ("captions", "clips"), "one of 'captions', 'clips'"),
     "precision": (lambda v: v in ("no", "fp16", "bf16"), "one of 'no', 'fp16', 'bf16'"),
     "device": (lambda v: isinstance(v, str) and (v in ("auto", "cpu", "cuda", "mps") or v.startswith("cuda:")),

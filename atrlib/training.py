@@ -105,6 +105,8 @@ class TrainConfig:
     seed: int = option(0, "seeds initialisation, shuffles, dropout and augmentation")
     out_dir: str = option("runs/train", "checkpoints (last/, best/) and history.json go here")
     patience: int = option(0, "early stopping after N epochs without a better val mAP@10 (0 = off)")
+    select_on: str = option("val_mAP@10", "best/ = the epoch with the best 'val_mAP@10', or the 'last' epoch (e.g. "
+                                          "train_only='extra_heads': the dual encoder's validation score cannot move)")
     resume: bool = option(False, "continue from out_dir/last when it exists (the configuration must be unchanged)")
     overwrite: bool = option(False, "an out_dir already holding a run is moved aside to <out_dir>.prev-<time> "
                                     "(default: refuse)")
@@ -331,7 +333,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
                  **{f"val_{k}": float(v) for k, v in scores.items() if k != "n_queries"},
                  "seconds": round(time.time() - t0, 2)}
         history.append(entry)
-        improved = scores["mAP@10"] > best
+        improved = scores["mAP@10"] > best or cfg.select_on == "last"
         best, bad_epochs = (scores["mAP@10"], 0) if improved else (best, bad_epochs + 1)
         if acc.is_main_process:
             if improved:

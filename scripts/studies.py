@@ -75,7 +75,8 @@ def main(argv=None) -> int:
                                          rerank_k=[0, 16], seeds=seeds[:1], progress=False, staged=True,
                                          out_dir=out / ("objectives" if args.stage2 == "joint" else "objectives-heads"),
                                          aux_overrides={"epochs": 2 * min(args.epochs, 10), "lr": 1e-4,
-                                                        "train_only": "" if args.stage2 == "joint" else "extra_heads"})))
+                                                        **({} if args.stage2 == "joint" else
+                                                           {"train_only": "extra_heads", "select_on": "last"})})))
     if "distillation" in todo:
         print("\n## Ensemble distillation (3 teachers, equal weights)\n")
         print(_table(distillation_study(base, seeds=seeds, out_dir=out / "distillation", relevance_file=str(rel))))

@@ -472,9 +472,10 @@ def test_train_only_the_matching_head_on_a_frozen_dual_encoder(tmp_path):
     from atrlib.train_inputs import load_splits
     from atrlib.training import TrainConfig, fit
 
-    cfg = TrainConfig(dataset="synth", size="tiny", model="synth-stats-minilm", epochs=1, batch_size=16, lr=3e-3,
+    cfg = TrainConfig(dataset="synth", size="tiny", model="synth-stats-minilm", epochs=2, batch_size=16, lr=3e-3,
                       device="cpu", progress=False, out_dir=str(tmp_path / "run"), loss="infonce+acml",
-                      train_only="extra_heads", loss_kwargs={"crossattn": {"text_model": "tiny", "frame_stride": 10}})
+                      train_only="extra_heads", select_on="last",
+                      loss_kwargs={"crossattn": {"text_model": "tiny", "frame_stride": 10}})
     data = load_splits(cfg)
     torch.manual_seed(0)
     model = create_model(cfg.model)
@@ -486,6 +487,12 @@ def test_train_only_the_matching_head_on_a_frozen_dual_encoder(tmp_path):
     assert dual and all(torch.equal(before[k], after[k].cpu()) for k in dual)
     head = [k for k in before if k.startswith("extra_heads.crossattn.match_head")]
     assert head and all(not torch.equal(before[k], after[k].cpu()) for k in head)
+    from safetensors.torch import load_file   # select_on="last": best/ = epoch 2 (the dual's val score cannot move)
+
+    best, last = (load_file(str(tmp_path / "run" / d / "model.safetensors")) for d in ("best", "last"))
+    assert best.keys() == last.keys() and all(torch.equal(best[k], last[k]) for k in best)
+    with pytest.raises(ValueError, match="select_on"):
+        TrainConfig(select_on="best")
     fresh = create_model(cfg.model)
     with pytest.raises(ValueError, match="no trainable parameter starts with 'nope'.*audio_head"):
         from atrlib.training import freeze_except
