@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from atrlib.data.base import AudioCaptionDataset
-from atrlib.training import TrainConfig, load_splits, run_training
+from atrlib.training import TrainConfig, run_training
 
 
 def make_folds(pool: AudioCaptionDataset, k: int, seed: int = 0) -> List[Dict[str, AudioCaptionDataset]]:
@@ -36,15 +36,12 @@ def make_folds(pool: AudioCaptionDataset, k: int, seed: int = 0) -> List[Dict[st
 
 def kfold_train(cfg: TrainConfig, k: int = 5, out_dir: str | Path | None = None) -> List[Path]:
     """Train ``k`` models on folds of ``cfg.train_split`` + ``cfg.val_split``; returns the run
-    folders ``<out_dir>/fold<i>``, each scored on ``cfg.test_split``."""
+    folders ``<out_dir>/fold<i>``, each scored on ``cfg.test_split``. Each is one training run
+    with ``fold=i, folds=k`` (:func:`atrlib.train_inputs.load_splits` cuts the folds)."""
     out = Path(out_dir or cfg.out_dir)
-    data = load_splits(cfg)
-    pool = AudioCaptionDataset(data["train"].name, "train+val", data["train"].root,
-                               data["train"].items + data["val"].items)
     runs = []
-    for i, fold in enumerate(make_folds(pool, k, cfg.seed)):
+    for i in range(k):
         run = out / f"fold{i}"
-        fold_data = dict(fold, test=data["test"]) if "test" in data else fold
-        run_training(replace(cfg, out_dir=str(run)), data=fold_data)
+        run_training(replace(cfg, out_dir=str(run), fold=i, folds=k))
         runs.append(run)
     return runs
