@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
+from atrlib.errors import DiskWriteError
 
 __all__ = [
     "atomic_path", "write_text_atomic", "save_npy_atomic", "file_mode", "dir_mode", "DiskWriteError",
@@ -51,9 +52,6 @@ def _umask() -> int:
     os.umask(umask)
     return umask
 
-
-class DiskWriteError(OSError):
-    """A write failed for a reason a user can act on (disk full, read-only, permissions)."""
 
 
 def _explain(exc: OSError, path: Path, needed: Optional[int]) -> Optional[str]:

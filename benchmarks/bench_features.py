@@ -10,7 +10,7 @@ import librosa
 import numpy as np
 import torch
 
-from atrlib.features import FEATURE_PRESETS, LogMel
+from atrlib.audio.features import FEATURE_PRESETS, LogMel
 
 
 def bench(fn, repeat=3):

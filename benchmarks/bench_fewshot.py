@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_fewshot.py [--seeds 5]
 
 The 85 clips of animals + clotho_mini + gcompris_sounds are pooled and split by clip (seeded
-permutation: 50 % train, 20 % validation, 30 % test). The adapter (atrlib.fewshot) trains on
+permutation: 50 % train, 20 % validation, 30 % test). The adapter (atrlib.retrieval.fewshot) trains on
 train and picks its blend with zero-shot on validation (``--select val``), or picks the blend by
 4-fold cross-validation over train + validation and then trains on both (``--select cv``,
 default); it is scored on the test clips only
@@ -24,11 +24,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 import atrlib  # noqa: E402,F401
-from atrlib.experiments.zeroshot import label_queries, paired_test, per_query, shared_real_sets  # noqa: E402
-from atrlib.fewshot import FewShotAdapter, split_by_clip, subset  # noqa: E402
-from atrlib.metrics import jackknife_ci  # noqa: E402
+from atrlib.retrieval.metrics import label_queries, per_query  # noqa: E402
+from atrlib.experiments.zeroshot import paired_test, shared_real_sets
+from atrlib.retrieval.fewshot import FewShotAdapter, split_by_clip, subset  # noqa: E402
+from atrlib.retrieval.metrics import jackknife_ci  # noqa: E402
 from atrlib.paths import shared_dir  # noqa: E402
-from atrlib.retrievers import get_retriever  # noqa: E402
+from atrlib.retrieval.retrievers import get_retriever  # noqa: E402
 
 
 def main(argv=None) -> int:

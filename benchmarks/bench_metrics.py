@@ -1,4 +1,4 @@
-"""Time atrlib.metrics on Clotho-sized and large similarity matrices; prints a table.
+"""Time atrlib.retrieval.metrics on Clotho-sized and large similarity matrices; prints a table.
 
     PYTHONPATH=. python benchmarks/bench_metrics.py   # (or after pip install -e .) ~6 s on 2 cores
 
@@ -18,7 +18,7 @@ import tracemalloc
 import atrlib  # noqa: F401  (thread settings before torch)
 import numpy as np
 
-from atrlib.metrics import a2t_relevance, evaluate_both, retrieval_scores, t2a_relevance
+from atrlib.retrieval.metrics import a2t_relevance, evaluate_both, retrieval_scores, t2a_relevance
 
 
 class LowRankSim:

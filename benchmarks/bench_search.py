@@ -1,6 +1,6 @@
 """Search over a million unit vectors: exact torch matmul + top-k (the bare baseline), faiss
 ``IndexFlatIP``, atrlib's exact search, IVF, IVF-PQ fast-scan + re-rank and HNSW
-(:mod:`atrlib.index`); prints a table.
+(:mod:`atrlib.retrieval.index`); prints a table.
 
     PYTHONPATH=. python benchmarks/bench_search.py       # 1,000,000 x 512, random and clustered (make bench)
     PYTHONPATH=. python benchmarks/bench_search.py --n 100000 --data clustered   # a quick look (~1 min)
@@ -23,7 +23,7 @@ themselves, 2 GB at 1M x 512 float32, are held before and not counted).
 For each approximate index the table shows the fastest setting reaching recall@10 >= 0.95 and
 the most accurate setting still >= 5x faster than the baseline (ladders: ``nprobe`` for IVF,
 ``nprobe`` x re-ranked ``candidates`` for IVF-PQ, ``efSearch`` for HNSW), and for IVF-PQ the
-setting :func:`atrlib.index.tune_index` picks on held-out rows of the collection, as a store
+setting :func:`atrlib.retrieval.index.tune_index` picks on held-out rows of the collection, as a store
 build does.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ import atrlib  # noqa: F401  (thread settings before torch)
 import numpy as np
 import torch
 
-from atrlib.index import IndexConfig, build_index, recall_at_k, tune_index
+from atrlib.retrieval.index import IndexConfig, build_index, recall_at_k, tune_index
 
 
 def rss_mb() -> float:
@@ -217,7 +217,7 @@ def flat_row(b: Bench, args):
 def bf16_row(b: Bench, candidates: int = 100):
     """Every vector scored in bfloat16 (CPUs with AMX / AVX512-BF16 run it several times faster
     than float32), the best ``candidates`` re-ranked exactly: no index, no tuning."""
-    from atrlib.index import rerank
+    from atrlib.retrieval.index import rerank
 
     m0 = rss_mb()
     xb = torch.from_numpy(b.x).bfloat16()                                           # (n, d)

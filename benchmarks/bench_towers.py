@@ -41,7 +41,7 @@ def matmul_peak(device: str, n: int = 2048, reps: int = 5) -> float:
 def one(name: str, clips: int, seconds: float, device: str) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from atrlib.models.registry import AUDIO_TOWERS
+    from atrlib.models.towers import AUDIO_TOWERS
 
     torch.manual_seed(0)
     tower = AUDIO_TOWERS.get(name)(**KWARGS.get(name, {})).eval().to(device)
@@ -78,7 +78,7 @@ def main() -> int:
     if a.one:
         print(json.dumps(one(a.one, a.clips, a.seconds, a.device)))
         return 0
-    from atrlib.models.registry import AUDIO_TOWERS
+    from atrlib.models.towers import AUDIO_TOWERS
 
     peak = matmul_peak(a.device)
     print(f"audio towers, {a.seconds:.0f}-s clip, batch 1, {a.clips} timed clips, device {a.device}, "

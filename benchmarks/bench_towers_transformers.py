@@ -43,7 +43,7 @@ def _run(name: str, clips: int, seconds: float, repeat: int, queue) -> None:
     import atrlib.models  # noqa: F401  (registers the towers)
     from torch.utils.flop_counter import FlopCounterMode
 
-    from atrlib.models.registry import AUDIO_TOWERS
+    from atrlib.models.towers import AUDIO_TOWERS
 
     base = _rss_mb()
     torch.manual_seed(0)

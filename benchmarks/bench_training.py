@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python benchmarks/bench_training.py      # ~25 s on 2 cores
 
-With both towers frozen, :func:`atrlib.training.fit` trains only the two heads on features
+With both towers frozen, :func:`atrlib.train.loop.fit` trains only the two heads on features
 computed once. This times that loop on random inputs of Clotho development size:
 19,195 caption-clip pairs (3,839 clips x 5 captions), 2,048-d audio features (CNN14's size)
 and 768-d text features (BERT's), symmetric InfoNCE with a learnable temperature, for MLP
@@ -36,7 +36,7 @@ WARMUP = 3                               # untimed steps first (allocator, threa
 
 class Pairs(torch.utils.data.Dataset):
     """Index i -> (audio features of caption i's clip, text features of caption i, clip id),
-    as atrlib.training.PairSet gives it for frozen towers."""
+    as atrlib.train.loop.PairSet gives it for frozen towers."""
 
     def __init__(self, audio: torch.Tensor, text: torch.Tensor, clip_of: torch.Tensor):
         self.audio, self.text, self.clip_of = audio, text, clip_of

@@ -5,7 +5,7 @@ query by example, search time. Needs ../shared (or $ATRLIB_SHARED).
     .venv/bin/python benchmarks/bench_zeroshot.py --markdown # the README table as markdown
 
 Queries are the distinct captions of each collection; every clip with that exact caption is
-relevant (atrlib.experiments.zeroshot.label_queries). CIs: delete-one jackknife 95 %; the
+relevant (atrlib.retrieval.metrics.label_queries). CIs: delete-one jackknife 95 %; the
 p value is a paired bootstrap test (10,000 resamples) of after - before on per-query AP@10.
 Settings were chosen on gcompris_sounds (label temperature, description weight) or by
 reasoning (all others); animals and clotho_mini only confirm.
@@ -23,10 +23,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 import atrlib  # noqa: E402,F401
-from atrlib.experiments.zeroshot import (chance_scores, compare, dataset_queries, fmt_ci, score_table_row,  # noqa: E402
-                                         shared_real_sets)
+from atrlib.experiments.zeroshot import chance_scores, compare, dataset_queries, fmt_ci, score_table_row, # noqa: E402                                          shared_real_sets
 from atrlib.paths import shared_dir  # noqa: E402
-from atrlib.retrievers import TagBridgeConfig, TagBridgeRetriever, tagbridge_v1_config  # noqa: E402
+from atrlib.retrieval.retrievers import TagBridgeConfig, TagBridgeRetriever, tagbridge_v1_config  # noqa: E402
 
 
 def systems(with_mpnet: bool):
@@ -84,7 +83,7 @@ def timing(sets, pool) -> dict:
     """Cold tagging time per clip (no cache) and per-query search time over a warm collection."""
     import tempfile
 
-    from atrlib.cache import FeatureCache
+    from atrlib.audio.cache import FeatureCache
 
     r = share_towers(TagBridgeRetriever(TagBridgeConfig(), cache=FeatureCache(tempfile.mkdtemp(), namespace="t")), pool)
     r.label_embeddings()
@@ -97,7 +96,7 @@ def timing(sets, pool) -> dict:
     t0 = time.perf_counter()
     r.similarity(queries, paths, progress=False)
     per_query = (time.perf_counter() - t0) / len(queries)
-    from atrlib.audio import audio_info
+    from atrlib.audio.io import audio_info
 
     seconds = sum(audio_info(p)[0] for p in paths)
     return {"clips": len(paths), "audio_s": seconds, "per_clip_s": per_clip, "queries": len(queries),
@@ -122,7 +121,7 @@ def main(argv=None) -> int:
         pooled_caps += d.captions_flat()
         pooled_idx += [off + i for i in d.caption_clip_index()]
         off += len(d)
-    from atrlib.experiments.zeroshot import label_queries
+    from atrlib.retrieval.metrics import label_queries
 
     evals = {name: (dataset_queries(d), d.audio_paths) for name, d in sets.items()}
     evals["all three pooled"] = (label_queries(pooled_caps, pooled_idx), pooled_paths)

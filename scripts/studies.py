@@ -50,9 +50,9 @@ def main(argv=None) -> int:
     from atrlib.data.synth import synth_metadata
     from atrlib.experiments.distillation import (augmentation_ablation, distillation_study, same_clip_paraphrases,
                                                  variant_ablation)
-    from atrlib.protocol2025 import synth_relevance_file
-    from atrlib.train_inputs import load_splits
-    from atrlib.training import TrainConfig
+    from atrlib.retrieval.protocol2025 import synth_relevance_file
+    from atrlib.data.splits import load_splits
+    from atrlib.train.config import TrainConfig
 
     out = Path(args.out)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     if "objectives" in todo:
         from dataclasses import replace
 
-        from atrlib.experiments.objectives import objectives_ablation
+        from atrlib.experiments.objective_ablation import objectives_ablation
 
         print("## Cross-modal objectives and re-ranking (2-layer MiniLM cross-attention head)\n")
         # staged: InfoNCE for 10 epochs, then InfoNCE + A-CML + MLML from it (lr 1e-4, 2x the epochs);

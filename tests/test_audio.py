@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from atrlib.audio import AudioError, audio_info, load_audio, pad_or_crop, resample, segment
+from atrlib.audio.io import audio_info, load_audio, pad_or_crop, resample, segment
+from atrlib.errors import AudioError
 
 
 def _tone(path, sr=22050, seconds=1.0, freq=440.0, channels=1):

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
-from atrlib.features import LogMel
+from atrlib.audio.features import LogMel
 from atrlib.models.aisfx_tower import (AisfxTower, aisfx, aisfx_package_checkpoint, convert_aisfx_checkpoint,
                                        load_aisfx_weights)
-from atrlib.mel import mel_matrix
+from atrlib.audio.mel import mel_matrix
 from atrlib.models.cnn14 import Cnn14, build_cnn14, load_panns_state_dict
-from atrlib.weights import torch_load_weights_only
-from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.models.weights import torch_load_weights_only
+from atrlib.models.towers import AUDIO_TOWERS
 from atrlib.paths import cache_dir
 from atrlib.models.frontend import SpecAugment
 from atrlib.models.small_cnn import SmallCNN, SmallCNNConfig
@@ -37,7 +37,7 @@ def cnn14_model():
 
 
 def _clotho_clip(shared, sample_rate, seconds):
-    from atrlib.audio import load_audio
+    from atrlib.audio.io import load_audio
 
     wavs = sorted((shared / "data" / "clotho_mini" / "clotho_audio_evaluation").glob("*.wav"))
     if not wavs:
@@ -105,13 +105,13 @@ def test_cnn14_state_dict_is_the_official_layout(cnn14_model):
 
 
 def test_cnn14_checkpoint_round_trip_strict(cnn14_model, tmp_path, monkeypatch):
-    import atrlib.weights
+    import atrlib.models.weights
 
     sd = cnn14_model.state_dict()
     path = tmp_path / "Cnn14_mAP=0.431.pth"
     torch.save({"iteration": 0, "model": sd}, path)                    # the official file's structure
     asked = []
-    monkeypatch.setattr(atrlib.weights, "resolve_weights", lambda name, *a, **k: asked.append(name) or path)
+    monkeypatch.setattr(atrlib.models.weights, "resolve_weights", lambda name, *a, **k: asked.append(name) or path)
     loaded = AUDIO_TOWERS.get("cnn14")(pretrained=True)
     assert asked == ["panns-cnn14"]
     for k, v in loaded.state_dict().items():

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from atrlib.augment import CaptionAugmenter, ParaphraseFileError, attach_paraphrases, load_paraphrases
+from atrlib.train.augment import CaptionAugmenter, attach_paraphrases, load_paraphrases
+from atrlib.errors import ParaphraseFileError
 
 
 def test_every_file_form_reads_the_same_table(tmp_path):
@@ -71,10 +72,10 @@ def test_replacement_probability_and_choice():
 
 def test_frozen_text_tower_gets_the_paraphrase_features(tmp_path):
     from atrlib.data import load_dataset
-    from atrlib.embeddings import text_tower_embeddings
+    from atrlib.audio.embeddings import text_tower_embeddings
     from atrlib.experiments.distillation import same_clip_paraphrases
     from atrlib.models.dual import create_model
-    from atrlib.train_inputs import PairSet, SplitInputs, tower_id
+    from atrlib.models.inputs import PairSet, SplitInputs, tower_id
 
     ds = load_dataset("synth", split="train", size="tiny")
     model = create_model("synth-stats-minilm")
@@ -98,8 +99,8 @@ def test_frozen_text_tower_gets_the_paraphrase_features(tmp_path):
 
 def test_augmentation_ablation_row(tmp_path):
     from atrlib.experiments.distillation import augmentation_ablation, same_clip_paraphrases
-    from atrlib.train_inputs import load_splits
-    from atrlib.training import TrainConfig
+    from atrlib.data.splits import load_splits
+    from atrlib.train.config import TrainConfig
 
     base = TrainConfig(size="tiny", epochs=2, batch_size=16, progress=False, out_dir=str(tmp_path / "x"))
     path = same_clip_paraphrases(load_splits(base)["train"], tmp_path / "p.json")

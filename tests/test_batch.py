@@ -1,4 +1,4 @@
-"""atrlib.batch and ``python -m atrlib run`` on tiny fixture notebooks (tests/fixtures/notebooks/).
+"""atrlib.runs.batch and ``python -m atrlib run`` on tiny fixture notebooks (tests/fixtures/notebooks/).
 
 The fixture profile ``mixed.yaml``: ok_metrics (writes metrics.json from its parameters),
 boom (raises in a cell), after_boom (needs boom), chained (needs after_boom), independent
@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 import atrlib
-from atrlib import batch
+from atrlib.runs import batch
 from atrlib.__main__ import main as cli_main
-from atrlib.batch import RunExistsError, RunResult, run_profile
-from atrlib.profiles import ProfileError, load_profile, parse_overrides
+from atrlib.runs.batch import RunResult, run_profile
+from atrlib.errors import RunExistsError
+from atrlib.runs.profiles import load_profile, parse_overrides
+from atrlib.errors import ProfileError
 from atrlib.files import read_json
 
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
@@ -154,8 +156,8 @@ def test_profile_validation(tmp_path):
 
 
 def test_parse_overrides_keep_text_until_typed_by_the_notebook():
-    from atrlib.preflight import typed_value
-    from atrlib.profiles import RawValue
+    from atrlib.train.config import typed_value
+    from atrlib.runs.profiles import RawValue
 
     ov = parse_overrides(["epochs=3", "lr=1e-3", "warm=0.5", "amp=true", "name=abc", "02_train.x=[1, 2]", "e=", "eq=a=b"])
     assert ov == {"epochs": "3", "lr": "1e-3", "warm": "0.5", "amp": "true", "name": "abc", "02_train.x": "[1, 2]",

@@ -5,11 +5,11 @@ import pytest
 import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
-from atrlib.audio import segment_bounds
+from atrlib.audio.io import segment_bounds
 from atrlib.models.clip_frontend import (AudioFrontendConfig, ClipFrontend, configure_spec_augment, random_window,
                                          wrap_audio_tower)
 from atrlib.models.frames import check_tower
-from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.models.towers import AUDIO_TOWERS
 
 
 def test_segment_bounds_by_hand():
@@ -26,7 +26,7 @@ def test_segment_bounds_by_hand():
 
 
 def _old_padded_cutter(x, sr, seconds, max_seconds, min_last):
-    """The padded cutter atrlib.audio.segment had before segment_bounds (kept here as the reference)."""
+    """The padded cutter atrlib.audio.io.segment had before segment_bounds (kept here as the reference)."""
     x = x[..., : int(max_seconds * sr)]
     seg, out = int(seconds * sr), []
     for s in range(0, max(x.shape[-1], 1), seg):
@@ -41,7 +41,7 @@ def _old_padded_cutter(x, sr, seconds, max_seconds, min_last):
 def test_segment_bounds_reproduce_the_older_cutters(n):
     """Drop-in for the two cutters it replaces: the padded one audio.segment had, and the
     end-aligned one of the tag-bridge retriever (retrievers.split_segments)."""
-    from atrlib.audio import segment
+    from atrlib.audio.io import segment
 
     x = np.arange(1, n + 1, dtype=np.float32)
     pieces, ref = segment(x, 1, seconds=10, max_seconds=30, min_last=2), _old_padded_cutter(x, 1, 10, 30, 2)
@@ -49,7 +49,7 @@ def test_segment_bounds_reproduce_the_older_cutters(n):
     aligned = segment(x, 1, seconds=10, max_seconds=None, min_last=2, tail="align")
     assert [(int(p[0]) - 1, int(p[-1])) for p in aligned] == segment_bounds(n, 10, None, "align", 2)
     try:
-        from atrlib.retrievers import split_segments
+        from atrlib.retrieval.retrievers import split_segments
     except ImportError:
         return
     assert [p.tolist() for p in split_segments(x, 1, 10.0, min_last=2)] == [p.tolist() for p in aligned]

@@ -10,7 +10,7 @@ import pytest
 import soundfile as sf
 
 from atrlib.data import load_dataset
-from atrlib.data.captions_csv import DatasetError
+from atrlib.errors import DatasetError
 from atrlib.data.fsd50k import clean_description, tags_to_caption
 from atrlib.data.mixture import sample_indices, source_shares
 
@@ -251,7 +251,8 @@ def test_mixture_weights_fraction_and_seeded_draws(tmp_path):
 
 
 def test_fetch_verifies_md5_atomically_and_skips_good_copies(tmp_path):
-    from atrlib.data.download import ChecksumError, DataFile, fetch
+    from atrlib.data.download import DataFile, fetch
+    from atrlib.errors import ChecksumError
 
     src = tmp_path / "host"
     src.mkdir()
@@ -270,7 +271,8 @@ def test_fetch_verifies_md5_atomically_and_skips_good_copies(tmp_path):
 
 
 def test_download_helpers_through_a_mirror(tmp_path):
-    from atrlib.data.download import ChecksumError, download_audiocaps_csvs, download_macs_annotations
+    from atrlib.data.download import download_audiocaps_csvs, download_macs_annotations
+    from atrlib.errors import ChecksumError
 
     mirror = tmp_path / "mirror"
     make_audiocaps(tmp_path / "made")

@@ -6,7 +6,7 @@ import soundfile as sf
 
 from atrlib.data import DATASETS, load_dataset
 from atrlib.data.audit import leakage_audit
-from atrlib.data.captions_csv import DatasetError
+from atrlib.errors import DatasetError
 
 
 def test_registry_lists_builtins():

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from atrlib.distill import Distill, correspondence_targets, teacher_matrix
-from atrlib.objectives import CrossBatch, build_objective
-from atrlib.simfile import SimilarityMatrix, save_similarity
+from atrlib.losses.distill import Distill, correspondence_targets, teacher_matrix
+from atrlib.losses.crossmodal import CrossBatch
+from atrlib.losses.objective import build_objective
+from atrlib.retrieval.simfile import SimilarityMatrix, save_similarity
 
 
 class _DS:
@@ -96,7 +97,7 @@ def test_distill_combines_with_infonce_in_one_objective(tmp_path):
     """'0.5*infonce+distill': both terms, weights applied, built through the objective parser."""
     from atrlib.models.dual import create_model
     from atrlib.data import load_dataset
-    from atrlib.train_inputs import SplitInputs
+    from atrlib.models.inputs import SplitInputs
 
     ds = load_dataset("synth", split="train", size="tiny")
     model = create_model("synth-stats-minilm")
@@ -118,9 +119,9 @@ def test_distillation_study_student_teacher_undistilled(tmp_path):
     """The must-show at tiny size: 3 teachers -> one student; CIs, paired tests, cost, 2025 protocol."""
     from atrlib.data.synth import synth_metadata
     from atrlib.experiments.distillation import distillation_study
-    from atrlib.protocol2025 import synth_relevance_file
-    from atrlib.train_inputs import load_splits
-    from atrlib.training import TrainConfig
+    from atrlib.retrieval.protocol2025 import synth_relevance_file
+    from atrlib.data.splits import load_splits
+    from atrlib.train.config import TrainConfig
 
     base = TrainConfig(size="tiny", epochs=2, batch_size=16, progress=False, out_dir=str(tmp_path / "x"))
     data = load_splits(base)
@@ -136,8 +137,8 @@ def test_distillation_study_student_teacher_undistilled(tmp_path):
     assert 0 < s["p_vs_student without distillation"] <= 1 and 0 < s[f"p_vs_{teacher}"] <= 1
     assert table.loc[teacher, "models"] == 3 and table.loc[teacher, "parameters"] == 3 * s["parameters"]
     # the teacher's test scores are the equal-weight sum of its members' matrices
-    from atrlib.simfile import load_similarity
-    from atrlib.metrics import per_query_metrics
+    from atrlib.retrieval.simfile import load_similarity
+    from atrlib.retrieval.metrics import per_query_metrics
 
     members = [load_similarity(tmp_path / "d" / "teachers" / f"teacher-s{k}" / "sim_test.npz").sim for k in (1, 2, 3)]
     sm = load_similarity(tmp_path / "d" / "teachers" / "teacher-s1" / "sim_test.npz")

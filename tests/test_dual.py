@@ -16,21 +16,21 @@ import torch
 from torch import nn
 
 from atrlib.data.base import AudioCaptionDataset
-from atrlib.embeddings import (audio_tower_embeddings, load_waves, same_length_runs, text_cache_path,
+from atrlib.audio.embeddings import (audio_tower_embeddings, load_waves, same_length_runs, text_cache_path,
                                text_tower_embeddings)
-from atrlib.cache import FeatureCache
+from atrlib.audio.cache import FeatureCache
 from atrlib.config import field_help
 from atrlib.models.dual import (DualEncoder, ModelConfig, create_model, get_model_config, load_model, model_config_names,
                                 save_model)
 from atrlib.models.heads import LinearHead, MLPHead, build_head
-from atrlib.models.registry import AUDIO_TOWERS, TEXT_TOWERS
+from atrlib.models.towers import AUDIO_TOWERS, TEXT_TOWERS
 
 SR = 16000
 
 
 class DualTestWave(nn.Module):
     sample_rate = SR
-    min_samples = 32  # its conv kernel: shorter clips would be zero-padded to this (atrlib.audio.min_samples)
+    min_samples = 32  # its conv kernel: shorter clips would be zero-padded to this (atrlib.audio.io.min_samples)
 
     def __init__(self, embed_dim: int = 12):
         super().__init__()

@@ -160,7 +160,7 @@ def test_pretrained_configs_build_offline_or_skip(name, monkeypatch):
     """Configs with pretrained towers build from local weights only; without them the test
     skips with the loader's own message (CNN14's 327 MB file and BERT / RoBERTa come from
     the internet, EfficientAT mn04 from ../shared)."""
-    from atrlib.weights import WeightsNotFoundError
+    from atrlib.errors import WeightsNotFoundError
 
     monkeypatch.setenv("ATRLIB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -261,7 +261,7 @@ def test_save_load_round_trip_is_exact(tmp_path, waves):
 
 
 def test_frozen_pretrained_tower_is_not_stored(shared, tmp_path):
-    from atrlib.weights import WeightsNotFoundError
+    from atrlib.errors import WeightsNotFoundError
 
     try:
         model = create_model("efficientat-minilm")

@@ -1,4 +1,4 @@
-"""EfficientAT mn04 (architecture, strict load, reference tags) and atrlib.weights (resolution,
+"""EfficientAT mn04 (architecture, strict load, reference tags) and atrlib.models.weights (resolution,
 verified atomic downloads, the offline message)."""
 import os
 from pathlib import Path
@@ -9,9 +9,9 @@ import pytest
 import atrlib  # noqa: F401  (thread settings before torch)
 import torch
 
-from atrlib import weights as W
+from atrlib.models import weights as W
 from atrlib.models.efficientat import EfficientAT, audioset_labels, efficientat_mn04, load_checkpoint, top_tags
-from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.models.towers import AUDIO_TOWERS
 
 MN04_PARAMS = 983_599
 
@@ -65,7 +65,7 @@ def test_front_end_equals_authors_eval_path(ref_kaldi):
     torchaudio's ``get_mel_banks`` (the function they call): pre-emphasis conv [-0.97, 1], STFT
     (n_fft 1024, hop 320, symmetric Hann 800), power, Kaldi mels fmin 0 / fmax 32000 // 2 - 2000 // 2,
     log(x + 1e-5), (x + 4.5) / 5."""
-    from atrlib.features import FEATURE_PRESETS, LogMel
+    from atrlib.audio.features import FEATURE_PRESETS, LogMel
 
     g = torch.Generator().manual_seed(0)
     wave = 0.1 * torch.randn(2, 32000, generator=g)                   # (batch, samples)
@@ -114,7 +114,7 @@ def mn04(shared):
 
 
 def _probs(model, path):
-    from atrlib.audio import load_audio
+    from atrlib.audio.io import load_audio
 
     x, _ = load_audio(path, sample_rate=model.sample_rate)
     with torch.no_grad():
@@ -162,14 +162,14 @@ def test_audioset_labels(shared, tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="class_labels_indices"):
         audioset_labels(tmp_path / "missing.csv")
     monkeypatch.setattr("atrlib.paths.shared_dir", lambda: None)
-    monkeypatch.setattr("atrlib.weights.shared_dir", lambda: None)
+    monkeypatch.setattr("atrlib.models.weights.shared_dir", lambda: None)
     monkeypatch.setenv("ATRLIB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(FileNotFoundError, match="storage.googleapis.com"):
         audioset_labels()
 
 
 # ---------------------------------------------------------------------------------------------
-# atrlib.weights
+# atrlib.models.weights
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture
 def clean_env(tmp_path, monkeypatch):
@@ -177,7 +177,7 @@ def clean_env(tmp_path, monkeypatch):
     monkeypatch.setenv("ATRLIB_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("ATRLIB_WEIGHTS", raising=False)
     monkeypatch.delenv("ATRLIB_OFFLINE", raising=False)
-    monkeypatch.setattr("atrlib.weights.shared_dir", lambda: None)
+    monkeypatch.setattr("atrlib.models.weights.shared_dir", lambda: None)
     return tmp_path / "cache" / "weights"
 
 
@@ -198,7 +198,7 @@ def test_download_file_url_verified_and_atomic(tmp_path, clean_env, monkeypatch)
         renames.append((Path(a), Path(b)))
         real_replace(a, b)
 
-    monkeypatch.setattr("atrlib.weights.os.replace", spy)
+    monkeypatch.setattr("atrlib.models.weights.os.replace", spy)
     got = W.resolve_weights(spec, progress=False)
     assert got == clean_env / "model.bin" and got.read_bytes() == src.read_bytes()
     # written to a temp file in the same folder, then renamed into place; nothing left behind

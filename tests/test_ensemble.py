@@ -1,9 +1,9 @@
-"""atrlib.ensemble on synthetic systems whose strengths are known by construction."""
+"""atrlib.retrieval.ensemble on synthetic systems whose strengths are known by construction."""
 import numpy as np
 import pytest
 
 import atrlib  # noqa: F401  (thread settings before torch)
-from atrlib.ensemble import (
+from atrlib.retrieval.ensemble import (
     EnsembleResult,
     align,
     apply,
@@ -16,8 +16,8 @@ from atrlib.ensemble import (
     top_k_systems,
     weighted_sum,
 )
-from atrlib.metrics import retrieval_scores
-from atrlib.simfile import SimilarityMatrix
+from atrlib.retrieval.metrics import retrieval_scores
+from atrlib.retrieval.simfile import SimilarityMatrix
 
 N_Q, N_I = 200, 50
 

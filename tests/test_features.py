@@ -3,9 +3,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from atrlib.cache import FeatureCache
-from atrlib.features import FEATURE_PRESETS, LogMel, compute_logmel, get_feature_config
-from atrlib.mel import kaldi_mel_banks
+from atrlib.audio.cache import FeatureCache
+from atrlib.audio.features import FEATURE_PRESETS, LogMel, compute_logmel, get_feature_config
+from atrlib.audio.mel import kaldi_mel_banks
 
 
 @pytest.fixture

@@ -4,10 +4,11 @@ import pytest
 
 import atrlib  # noqa: F401
 
-from atrlib.cache import FeatureCache
-from atrlib.experiments.zeroshot import chance_scores, expected_ap_at, label_queries, per_query
-from atrlib.fewshot import FewShotAdapter, split_by_clip, subset
-from atrlib.retrievers import TagBridgeRetriever
+from atrlib.audio.cache import FeatureCache
+from atrlib.experiments.zeroshot import chance_scores, expected_ap_at
+from atrlib.retrieval.metrics import label_queries, per_query
+from atrlib.retrieval.fewshot import FewShotAdapter, split_by_clip, subset
+from atrlib.retrieval.retrievers import TagBridgeRetriever
 
 
 def _base(tmp_path):

@@ -4,10 +4,10 @@ import pytest
 
 from atrlib.data import load_dataset
 from atrlib.files import read_json
-from atrlib.simfile import load_similarity
-from atrlib.sweep import load_spec, run_sweep
-from atrlib.train_inputs import load_splits
-from atrlib.training import TrainConfig
+from atrlib.retrieval.simfile import load_similarity
+from atrlib.runs.sweep import load_spec, run_sweep
+from atrlib.data.splits import load_splits
+from atrlib.train.config import TrainConfig
 
 
 def _pool_ids(size="tiny"):

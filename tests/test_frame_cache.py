@@ -7,7 +7,7 @@ import soundfile as sf
 import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
-from atrlib.frame_cache import MemmapFrameStore, build_frame_cache, tower_frame_cache
+from atrlib.audio.frames import MemmapFrameStore, build_frame_cache, tower_frame_cache
 
 
 def _clips(lengths, dim=5, seed=0):
@@ -66,7 +66,7 @@ class _Files:
 
 
 def test_tower_frames_through_the_cache(tmp_path, monkeypatch):
-    from atrlib.models.registry import AUDIO_TOWERS
+    from atrlib.models.towers import AUDIO_TOWERS
 
     rng = np.random.default_rng(0)
     paths = []
@@ -78,7 +78,7 @@ def test_tower_frames_through_the_cache(tmp_path, monkeypatch):
     store = tower_frame_cache(tower, {"name": "mel-stats"}, _Files(paths), seconds=2.0, root=tmp_path / "fc",
                               dtype="float32", progress=False)
     assert store.lengths.tolist() == [101, 201, 61]                       # 1 + samples // 160, cut at 2 s
-    from atrlib.audio import load_audio
+    from atrlib.audio.io import load_audio
 
     x, _ = load_audio(paths[1], sample_rate=16000, duration=2.0)
     with torch.no_grad():

@@ -5,7 +5,7 @@ import torch
 import atrlib  # noqa: F401  (thread settings before torch work)
 from atrlib.models.frames import check_tower
 from atrlib.models.hf_audio import HFAudioTower
-from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.models.towers import AUDIO_TOWERS
 
 transformers = pytest.importorskip("transformers", reason="hf-audio needs transformers")
 

@@ -1,4 +1,4 @@
-"""atrlib.index: faiss indexes measured against brute force, the incremental embedding store,
+"""atrlib.retrieval.index: faiss indexes measured against brute force, the incremental embedding store,
 text search on it, and the ``index build`` / ``search --index`` commands with a tiny model."""
 import hashlib
 import json
@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-faiss = pytest.importorskip("faiss", reason="atrlib.index needs the optional faiss-cpu package")
+faiss = pytest.importorskip("faiss", reason="atrlib.retrieval.index needs the optional faiss-cpu package")
 
-from atrlib.index import (EmbeddingStore, IndexConfig, build_index, build_store, exact_search, model_identity,
+from atrlib.retrieval.index import (EmbeddingStore, IndexConfig, build_index, build_store, exact_search, model_identity,
                           recall_at_k, rerank, search_index, tune_index)
 
 

@@ -1,9 +1,10 @@
 import numpy as np
 
 from atrlib.data import load_dataset
-from atrlib.experiments.kfold import kfold_train, make_folds
-from atrlib.simfile import load_similarity
-from atrlib.training import TrainConfig
+from atrlib.experiments.kfold import kfold_train
+from atrlib.data.splits import make_folds
+from atrlib.retrieval.simfile import load_similarity
+from atrlib.train.config import TrainConfig
 
 
 def test_folds_partition_clips():

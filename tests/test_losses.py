@@ -339,12 +339,12 @@ def test_same_clip_pairs_count_as_positives_where_documented(name, kwargs):
 # ----------------------------------------------------------------- contract and registry
 
 
-# terms registered by atrlib.objectives (cross-modal, distillation, soft relevance)
+# terms registered by atrlib.losses.crossmodal (cross-modal, distillation, soft relevance)
 OBJECTIVE_TERMS = ["acml", "mlml", "atc", "atm", "atg", "tag_msle", "tag_mae", "claip", "distill", "listwise"]
 
 
 def test_registry_lists_every_loss():
-    import atrlib.objectives  # noqa: F401  (registers the cross-modal terms)
+    import atrlib.losses.crossmodal  # noqa: F401  (registers the cross-modal terms)
 
     assert set(LOSSES.names()) == set(ALL) | set(OBJECTIVE_TERMS)
 

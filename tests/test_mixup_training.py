@@ -4,10 +4,11 @@ import pytest
 import torch
 
 import atrlib  # noqa: F401  (thread settings before torch)
-from atrlib import training
+from atrlib.train import loop as training
 from atrlib.models.dual import create_model
-from atrlib.train_inputs import load_splits
-from atrlib.training import TrainConfig, fit
+from atrlib.data.splits import load_splits
+from atrlib.train.config import TrainConfig
+from atrlib.train.loop import fit
 
 TRAINABLE = {"text": {"frozen": False}}
 

@@ -23,7 +23,7 @@ def tiny_ds(tmp_path):
 
 
 def test_describe_counts_repeated_captions(tiny_ds):
-    from atrlib.data.describe import describe, overview_table
+    from atrlib.experiments.describe import describe, overview_table
 
     m = describe(tiny_ds)
     assert (m["clips"], m["captions"], m["captions_per_clip"]) == (3, 4, 4 / 3)
@@ -33,8 +33,8 @@ def test_describe_counts_repeated_captions(tiny_ds):
 
 
 def test_ranking_html_marks_the_correct_clip_and_embeds_players(tiny_ds):
-    from atrlib.evaluation import ranking_table
-    from atrlib.searchbox import audio_html, dataset_lookup, ranking_html
+    from atrlib.retrieval.summaries import ranking_table
+    from atrlib.runs.searchbox import audio_html, dataset_lookup, ranking_html
 
     caps, paths = dataset_lookup(tiny_ds)
     t = ranking_table(tiny_ds.clip_ids, [0.2, 0.9, 0.5], caps, true=["c0"], top=3)
@@ -47,8 +47,8 @@ def test_ranking_html_marks_the_correct_clip_and_embeds_players(tiny_ds):
 
 
 def test_changed_settings_and_config_from():
-    from atrlib.notebook import changed_settings, config_from, data_options
-    from atrlib.training import TrainConfig
+    from atrlib.runs.notebook import changed_settings, config_from, data_options
+    from atrlib.train.config import TrainConfig
 
     ns = {"epochs": 3, "lr": 0.001, "losses": ["x"], "model": "synth-stats-minilm", "_private": 1}
     cfg = config_from(TrainConfig, ns, out_dir="/tmp/x")
@@ -59,7 +59,7 @@ def test_changed_settings_and_config_from():
 
 
 def test_resolve_system_prefers_this_runs_training(tmp_path):
-    from atrlib.notebook import resolve_system
+    from atrlib.runs.notebook import resolve_system
 
     assert resolve_system("tagbridge", tmp_path) == ("tagbridge", "")
     (tmp_path / "02_train" / "best").mkdir(parents=True)
@@ -69,7 +69,7 @@ def test_resolve_system_prefers_this_runs_training(tmp_path):
 
 
 def test_tour_worked_example_matches_hand_computation():
-    from atrlib.tour import worked_example
+    from atrlib.runs.tour import worked_example
 
     sim, per, m = worked_example()
     assert list(per["rank of correct clip"]) == [1, 2, 3]

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from atrlib.simfile import load_similarity
+from atrlib.retrieval.simfile import load_similarity
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -39,7 +39,7 @@ def _default(f):
 
 # ----------------------------------------------------------------------------- one default per setting
 def test_notebook_defaults_are_the_library_defaults():
-    from atrlib.training import TrainConfig
+    from atrlib.train.config import TrainConfig
 
     lib = {f.name: _default(f) for f in fields(TrainConfig)}
     checked = 0
@@ -87,8 +87,8 @@ def test_notebook_02_builds_its_config_from_its_parameters():
 
 
 def test_notebooks_write_to_reports_lab_when_run_by_hand(tmp_path, monkeypatch):
-    from atrlib.notebook import stage_dirs
-    from atrlib.profiles import default_reports_dir
+    from atrlib.runs.notebook import stage_dirs
+    from atrlib.runs.profiles import default_reports_dir
 
     for nb in NOTEBOOKS:
         p = parameters(nb)
@@ -169,7 +169,7 @@ def test_train_stage(smoke_run):
     assert m["epochs_run"] == 3
     sm = load_similarity(smoke_run / "02_train" / "sim_test.npz")
     assert sm.sim.shape == (40, 8)
-    from atrlib.metrics import retrieval_scores
+    from atrlib.retrieval.metrics import retrieval_scores
 
     # the recorded number is the metric of the stored matrix, and the recorded value is pinned
     assert abs(retrieval_scores(sm.sim, sm.relevant)["mAP@10"] - m["test"]["t2a"]["mAP@10"]) < 1e-9

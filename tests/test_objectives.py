@@ -14,12 +14,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import atrlib.objectives as obj
-from atrlib.frame_store import FrameStore
-from atrlib.losses import LOSSES, InfoNCE
+import atrlib.losses.crossmodal as obj
+from atrlib.audio.frames import FrameStore
+from atrlib.losses import LOSSES
+from atrlib.losses.contrastive import InfoNCE
 from atrlib.models.crossattn import CrossAttnTextEncoder
-from atrlib.objectives import (CrossBatch, Objective, build_objective, infonce_from_logits, mask_tokens, parse_spec,
-                               sample_hard_negatives)
+from atrlib.losses.crossmodal import CrossBatch, infonce_from_logits, mask_tokens, sample_hard_negatives
+from atrlib.losses.objective import Objective, build_objective, parse_spec
 
 CAPS = ["a dog barks twice", "rain on a metal roof", "a bell rings", "the dog barks loudly near a road",
         "wind and birds", "a car passes by quickly"]
@@ -139,7 +140,7 @@ def test_minilm_loads_with_new_cross_attention():
     torch.manual_seed(0)
     m = CrossAttnTextEncoder(FRAME_DIM, "minilm", num_layers=1)
     from transformers import AutoModel
-    from atrlib.models.text import minilm_path
+    from atrlib.models.text_towers import minilm_path
 
     ref = AutoModel.from_pretrained(minilm_path())
     assert torch.equal(m.lm.base_model.encoder.layer[0].attention.self.query.weight,
@@ -322,8 +323,9 @@ def test_infonce_from_logits_equals_infonce():
 
 def test_fit_trains_acml_and_mlml_and_saves_the_head(tmp_path):
     from atrlib.models.dual import create_model, load_model
-    from atrlib.train_inputs import load_splits
-    from atrlib.training import TrainConfig, fit
+    from atrlib.data.splits import load_splits
+    from atrlib.train.config import TrainConfig
+    from atrlib.train.loop import fit
 
     cfg = TrainConfig(dataset="synth", size="tiny", model="synth-stats-minilm", epochs=2, batch_size=16, lr=3e-3,
                       device="cpu", progress=False, out_dir=str(tmp_path / "run"), loss="infonce+acml+0.5*mlml",
@@ -348,8 +350,9 @@ def test_two_stage_training_adds_a_matching_head_to_a_stage_one_model(tmp_path):
     from safetensors.torch import load_file
 
     from atrlib.models.dual import create_model
-    from atrlib.train_inputs import load_splits
-    from atrlib.training import TrainConfig, fit
+    from atrlib.data.splits import load_splits
+    from atrlib.train.config import TrainConfig
+    from atrlib.train.loop import fit
 
     one = TrainConfig(dataset="synth", size="tiny", model="synth-stats-minilm", epochs=1, batch_size=16,
                       device="cpu", progress=False, out_dir=str(tmp_path / "stage1"))
@@ -369,10 +372,10 @@ def test_objectives_ablation_staged_with_head_and_tuned_reranking(tmp_path):
     """The ablation grid, staged (the A-CML run starts from the InfoNCE run), re-ranked two ways:
     the head alone and similarity + w x probability with w chosen on validation — 0 is in the
     grid, so the tuned row's validation score is never below the run without re-ranking."""
-    from atrlib.experiments.objectives import objectives_ablation
+    from atrlib.experiments.objective_ablation import objectives_ablation
     from atrlib.files import read_json
-    from atrlib.simfile import load_similarity
-    from atrlib.training import TrainConfig
+    from atrlib.retrieval.simfile import load_similarity
+    from atrlib.train.config import TrainConfig
 
     base = TrainConfig(dataset="synth", size="tiny", model="synth-stats-minilm", epochs=1, batch_size=16,
                        device="cpu", progress=False, loss_kwargs={"crossattn": {"text_model": "tiny", "frame_stride": 10}})
@@ -386,7 +389,7 @@ def test_objectives_ablation_staged_with_head_and_tuned_reranking(tmp_path):
         assert read_json(run / "params.json")["init_from"] == str(out / "infonce-s0" / "best")
     assert np.isnan(table.loc["infonce continued | rerank 0", "p_vs_baseline"])   # the baseline of the tests
     head, tuned, plain = (table.loc[f"infonce+acml | rerank {s}"] for s in ("3 head", "3 tuned", "0"))
-    from atrlib.rerank import WEIGHTS, weight_name
+    from atrlib.retrieval.rerank import WEIGHTS, weight_name
 
     assert head["rerank_weight"] == "head" and tuned["rerank_weight"] in {weight_name(w) for w in WEIGHTS}
     assert tuned["val_mAP@10"] >= plain["val_mAP@10"] - 1e-12
@@ -402,7 +405,7 @@ ACML_DDP_SCRIPT = '''
 import atrlib, sys, torch, torch.distributed as dist
 import torch.nn.functional as F
 from types import SimpleNamespace
-import atrlib.objectives as obj
+import atrlib.losses.crossmodal as obj
 from atrlib.models.crossattn import CrossAttnTextEncoder
 
 CAPS = ["a dog barks twice", "rain on a metal roof", "a bell rings", "the dog barks loudly near a road",
@@ -469,8 +472,9 @@ def test_acml_across_two_processes_equals_one_process(tmp_path):
 def test_train_only_the_matching_head_on_a_frozen_dual_encoder(tmp_path):
     """``train_only="extra_heads"``: a second stage trains the new matching head and nothing else."""
     from atrlib.models.dual import create_model
-    from atrlib.train_inputs import load_splits
-    from atrlib.training import TrainConfig, fit
+    from atrlib.data.splits import load_splits
+    from atrlib.train.config import TrainConfig
+    from atrlib.train.loop import fit
 
     cfg = TrainConfig(dataset="synth", size="tiny", model="synth-stats-minilm", epochs=2, batch_size=16, lr=3e-3,
                       device="cpu", progress=False, out_dir=str(tmp_path / "run"), loss="infonce+acml",
@@ -495,5 +499,5 @@ def test_train_only_the_matching_head_on_a_frozen_dual_encoder(tmp_path):
         TrainConfig(select_on="best")
     fresh = create_model(cfg.model)
     with pytest.raises(ValueError, match="no trainable parameter starts with 'nope'.*audio_head"):
-        from atrlib.training import freeze_except
+        from atrlib.train.loop import freeze_except
         freeze_except(fresh, "nope")

@@ -7,7 +7,7 @@ import pytest
 
 import atrlib  # noqa: F401
 
-from atrlib.ontology import label_texts, load_ontology, synonyms
+from atrlib.data.ontology import label_texts, load_ontology, synonyms
 
 
 def test_synonyms_split_names():
@@ -77,8 +77,8 @@ def test_real_mpnet_tower_if_installed():
         find_parts()
     except FileNotFoundError as e:
         pytest.skip(f"optional mpnet extra not installed: {e}")
-    from atrlib.models.registry import TEXT_TOWERS
-    from atrlib.models.text import embed_texts
+    from atrlib.models.towers import TEXT_TOWERS
+    from atrlib.models.text_towers import embed_texts
 
     assert mpnet_path(verify=True).is_dir()
     e = embed_texts(TEXT_TOWERS.get("mpnet")(), ["A dog is barking.", "A dog barks loudly.", "Rain on a roof."],

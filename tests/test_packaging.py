@@ -60,7 +60,7 @@ def test_notebook_is_clean_and_parameterised(path):
 
 
 def test_profiles_name_existing_notebooks_and_declared_parameters(tmp_path):
-    from atrlib.profiles import load_profile, resolve_parameters
+    from atrlib.runs.profiles import load_profile, resolve_parameters
 
     profiles = sorted((ROOT / "notebooks/params").glob("*.yaml"))
     assert {p.stem for p in profiles} >= {"smoke", "demo", "clotho"}

@@ -23,7 +23,7 @@ import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
 from atrlib.models.frames import check_tower
-from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.models.towers import AUDIO_TOWERS
 from atrlib.models.resnet38 import ResNet38, build_resnet38
 from atrlib.models.wavegram import WavegramLogmelCnn14, build_wavegram
 
@@ -152,7 +152,7 @@ def test_tiny_checkpoint_round_trip_strict(name, cls, tmp_path):
 @pytest.mark.parametrize("name, published", [("resnet38", "panns-resnet38"),
                                              ("wavegram-logmel-cnn14", "panns-wavegram-logmel-cnn14")])
 def test_pretrained_true_asks_the_resolver(name, published, monkeypatch):
-    import atrlib.weights as W
+    import atrlib.models.weights as W
 
     spec = W.KNOWN_WEIGHTS[published]
     assert spec.url.startswith("https://zenodo.org/record/3987831/files/") and spec.md5 and len(spec.md5) == 32

@@ -7,7 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from atrlib.profiles import ProfileError, load_profile, parse_overrides, resolve_parameters
+from atrlib.runs.profiles import load_profile, parse_overrides, resolve_parameters
+from atrlib.errors import ProfileError
 
 TRAIN_PARAMS = '''dataset = "clotho"       # dataset
 size = "demo"            # synth size

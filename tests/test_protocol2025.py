@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atrlib.protocol2025 import (PROTOCOL_2024, PROTOCOL_2025, RelevanceFileError, align, both_protocols,
-                                 load_relevance_file, protocol_metrics, write_relevance_file)
-from atrlib.simfile import SimilarityMatrix
+from atrlib.retrieval.protocol2025 import PROTOCOL_2024, PROTOCOL_2025, align, both_protocols, load_relevance_file, protocol_metrics, write_relevance_file
+from atrlib.errors import RelevanceFileError
+from atrlib.retrieval.simfile import SimilarityMatrix
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +119,7 @@ def test_both_protocols_against_brute_force(tmp_path):
 def test_synth_relevance_file_has_several_relevant_clips(tmp_path):
     from atrlib.data import load_dataset
     from atrlib.data.synth import synth_metadata
-    from atrlib.protocol2025 import synth_relevance_file
+    from atrlib.retrieval.protocol2025 import synth_relevance_file
 
     ds = load_dataset("synth", split="test", size="tiny")
     meta = {m["clip_id"]: m for m in synth_metadata(split="test", size="tiny")}
@@ -141,8 +141,9 @@ def test_evaluate_cli_scores_both_protocols(tmp_path):
     """`atrlib evaluate --relevance FILE` on a trained tiny run and a relevance file built here."""
     from atrlib.data import load_dataset
     from atrlib.data.synth import synth_metadata
-    from atrlib.protocol2025 import synth_relevance_file
-    from atrlib.training import TrainConfig, run_training
+    from atrlib.retrieval.protocol2025 import synth_relevance_file
+    from atrlib.train.config import TrainConfig
+    from atrlib.train.loop import run_training
 
     run = tmp_path / "run"
     run_training(TrainConfig(size="tiny", epochs=1, batch_size=16, progress=False, out_dir=str(run)))

@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import atrlib.objectives as obj
+import atrlib.losses.crossmodal as obj
 from atrlib.models.qformer import AudioQFormer
-from atrlib.objectives import CrossBatch
+from atrlib.losses.crossmodal import CrossBatch
 
 CAPS = ["a dog barks twice", "rain on a metal roof", "a bell rings", "the dog barks loudly near a road", "wind"]
 CLIPS = torch.tensor([0, 1, 2, 0, 3])
@@ -36,7 +36,7 @@ def frames(n=len(CAPS), t=9, seed=0, ragged=True):
 
 def test_text_path_equals_bert_after_init_from_bert(tmp_path):
     from transformers import AutoTokenizer, BertConfig, BertModel
-    from atrlib.models.text import minilm_path
+    from atrlib.models.text_towers import minilm_path
 
     torch.manual_seed(1)
     cfg = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
@@ -177,10 +177,10 @@ def qformer_run(tmp_path_factory):
 def test_qformer_score_retriever_equals_max_over_queries(qformer_run, tmp_path):
     """``TrainedRetriever(score="qformer")``: every (caption, clip) score equals the max over the
     clip's query embeddings of query . caption, computed directly from the tower's frames."""
-    from atrlib.audio import load_audio
+    from atrlib.audio.io import load_audio
     from atrlib.data import load_dataset
-    from atrlib.retrievers import TrainedRetriever
-    from atrlib.cache import FeatureCache
+    from atrlib.retrieval.retrievers import TrainedRetriever
+    from atrlib.audio.cache import FeatureCache
 
     model, run = qformer_run
     ds = load_dataset("synth", split="test", size="tiny")

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from atrlib import recipes
-from atrlib.recipes import METRICS, get_recipe
+from atrlib.recipes import catalog as recipes
+from atrlib.recipes.catalog import METRICS, get_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT.parent / "shared" / "seeds"
@@ -80,7 +80,7 @@ def _params(nb):
 
 @pytest.mark.parametrize("name", recipes.recipe_names())
 def test_profile_is_the_recipe(name, tmp_path):
-    from atrlib.profiles import load_profile, parse_overrides, resolve_parameters
+    from atrlib.runs.profiles import load_profile, parse_overrides, resolve_parameters
 
     nd = {s: _params(ROOT / "notebooks" / f"{s}.ipynb") for s in ("05_ensemble", "06_reproduce")}
     path = ROOT / "notebooks" / "params" / f"{name}.yaml"
@@ -185,9 +185,9 @@ def test_recipe_end_to_end_at_tiny_size(name, tmp_path):
     assert m["recipe"] == name and m["single_system"] == r.single
     paper = r.reported_system(r.single).scores()
     run_sim = out / "05_ensemble" / "variants" / r.single_variant.name
-    from atrlib.experiments.systems import sim_path
-    from atrlib.metrics import retrieval_scores
-    from atrlib.simfile import load_similarity
+    from atrlib.retrieval.simfile import sim_path
+    from atrlib.retrieval.metrics import retrieval_scores
+    from atrlib.retrieval.simfile import load_similarity
 
     sm = load_similarity(sim_path(run_sim, "test"))
     direct = retrieval_scores(sm.sim, sm.relevant)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from atrlib.objectives import CrossBatch
-from atrlib.relevance import (Listwise, caption_clip_similarity, graded_relevance, logistic, soft_relevance,
+from atrlib.losses.crossmodal import CrossBatch
+from atrlib.losses.relevance import (Listwise, caption_clip_similarity, graded_relevance, logistic, soft_relevance,
                               wrong_but_relevant)
-from atrlib.simfile import SimilarityMatrix
+from atrlib.retrieval.simfile import SimilarityMatrix
 
 
 def test_logistic_is_the_formula():
@@ -37,7 +37,7 @@ def test_caption_clip_similarity_equals_loops(reduce):
 
 def test_soft_relevance_on_synth_equals_its_definition():
     from atrlib.data import load_dataset
-    from atrlib.relevance import sentence_embeddings
+    from atrlib.losses.relevance import sentence_embeddings
 
     ds = load_dataset("synth", split="validation", size="tiny")
     rel = soft_relevance(ds, slope=15.0, midpoint=0.65)
@@ -127,7 +127,8 @@ def test_wrong_but_relevant_reads_the_ranking():
 
 def test_listwise_trains_beside_infonce(tmp_path):
     """'infonce+listwise' through fit(): both terms logged, a finite loss, metrics written."""
-    from atrlib.training import TrainConfig, run_training
+    from atrlib.train.config import TrainConfig
+    from atrlib.train.loop import run_training
 
     cfg = TrainConfig(size="tiny", epochs=2, batch_size=16, loss="infonce+listwise", progress=False,
                       out_dir=str(tmp_path / "run"))

@@ -22,13 +22,17 @@ import soundfile as sf
 import torch
 
 from atrlib.__main__ import main as cli_main
-from atrlib.audio import AudioError, MIN_SECONDS, audio_info, load_audio, min_samples
+from atrlib.audio.io import MIN_SECONDS, audio_info, load_audio, min_samples
+from atrlib.errors import AudioError
 from atrlib.data import load_dataset
-from atrlib.data.captions_csv import DatasetError
-from atrlib.files import DiskWriteError, dir_mode, file_mode, read_json, write_text_atomic
-from atrlib.preflight import PreflightError
-from atrlib.profiles import ProfileError, load_profile, parse_overrides, resolve_parameters
-from atrlib.training import TrainConfig, fit, run_training
+from atrlib.errors import DatasetError
+from atrlib.files import dir_mode, file_mode, read_json, write_text_atomic
+from atrlib.errors import DiskWriteError
+from atrlib.errors import PreflightError
+from atrlib.runs.profiles import load_profile, parse_overrides, resolve_parameters
+from atrlib.errors import ProfileError
+from atrlib.train.config import TrainConfig
+from atrlib.train.loop import fit, run_training
 
 REPO = Path(atrlib.__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
@@ -77,7 +81,7 @@ class FakeRetriever:
         return np.asarray([[len(t), 1.0] for t in texts], np.float32)
 
     def similarity(self, texts, paths, progress=False):
-        from atrlib.retrievers import l2_normalize
+        from atrlib.retrieval.retrievers import l2_normalize
 
         return l2_normalize(self.embed_text(texts)) @ l2_normalize(self.embed_audio(paths)).T
 
@@ -116,7 +120,7 @@ def test_resume_with_a_changed_configuration_is_refused_naming_what_differs(trai
     with pytest.raises(PreflightError, match=r"size: 'tiny' -> 'smoke'"):
         fit(tiny_cfg(trained, resume=True, size="smoke"), None, {})
     # what does not change the learning (progress bars, workers) may differ
-    from atrlib.preflight import prepare_out_dir
+    from atrlib.train.preflight import prepare_out_dir
 
     assert prepare_out_dir(tiny_cfg(trained, resume=True, progress=True, num_workers=2)) is None
 
@@ -147,7 +151,8 @@ def test_search_out_is_refused_before_any_work(tmp_path, capsys):
 
 
 def test_run_overwrite_never_moves_a_folder_that_is_not_a_run(tmp_path, monkeypatch):
-    from atrlib.batch import RunExistsError, run_profile
+    from atrlib.runs.batch import run_profile
+    from atrlib.errors import RunExistsError
 
     work = tmp_path / "my-work"
     work.mkdir()
@@ -172,7 +177,8 @@ def _stage_notebook(path: Path, params: str, body: str):
 
 
 def test_run_resume_marks_a_killed_run_interrupted_keeps_ok_stages_and_resumes_training(tmp_path):
-    from atrlib.batch import RunExistsError, RunResult, run_profile
+    from atrlib.runs.batch import RunResult, run_profile
+    from atrlib.errors import RunExistsError
 
     nbs = tmp_path / "nbs"
     (nbs / "params").mkdir(parents=True)
@@ -233,7 +239,7 @@ def _csv(path: Path, names):
 
 
 def test_search_file_lists_go_through_the_dataset_checks(tmp_path):
-    from atrlib.search import list_audio
+    from atrlib.retrieval.search import list_audio
 
     d = tmp_path / "clips"
     d.mkdir()
@@ -273,7 +279,7 @@ def test_search_file_lists_go_through_the_dataset_checks(tmp_path):
 
 
 def test_one_unreadable_clip_does_not_abort_a_search(tmp_path):
-    from atrlib.search import rank
+    from atrlib.retrieval.search import rank
 
     d = tmp_path / "clips"
     d.mkdir()
@@ -333,8 +339,8 @@ def test_decoding_is_verified_not_trusted_from_the_header(tmp_path):
 @pytest.mark.parametrize("seconds", [1 / 16000, 0.01, 0.05])
 def test_very_short_clips_give_finite_embeddings(tmp_path, tower_name, seconds):
     from atrlib.data.base import AudioCaptionDataset, ClipItem
-    from atrlib.embeddings import audio_tower_embeddings
-    from atrlib.models.registry import AUDIO_TOWERS
+    from atrlib.audio.embeddings import audio_tower_embeddings
+    from atrlib.models.towers import AUDIO_TOWERS
     import atrlib.models  # noqa: F401  (registers towers)
 
     torch.manual_seed(0)
@@ -357,7 +363,7 @@ def test_very_short_clips_give_finite_embeddings(tmp_path, tower_name, seconds):
 
 
 def test_long_clips_go_through_the_tagger_in_bounded_batches(tmp_path):
-    from atrlib.retrievers import TagBridgeRetriever, split_segments
+    from atrlib.retrieval.retrievers import TagBridgeRetriever, split_segments
 
     class Tagger(torch.nn.Module):
         sample_rate = 16000
@@ -422,7 +428,7 @@ def test_run_parameters_are_typed_by_the_notebook_and_checked_before_anything_ru
 
 
 def test_search_queries_and_top_are_checked(tmp_path, capsys):
-    from atrlib.search import rank
+    from atrlib.retrieval.search import rank
 
     d = tmp_path / "clips"
     d.mkdir()
@@ -480,7 +486,7 @@ def test_write_faults_are_reported_in_words_and_leave_nothing_half_written(tmp_p
 def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(trained, tmp_path, monkeypatch):
     import shutil
 
-    import atrlib.checkpoints as ck
+    import atrlib.train.checkpoints as ck
     from atrlib.models.dual import load_model
 
     out = tmp_path / "run"
@@ -510,7 +516,7 @@ def test_cache_and_checkpoint_files_get_the_users_normal_mode(trained):
 
 
 def test_a_truncated_executed_notebook_is_never_left_behind(tmp_path):
-    from atrlib.batch import StageResult, _finish_notebook
+    from atrlib.runs.batch import StageResult, _finish_notebook
 
     partial, final = tmp_path / ".s.partial.ipynb", tmp_path / "s.ipynb"
     partial.write_text('{"cells": [{"cell_type": "code", "sou')  # a full disk cut it here
@@ -559,8 +565,8 @@ def test_training_refuses_overlapping_splits_unless_allowed(tmp_path):
 def test_a_run_made_before_an_option_existed_matches_its_default():
     """Adding a TrainConfig option must not orphan old runs: a field the old params lack counts
     as its default (reuse / resume), and any other value is still a difference."""
-    from atrlib.preflight import config_differences
-    from atrlib.training import TrainConfig
+    from atrlib.train.preflight import config_differences
+    from atrlib.train.config import TrainConfig
 
     new = TrainConfig(lr=3e-4).to_dict()
     old = {k: v for k, v in new.items() if k != "train_only"}

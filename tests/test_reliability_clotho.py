@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from atrlib.batch import run_profile
+from atrlib.runs.batch import run_profile
 from atrlib.data import load_dataset
 from atrlib.files import read_json
 

@@ -1,13 +1,13 @@
-"""atrlib.reporting: atomic JSON, metrics.json, flattening, and the run's index.html / summary.md."""
+"""atrlib.runs.reporting: atomic JSON, metrics.json, flattening, and the run's index.html / summary.md."""
 import json
 import os
 
 import numpy as np
 import pytest
 
-from atrlib import files, reporting
+from atrlib import files; from atrlib.runs import reporting
 from atrlib.files import read_json, read_metrics, write_json, write_metrics
-from atrlib.reporting import flatten_metrics, format_duration, key_numbers, write_index
+from atrlib.runs.reporting import flatten_metrics, format_duration, key_numbers, write_index
 
 
 def _leftovers(folder):
@@ -189,7 +189,7 @@ def test_summary_md(fake_run):
 
 
 def test_write_index_accepts_a_result_object(fake_run):
-    from atrlib.batch import RunResult
+    from atrlib.runs.batch import RunResult
 
     run, result = fake_run
     obj = RunResult.from_dict(result)
@@ -230,7 +230,7 @@ def test_export_html_drops_widgets_and_scripts(tmp_path):
 # evaluation tables and report sentences
 # --------------------------------------------------------------------------------------
 def _toy_sm():
-    from atrlib.simfile import SimilarityMatrix
+    from atrlib.retrieval.simfile import SimilarityMatrix
 
     # 6 captions (2 per clip, the second caption of clip 0 repeats its first) × 3 clips
     sim = np.array([[0.1, 0.9, 0.2], [0.1, 0.9, 0.2], [0.3, 0.8, 0.1],
@@ -239,7 +239,7 @@ def _toy_sm():
 
 
 def test_clip_interval_and_one_named_interval():
-    from atrlib.evaluation import ci_table, clip_interval, table_to_metrics
+    from atrlib.retrieval.summaries import ci_table, clip_interval, table_to_metrics
 
     assert clip_interval({"value": 0.02, "low": -0.019, "high": 0.06}) == {"value": 0.02, "low": 0.0, "high": 0.06}
     assert clip_interval({"value": 1.0, "low": 0.97, "high": 1.03})["high"] == 1.0
@@ -258,7 +258,7 @@ def test_clip_interval_and_one_named_interval():
 
 
 def test_worst_queries_are_deduplicated_by_caption_and_rankings_carry_captions():
-    from atrlib.evaluation import ranking_table, worst_queries
+    from atrlib.retrieval.summaries import ranking_table, worst_queries
 
     sm = _toy_sm()
     texts = ["a dog", "A  dog", "rain", "rain falls", "a hum", "a hum low"]
@@ -272,7 +272,7 @@ def test_worst_queries_are_deduplicated_by_caption_and_rankings_carry_captions()
 
 
 def test_report_sentences_and_glossary_links():
-    from atrlib import report_text as T
+    from atrlib.runs import report_text as T
 
     assert T.pct(0.135) == "13.5 %" and T.p_text(0.0004) == "p < 0.001, significant"
     assert T.p_text(0.63) == "p = 0.630, not significant" and T.p_text(None) == "no test"

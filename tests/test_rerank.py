@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from atrlib.metrics import per_query_metrics, retrieval_scores
-from atrlib.rerank import WEIGHTS, choose_weight, fuse, parse_weight, rerank, rerank_split
+from atrlib.retrieval.metrics import per_query_metrics, retrieval_scores
+from atrlib.retrieval.rerank import WEIGHTS, choose_weight, fuse, parse_weight, rerank, rerank_split
 
 
 def brute_rerank_order(sim_row, scores_row, k):

@@ -9,8 +9,8 @@ import pytest
 
 import atrlib  # noqa: F401  (thread settings before torch)
 
-from atrlib.cache import FeatureCache
-from atrlib.retrievers import RETRIEVERS, Retriever, TagBridgeRetriever, get_retriever, split_segments
+from atrlib.audio.cache import FeatureCache
+from atrlib.retrieval.retrievers import RETRIEVERS, Retriever, TagBridgeRetriever, get_retriever, split_segments
 
 
 def t2a_scores(sim: np.ndarray, relevant: list) -> dict:
@@ -19,7 +19,7 @@ def t2a_scores(sim: np.ndarray, relevant: list) -> dict:
     out = {f"R@{k}": float((ranks <= k).mean()) for k in (1, 5, 10)}
     out["mAP@10"] = float(np.where(ranks <= 10, 1.0 / ranks, 0.0).mean())
     try:  # cross-check against the library's metrics when present
-        from atrlib.metrics import retrieval_scores
+        from atrlib.retrieval.metrics import retrieval_scores
     except ImportError:
         return out
     lib = retrieval_scores(sim, [[r] for r in relevant])
@@ -117,7 +117,7 @@ def test_tag_weights_temperature_topk_pool(tmp_path):
 
 
 def test_missing_weights_explains_download(tmp_path, monkeypatch):
-    monkeypatch.setattr("atrlib.weights.shared_dir", lambda: None)
+    monkeypatch.setattr("atrlib.models.weights.shared_dir", lambda: None)
     monkeypatch.delenv("ATRLIB_WEIGHTS", raising=False)
     monkeypatch.setenv("ATRLIB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("ATRLIB_OFFLINE", "1")
@@ -125,7 +125,7 @@ def test_missing_weights_explains_download(tmp_path, monkeypatch):
 
     sf.write(tmp_path / "x.wav", np.zeros(3200, dtype=np.float32), 32000)
     r = get_retriever("tagbridge", labels=("a",))
-    from atrlib.weights import WeightsNotFoundError
+    from atrlib.errors import WeightsNotFoundError
 
     with pytest.raises(WeightsNotFoundError, match="releases/download/v0.0.1/mn04_as_mAP_432.pt"):
         r.embed_audio([tmp_path / "x.wav"], progress=False)
@@ -282,7 +282,7 @@ def test_real_default_explains_dog(bridge, animals):
 
 def test_real_query_by_example(bridge, animals, shared):
     """gcompris's farm dog (0.9 s) as the example: the animals folder's dog ranks first."""
-    from atrlib.explain import add_why, rank_like
+    from atrlib.retrieval.explain import add_why, rank_like
 
     paths, _ = animals
     ex = shared / "data/gcompris_sounds/audio/explore_farm_animals__dog.ogg"

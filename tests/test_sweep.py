@@ -1,4 +1,4 @@
-"""atrlib.sweep: trial expansion and spec checks (no Ray), and a real sweep on a local Ray
+"""atrlib.runs.sweep: trial expansion and spec checks (no Ray), and a real sweep on a local Ray
 (2 CPUs) over the smoke profile's training stage: 4 trials, one made to fail, then a resume
 after a simulated kill. The Ray part takes about a minute on 2 cores."""
 from pathlib import Path
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from atrlib.files import read_json, write_json
-from atrlib.simfile import SimilarityMatrix, load_similarity, save_similarity
-from atrlib.sweep import (SweepError, choose_trial, expand_trials, load_spec, run_sweep, sweep_systems,
-                          sweep_table, trial_status)
+from atrlib.retrieval.simfile import SimilarityMatrix, load_similarity, save_similarity
+from atrlib.runs.sweep import choose_trial, expand_trials, load_spec, run_sweep, sweep_systems, sweep_table, trial_status
+from atrlib.errors import SweepError
 
 
 # ---- the spec, without running anything ------------------------------------------------
@@ -109,7 +109,7 @@ SPEC = {
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray", reason="the sweep executor needs the optional 'ray' extra")
-    from atrlib.sweep import init_ray
+    from atrlib.runs.sweep import init_ray
 
     started = init_ray(num_cpus=2)  # one Ray for both sweeps below: its start costs ~10 s here
     yield ray
@@ -189,7 +189,7 @@ def test_cli_lists_trials_and_refuses_a_bad_spec(tmp_path, capsys):
 def test_run_hands_independent_stages_to_ray(local_ray, tmp_path):
     """``run_profile(executor="ray")`` records the same outcome as the serial runner on the
     fixture profile (ok, failing, two skipped after it, one needing the first)."""
-    from atrlib.batch import RunResult, run_profile
+    from atrlib.runs.batch import RunResult, run_profile
 
     fixtures = Path(__file__).parent / "fixtures" / "notebooks" / "params" / "mixed.yaml"
     res = run_profile(fixtures, out=tmp_path / "run", overrides={"scale": 3}, progress=False, executor="ray")
@@ -216,7 +216,7 @@ def test_a_second_sweep_into_a_folder_is_refused(tmp_path, capsys):
     import socket
 
     from atrlib.__main__ import main as cli
-    from atrlib.sweep import SweepLock
+    from atrlib.runs.sweep import SweepLock
 
     out = tmp_path / "sw"
     out.mkdir()

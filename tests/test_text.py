@@ -1,4 +1,4 @@
-from atrlib.text import normalize_caption, word_counts
+from atrlib.data.text import normalize_caption, word_counts
 
 
 def test_normalize_caption():

@@ -9,7 +9,7 @@ import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
 from atrlib.models.frames import check_tower, frames_mask, masked_max, masked_mean, pool_frames
-from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.models.towers import AUDIO_TOWERS
 
 TWIN = {"cnn14": "cnn14-tiny", "resnet38": "resnet38-tiny", "wavegram-logmel-cnn14": "wavegram-logmel-cnn14-tiny",
         "beats": "beats-tiny", "passt": "passt-tiny", "efficientat-mn10": "efficientat-mn04",

@@ -23,15 +23,16 @@ import torch
 from torch import nn
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset
-from atrlib.metrics import retrieval_scores
+from atrlib.retrieval.metrics import retrieval_scores
 from atrlib.models.dual import create_model, load_model
-from atrlib.models.registry import AUDIO_TOWERS, TEXT_TOWERS
-from atrlib import checkpoints, scoring
-from atrlib.checkpoints import find_checkpoint, save_checkpoint
-from atrlib.distributed import gather_with_grad
-from atrlib.scoring import evaluate_model, save_run_outputs
-from atrlib.train_inputs import SplitInputs, epoch_order, random_crops
-from atrlib.training import TrainConfig, fit
+from atrlib.models.towers import AUDIO_TOWERS, TEXT_TOWERS
+from atrlib.train import checkpoints; from atrlib.retrieval import scoring
+from atrlib.train.checkpoints import find_checkpoint, save_checkpoint
+from atrlib.losses.distributed import gather_with_grad
+from atrlib.retrieval.scoring import evaluate_model, save_run_outputs
+from atrlib.models.inputs import SplitInputs, epoch_order, random_crops
+from atrlib.train.config import TrainConfig
+from atrlib.train.loop import fit
 
 TESTS = Path(__file__).resolve().parent
 SR = 16000
@@ -212,7 +213,7 @@ import sys, json
 sys.path.insert(0, {tests!r})
 import atrlib
 import test_training as T
-from atrlib.training import TrainConfig
+from atrlib.train.config import TrainConfig
 cfg = TrainConfig(**json.loads(sys.argv[1]))
 T.train_once(cfg, T.TRAINABLE, {root!r})
 """
@@ -243,7 +244,7 @@ def test_kill_and_resume_replays_the_uninterrupted_run(toy_root, tmp_path):
         assert a.keys() == b.keys()
         for k in a:
             assert a[k] == pytest.approx(b[k], abs=1e-6), (k, a, b)
-    from atrlib.simfile import load_similarity
+    from atrlib.retrieval.simfile import load_similarity
 
     s_full = load_similarity(tmp_path / "full" / "sim_validation.npz").sim
     s_res = load_similarity(tmp_path / "resumed" / "sim_validation.npz").sim
@@ -406,7 +407,7 @@ def test_gather_with_grad_is_identity_in_one_process():
 
 DDP_SCRIPT = """
 import atrlib, os, sys, torch, torch.distributed as dist
-from atrlib.distributed import gather_with_grad
+from atrlib.losses.distributed import gather_with_grad
 
 def work(rank, world, init):
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
@@ -472,7 +473,7 @@ import sys, json
 sys.path.insert(0, {tests!r})
 import atrlib
 import test_training as T
-from atrlib.training import TrainConfig
+from atrlib.train.config import TrainConfig
 T.train_once(TrainConfig(**json.loads(sys.argv[1])), T.NO_DROPOUT, {root!r})
 """
 NO_DROPOUT = dict(FROZEN, head_dropout=0.0)

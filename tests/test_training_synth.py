@@ -22,15 +22,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import atrlib.checkpoints as checkpoints
+import atrlib.train.checkpoints as checkpoints
 from atrlib.models.dual import create_model, load_into, model_state, save_model
-from atrlib.simfile import load_similarity
+from atrlib.retrieval.simfile import load_similarity
 from atrlib.cli.train import build_config
-from atrlib.checkpoints import find_checkpoint, save_checkpoint
-from atrlib.distributed import gather_with_grad
-from atrlib.scoring import similarity
-from atrlib.train_inputs import SplitInputs, epoch_order, load_splits
-from atrlib.training import TrainConfig, fit, run_training
+from atrlib.train.checkpoints import find_checkpoint, save_checkpoint
+from atrlib.losses.distributed import gather_with_grad
+from atrlib.retrieval.scoring import similarity
+from atrlib.models.inputs import SplitInputs, epoch_order
+from atrlib.data.splits import load_splits
+from atrlib.train.config import TrainConfig
+from atrlib.train.loop import fit, run_training
 
 REPO = Path(atrlib.__file__).resolve().parents[1]
 
@@ -127,7 +129,7 @@ def test_heads_learn_beyond_chance_on_held_out_clips(tmp_path):
 
 
 def test_frozen_tower_outputs_are_cached(tmp_path, monkeypatch):
-    from atrlib.audio import load_audio
+    from atrlib.audio.io import load_audio
     from atrlib.data import load_dataset
 
     ds = load_dataset("synth", size="tiny", split="validation")

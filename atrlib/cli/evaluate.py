@@ -1,5 +1,5 @@
 """``python -m atrlib evaluate``: score a retriever or a trained run on a dataset split and
-write ``sim_<split>.npz`` (the :mod:`atrlib.simfile` format) and ``metrics.json``.
+write ``sim_<split>.npz`` (the :mod:`atrlib.retrieval.simfile` format) and ``metrics.json``.
 
 An output folder that already holds results (``metrics.json`` or a ``sim_*.npz``) is refused
 unless ``--overwrite``, which moves it aside to ``<out>.prev-<time>``: a folder never mixes
@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from atrlib.scoring import score_split, split_metrics
-from atrlib.search import resolve_retriever
+from atrlib.retrieval.scoring import score_split, split_metrics
+from atrlib.retrieval.search import resolve_retriever
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,10 +48,11 @@ def _holds_results(out: Path) -> bool:
 
 def main(args) -> int:
     from atrlib.data import AudioCaptionDataset, load_dataset
-    from atrlib.data.captions_csv import DatasetError
-    from atrlib.files import DiskWriteError, check_writable, move_aside, write_metrics
-    from atrlib.search import embed_audio_checked
-    from atrlib.simfile import save_similarity
+    from atrlib.errors import DatasetError
+    from atrlib.files import check_writable, move_aside, write_metrics
+    from atrlib.errors import DiskWriteError
+    from atrlib.retrieval.search import embed_audio_checked
+    from atrlib.retrieval.simfile import save_similarity
 
     out = Path(args.out)
     # 1. the output folder: writable, and never mixed with an earlier evaluation
@@ -70,7 +71,7 @@ def main(args) -> int:
         if args.rerank and str(args.rerank_weight).strip().lower() == "val":
             val_ds = load_dataset(args.dataset, root=args.root, split="val", on_error=args.on_error, **kw)
         elif args.rerank:
-            from atrlib.rerank import parse_weight
+            from atrlib.retrieval.rerank import parse_weight
 
             parse_weight(args.rerank_weight)  # a typo is refused before any scoring
     except (OSError, ValueError, DatasetError) as e:
@@ -92,8 +93,8 @@ def main(args) -> int:
     sm = score_split(retriever, ds, system=system)
     both = split_metrics(sm, ds)
     both["skipped_clips"] = skipped
-    if args.relevance:  # the 2025 protocol beside the 2024 one (atrlib.protocol2025)
-        from atrlib.protocol2025 import both_protocols, protocol_metrics
+    if args.relevance:  # the 2025 protocol beside the 2024 one (atrlib.retrieval.protocol2025)
+        from atrlib.retrieval.protocol2025 import both_protocols, protocol_metrics
 
         try:
             both.update(protocol_metrics(both_protocols(sm, ds, args.relevance)))
@@ -109,7 +110,7 @@ def main(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.rerank:
-        from atrlib.rerank import evaluate_rerank, format_summary
+        from atrlib.retrieval.rerank import evaluate_rerank, format_summary
 
         print(format_summary(evaluate_rerank(retriever, ds, sm, args.rerank, out, weight=args.rerank_weight,
                                             val_dataset=val_ds)))

@@ -1,5 +1,5 @@
 """``python -m atrlib index``: an embedding store with a faiss index for large collections
-(see :mod:`atrlib.index`); search it with ``python -m atrlib search --index STORE``.
+(see :mod:`atrlib.retrieval.index`); search it with ``python -m atrlib search --index STORE``.
 
     python -m atrlib index build --model M --audio DIR_OR_CSV [--audio ...] --index STORE [--kind auto]
     python -m atrlib index info STORE
@@ -29,13 +29,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from atrlib.index import EmbeddingStore, IndexConfig, build_store, model_identity
+    from atrlib.retrieval.index import EmbeddingStore, IndexConfig, build_store, model_identity
 
     if args.action == "info":
         s = EmbeddingStore(args.index)
         print(json.dumps({k: s.info[k] for k in ("count", "dim", "dtype", "updated", "model", "index")}, indent=2))
         return 0
-    from atrlib.search import list_audio, resolve_retriever
+    from atrlib.retrieval.search import list_audio, resolve_retriever
 
     retriever = resolve_retriever(args.model)
     source = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model

@@ -1,18 +1,19 @@
 """``python -m atrlib run``: a profile's stage notebooks with papermill into reports/<run>/.
 
 ``python -m atrlib run --profile NAME|FILE.yaml [--out DIR] [-p key=value ...] [--stages a,b]
-[--overwrite | --resume] [--list]``. The runner is :func:`atrlib.batch.run_profile`; the profile format
-is :mod:`atrlib.profiles`.
+[--overwrite | --resume] [--list]``. The runner is :func:`atrlib.runs.batch.run_profile`; the profile format
+is :mod:`atrlib.runs.profiles`.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from atrlib.batch import RunExistsError, run_profile
-from atrlib.files import DiskWriteError
-from atrlib.profiles import (ProfileError, default_reports_dir, list_profiles, load_profile, parse_overrides,
-                             resolve_parameters, select_stages)
+from atrlib.runs.batch import run_profile
+from atrlib.errors import RunExistsError
+from atrlib.errors import DiskWriteError
+from atrlib.runs.profiles import default_reports_dir, list_profiles, load_profile, parse_overrides, resolve_parameters, select_stages
+from atrlib.errors import ProfileError
 
 
 def add_arguments(parser) -> None:

@@ -5,7 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from atrlib.search import list_audio, prepare_output, rank, read_queries, resolve_retriever
+from atrlib.retrieval.search import list_audio, prepare_output, rank, read_queries, resolve_retriever
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,7 +49,7 @@ def main(args) -> int:
         if args.out:
             prepare_output(args.out, args.overwrite)
         if args.rerank:
-            from atrlib.rerank import parse_weight
+            from atrlib.retrieval.rerank import parse_weight
 
             weight = parse_weight(args.rerank_weight)
         if args.score == "qformer" and (args.index or args.like):
@@ -62,7 +62,7 @@ def main(args) -> int:
         return 2
     skipped: list = []
     if args.index:
-        from atrlib.index import search_index
+        from atrlib.retrieval.index import search_index
 
         table = search_index(args.index, queries, top=args.top, retriever=retriever)
     else:
@@ -72,11 +72,11 @@ def main(args) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         if args.like:
-            from atrlib.explain import rank_like
+            from atrlib.retrieval.explain import rank_like
 
             table = rank_like(retriever, args.like, files, top=args.top)
         elif args.rerank:
-            from atrlib.rerank import rank_reranked
+            from atrlib.retrieval.rerank import rank_reranked
 
             table, cost = rank_reranked(retriever, queries, files, args.top, args.rerank,
                                         weight=weight)
@@ -88,7 +88,7 @@ def main(args) -> int:
     for msg in skipped:
         print(f"skipped: {msg}", file=sys.stderr)
     if args.explain:
-        from atrlib.explain import add_why
+        from atrlib.retrieval.explain import add_why
 
         table = add_why(table, retriever, examples=args.like or ())
     if args.out:

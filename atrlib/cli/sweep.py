@@ -1,4 +1,4 @@
-"""``python -m atrlib sweep SPEC.yaml``: many runs of a profile on Ray (see :mod:`atrlib.sweep`).
+"""``python -m atrlib sweep SPEC.yaml``: many runs of a profile on Ray (see :mod:`atrlib.runs.sweep`).
 
 ``python -m atrlib sweep SPEC.yaml [--out DIR] [--address auto] [--num-cpus N]
 [--cpus-per-trial C] [--gpus-per-trial G] [--retry-failed] [--force] [--executor ray|serial] [--list]``.
@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from atrlib.sweep import EXECUTORS, SweepError, load_spec, run_sweep
+from atrlib.runs.sweep import EXECUTORS, load_spec, run_sweep
+from atrlib.errors import SweepError
 
 
 def add_arguments(p) -> None:
@@ -30,7 +31,7 @@ def add_arguments(p) -> None:
 
 def main(args) -> int:
     """Run or resume a sweep; exit 0 when every trial is ok, 1 when some failed, 2 on a bad spec."""
-    from atrlib.profiles import default_reports_dir
+    from atrlib.runs.profiles import default_reports_dir
 
     try:
         sp = load_spec(args.spec)

@@ -1,8 +1,8 @@
 """``python -m atrlib train --config FILE.yaml [key=value ...]`` — exactly what notebook 02
-does (:func:`atrlib.training.run_training`), so ``accelerate launch -m atrlib train ...``
+does (:func:`atrlib.train.loop.run_training`), so ``accelerate launch -m atrlib train ...``
 scales the same run out to several GPUs.
 
-The YAML holds :class:`~atrlib.training.TrainConfig` fields; ``key=value`` overrides take
+The YAML holds :class:`~atrlib.train.config.TrainConfig` fields; ``key=value`` overrides take
 the type of the field they set (``epochs=3`` is an int, ``lr=1e-3`` a float, ``root=no`` the
 string "no"; ``epochs=abc`` is an error naming ``epochs``). Unknown keys are an error that
 lists the known ones. Values are checked before any data is read; an ``out_dir`` that holds
@@ -17,10 +17,11 @@ from typing import Any, Dict, List
 import yaml
 
 from atrlib.config import parse_value
-from atrlib.preflight import PreflightError, typed_value
+from atrlib.train.config import typed_value
+from atrlib.errors import PreflightError
 
 def build_config(config: str | None, overrides: List[str]):
-    from atrlib.training import TrainConfig
+    from atrlib.train.config import TrainConfig
 
     from dataclasses import MISSING, fields
 
@@ -44,7 +45,7 @@ def build_config(config: str | None, overrides: List[str]):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from atrlib.config import field_help
-    from atrlib.training import TrainConfig
+    from atrlib.train.config import TrainConfig
 
     p.add_argument("--config", help="YAML file of TrainConfig fields")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. epochs=3 lr=1e-3 device=cpu")
@@ -61,8 +62,8 @@ def main(args) -> int:
 
     from dataclasses import replace
 
-    from atrlib.files import DiskWriteError
-    from atrlib.training import run_training
+    from atrlib.errors import DiskWriteError
+    from atrlib.train.loop import run_training
 
     try:
         cfg = build_config(args.config, args.overrides)
@@ -72,7 +73,7 @@ def main(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     try:
-        from atrlib.preflight import prepare_out_dir
+        from atrlib.train.preflight import prepare_out_dir
 
         prepare_out_dir(cfg)  # before any data is read: refuse / move aside an earlier run
         result = run_training(cfg)

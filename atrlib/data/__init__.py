@@ -1,12 +1,8 @@
-"""Datasets: the item type, the registry and the built-in loaders."""
-from atrlib.data.base import DATASETS, AudioCaptionDataset, ClipItem, load_dataset
+"""Datasets: the item type, the registry and the built-in loaders.
 
-# Importing a loader module registers it.
-for _mod in ("clotho", "folder", "synth", "audiocaps", "wavcaps", "macs", "fsd50k", "mixture", "resplit"):
-    try:
-        __import__(f"atrlib.data.{_mod}")
-    except ModuleNotFoundError as _e:  # a loader still being written must not break the others
-        if _e.name != f"atrlib.data.{_mod}":
-            raise
+The registry (:data:`DATASETS`) fills itself on first use by importing every module of this
+package (each loader registers itself) and the ``atrlib.datasets`` entry points.
+"""
+from atrlib.data.base import DATASETS, AudioCaptionDataset, ClipItem, load_dataset
 
 __all__ = ["DATASETS", "AudioCaptionDataset", "ClipItem", "load_dataset"]

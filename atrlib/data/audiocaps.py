@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
-from atrlib.data.captions_csv import DatasetError, read_text_utf8
+from atrlib.data.captions_csv import read_text_utf8
+from atrlib.errors import DatasetError
 from atrlib.data.records import Record, build_from_records, first_existing, index_audio
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "test": "test"}

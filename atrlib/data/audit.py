@@ -33,7 +33,7 @@ from atrlib.files import content_hash
 
 
 def _audio_hash(path: str) -> str:
-    from atrlib.audio import load_audio
+    from atrlib.audio.io import load_audio
 
     x, _ = load_audio(path, sample_rate=16000, duration=30.0)
     return hashlib.sha256(np.round(x * 127).astype(np.int8).tobytes()).hexdigest()

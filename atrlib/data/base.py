@@ -93,7 +93,7 @@ class AudioCaptionDataset:
         return AudioCaptionDataset(self.name, self.split, self.root, self.items[:n], list(self.skipped))
 
 
-DATASETS: Registry[Callable[..., AudioCaptionDataset]] = Registry("dataset")
+DATASETS: Registry[Callable[..., AudioCaptionDataset]] = Registry("dataset", package="atrlib.data", entry_point="atrlib.datasets")
 
 
 def load_dataset(name: str, root: Optional[str | Path] = None, split: Optional[str] = None, **kw) -> AudioCaptionDataset:
@@ -104,6 +104,4 @@ def load_dataset(name: str, root: Optional[str | Path] = None, split: Optional[s
     loader (``on_error="raise"|"skip"``, ``limit``, ...). Without ``split`` the loader's own
     default is used (clotho: evaluation, folder: all clips).
     """
-    import atrlib.data  # noqa: F401  (registers the built-in loaders)
-
     return DATASETS.get(name)(root=root, **({} if split is None else {"split": split}), **kw)

@@ -12,14 +12,13 @@ import logging
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable, List, Optional, Tuple
 
-from atrlib.audio import AudioError, audio_info
+from atrlib.audio.io import audio_info
+from atrlib.errors import AudioError
 from atrlib.data.base import AudioCaptionDataset, ClipItem
+from atrlib.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
-
-class DatasetError(ValueError):
-    """Bad dataset input; the message names the file, the row and what to do."""
 
 
 def read_text_utf8(path: Path, encoding: str = "utf-8") -> str:

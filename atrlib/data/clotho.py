@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
-from atrlib.data.captions_csv import DatasetError, build_dataset
+from atrlib.data.captions_csv import build_dataset
+from atrlib.errors import DatasetError
 
 SPLITS = ("development", "validation", "evaluation")
 SPLIT_NAMES = {"train": "development", "validation": "validation", "test": "evaluation"}

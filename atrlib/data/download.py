@@ -1,6 +1,6 @@
 """Downloading the public parts of the corpora, atomically and with the publishers' checksums.
 
-Every file goes through :func:`atrlib.weights.download_file` (streamed into a temp file
+Every file goes through :func:`atrlib.models.weights.download_file` (streamed into a temp file
 beside the target, checksum verified, then renamed: a killed or corrupt download leaves
 nothing behind). A file already present with the right checksum is not fetched again.
 
@@ -29,7 +29,8 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from atrlib.weights import ChecksumError, WeightSpec, download_file, verify_file
+from atrlib.remote import WeightSpec, download_file, verify_file
+from atrlib.errors import ChecksumError
 
 __all__ = ["ChecksumError", "DataFile", "fetch", "fetch_all", "download_clotho_csvs", "download_audiocaps_csvs",
            "download_macs_annotations", "download_wavcaps_json", "download_fsd50k_metadata"]
@@ -98,7 +99,7 @@ def fetch(spec: DataFile, dest_dir: str | Path, mirror: Optional[str] = None, fo
           progress: bool = True) -> Path:
     """``dest_dir/spec.filename``, downloaded from ``spec.url`` (or ``mirror/filename``) unless
     it is already there with the right checksum. A checksum mismatch raises
-    :class:`~atrlib.weights.ChecksumError` naming the file, and leaves no file behind."""
+    :class:`~atrlib.models.weights.ChecksumError` naming the file, and leaves no file behind."""
     dest = Path(dest_dir) / spec.filename
     if dest.is_file() and not force:
         try:

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset
-from atrlib.data.captions_csv import DatasetError, build_dataset, read_column
+from atrlib.data.captions_csv import build_dataset, read_column
+from atrlib.errors import DatasetError
 
 SPLITS = ("train", "validation", "test")
 ALIASES = {"train": "train", "development": "train", "dev": "train",

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence, Set
 
 from atrlib.data.base import AudioCaptionDataset
-from atrlib.data.captions_csv import DatasetError
+from atrlib.errors import DatasetError
 
 CLOTHO_ZENODO = "https://zenodo.org/records/4783391"
 DEFAULT_CLOTHO_SPLITS = ("validation", "evaluation", "test")

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
-from atrlib.data.captions_csv import DatasetError, read_caption_rows, read_text_utf8
+from atrlib.data.captions_csv import read_caption_rows, read_text_utf8
+from atrlib.errors import DatasetError
 from atrlib.data.records import Record, build_from_records, index_audio
 
 log = logging.getLogger(__name__)

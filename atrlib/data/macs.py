@@ -34,7 +34,8 @@ from typing import Dict, Optional
 import yaml
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
-from atrlib.data.captions_csv import DatasetError, read_text_utf8
+from atrlib.data.captions_csv import read_text_utf8
+from atrlib.errors import DatasetError
 from atrlib.data.records import Record, build_from_records, first_existing, index_audio
 
 ZENODO = "https://zenodo.org/records/5114771"

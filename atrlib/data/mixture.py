@@ -31,7 +31,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, load_dataset
-from atrlib.data.captions_csv import DatasetError
+from atrlib.errors import DatasetError
 
 MIXTURE_KEYS = ("name", "label", "weight", "fraction")
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from atrlib.audio import AudioError, audio_info
+from atrlib.audio.io import audio_info
+from atrlib.errors import AudioError
 from atrlib.data.base import AudioCaptionDataset, ClipItem
-from atrlib.data.captions_csv import DatasetError
+from atrlib.errors import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def build_from_records(name: str, split: str, root: Optional[Path], records: Ite
     on_error: ``"raise"`` (default) stops at the first missing or broken clip, naming its
         metadata row and the fix; ``"skip"`` logs it, keeps going and records the message in
         ``dataset.skipped``.
-    verify_audio: decode every file once (:func:`atrlib.audio.audio_info`: truncated or NaN
+    verify_audio: decode every file once (:func:`atrlib.audio.io.audio_info`: truncated or NaN
         files are found now, not mid-training). False only checks that the file exists and
         takes the duration from the metadata (0.0 when it has none) — for corpora of
         hundreds of thousands of clips.

@@ -21,7 +21,7 @@ from typing import Optional
 import numpy as np
 
 from atrlib.data.base import DATASETS, SPLIT_ROLES, AudioCaptionDataset, load_dataset
-from atrlib.data.captions_csv import DatasetError
+from atrlib.errors import DatasetError
 
 
 def resplit(train: AudioCaptionDataset, val: AudioCaptionDataset, val_fraction: float = 0.1, seed: int = 0

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
-from atrlib.data.captions_csv import DatasetError
+from atrlib.errors import DatasetError
 from atrlib.data.freesound import freesound_id
 from atrlib.data.records import Record, build_from_records, first_existing, index_audio
 

@@ -10,7 +10,7 @@ teacher vs the same student without distillation), any set of training variants 
 Every choice (the teacher's ensemble weights) is fitted on the validation split; the test split
 is only scored. Per-query AP@10 is averaged over student seeds before the statistics. Rows name
 their protocol: the 2024 one (one clip per caption, mAP@10) always; the 2025 one (mAP@16 on a
-relevance file, :mod:`atrlib.protocol2025`) too when ``relevance_file`` is given.
+relevance file, :mod:`atrlib.retrieval.protocol2025`) too when ``relevance_file`` is given.
 """
 from __future__ import annotations
 
@@ -23,12 +23,13 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from atrlib import ensemble as E
-from atrlib.evaluation import clip_interval
-from atrlib.experiments.systems import load_systems, sim_path, train_variants
+from atrlib.retrieval import ensemble as E
+from atrlib.retrieval.summaries import clip_interval
+from atrlib.experiments.systems import load_systems, train_variants
+from atrlib.retrieval.simfile import sim_path
 from atrlib.files import write_json
-from atrlib.metrics import jackknife_ci, paired_test, per_query_metrics
-from atrlib.simfile import SimilarityMatrix, load_similarity
+from atrlib.retrieval.metrics import jackknife_ci, paired_test, per_query_metrics
+from atrlib.retrieval.simfile import SimilarityMatrix, load_similarity
 
 DEFAULT_TEACHERS = ({"name": "teacher-s1", "seed": 1}, {"name": "teacher-s2", "seed": 2},
                     {"name": "teacher-s3", "seed": 3})
@@ -45,7 +46,7 @@ def inference_cost(run_folders: Sequence[Path], dataset, n: int = 32, repeats: i
     the first ``n`` clips and their first captions."""
     import torch
 
-    from atrlib.embeddings import load_waves
+    from atrlib.audio.embeddings import load_waves
     from atrlib.models.dual import load_model
 
     sub = dataset.subset(n)
@@ -76,7 +77,7 @@ def _per_query(sms: Sequence[SimilarityMatrix]) -> Dict[str, np.ndarray]:
 
 
 def _ap16(sms: Sequence[SimilarityMatrix], dataset, relevance_file) -> np.ndarray:
-    from atrlib.protocol2025 import load_relevance_file, protocol_2025_values
+    from atrlib.retrieval.protocol2025 import load_relevance_file, protocol_2025_values
 
     ann = load_relevance_file(relevance_file)
     return np.mean([protocol_2025_values(s, dataset, ann)["AP@16"] for s in sms], axis=0)
@@ -128,15 +129,15 @@ def distillation_study(base, teachers: Sequence[dict] = DEFAULT_TEACHERS, studen
     """Train the teachers (``teachers``: TrainConfig overrides with a ``name`` each, trained
     into ``out_dir/teachers/<name>``; finished ones are reused), score them on the training
     split, combine them (``weights="equal"``, as CP-JKU averaged their models; ``"validation"``:
-    grid search on the validation split, :func:`atrlib.ensemble.grid_search`, which may drop
+    grid search on the validation split, :func:`atrlib.retrieval.ensemble.grid_search`, which may drop
     members), then train per seed the student
     (``student_loss`` with the teacher, ``out_dir/student-s<seed>``) and the same student
     without distillation (``baseline_loss``, ``out_dir/plain-s<seed>``). Returns
     :func:`compare_systems` over: the teacher ensemble, each teacher, the student and the plain
     student (tests against the plain student and against the teacher); writes
     ``distillation.csv`` and ``distillation.json`` into ``out_dir``."""
-    from atrlib.train_inputs import load_splits
-    from atrlib.distill import teacher_sim
+    from atrlib.data.splits import load_splits
+    from atrlib.losses.distill import teacher_sim
 
     out = Path(out_dir)
     data = load_splits(base)
@@ -198,7 +199,7 @@ def variant_ablation(base, variants: Mapping[str, dict], seeds: Sequence[int] = 
     """Train every variant (name -> TrainConfig overrides) per seed into ``out_dir/<name>-s<seed>``
     (finished runs reused) and compare them (:func:`compare_systems`, tests against
     ``baseline``, default the first variant)."""
-    from atrlib.train_inputs import load_splits
+    from atrlib.data.splits import load_splits
 
     data = load_splits(base)
     folder = {name: re.sub(r"[^A-Za-z0-9_.=+-]+", "_", name).strip("_") for name in variants}  # a safe folder name
@@ -217,7 +218,7 @@ def variant_ablation(base, variants: Mapping[str, dict], seeds: Sequence[int] = 
 def augmentation_ablation(base, paraphrases: str, prob: float = 0.3, seeds: Sequence[int] = (0,),
                           out_dir="augmentation", relevance_file: str = "", n: int = 10000) -> pd.DataFrame:
     """The ablation row of caption augmentation: the same training with and without the
-    paraphrase file (:mod:`atrlib.augment`), per seed, compared with CIs and a paired test."""
+    paraphrase file (:mod:`atrlib.train.augment`), per seed, compared with CIs and a paired test."""
     return variant_ablation(base, {"without paraphrases": {"paraphrases": "", "paraphrase_prob": 0.0},
                                    f"with paraphrases (p={prob:g})": {"paraphrases": str(paraphrases),
                                                                       "paraphrase_prob": float(prob)}},

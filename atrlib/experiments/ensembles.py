@@ -14,11 +14,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from atrlib import ensemble as E
-from atrlib.evaluation import clip_interval
+from atrlib.retrieval import ensemble as E
+from atrlib.retrieval.summaries import clip_interval
 from atrlib.experiments.systems import find_systems, load_systems, score_retriever, train_variants
-from atrlib.metrics import per_query_metrics, scores_with_ci
-from atrlib.simfile import SimilarityMatrix, save_similarity
+from atrlib.retrieval.metrics import per_query_metrics, scores_with_ci
+from atrlib.retrieval.simfile import SimilarityMatrix, save_similarity
 
 SINGLE = "best single system"
 KEY_METRICS = ["best_method", "best_method_val_mAP@10", "best_method_test_mAP@10", "best_method_p_value",
@@ -156,7 +156,7 @@ def kfold_ensemble(base, k: int, out_dir, norm: str = "zscore") -> Optional[Dict
 
 def verdict(results: pd.DataFrame, curve: Optional[pd.DataFrame] = None,
             kfold: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
-    """The candidate chosen on validation (:func:`atrlib.ensemble.choose_on_validation` over
+    """The candidate chosen on validation (:func:`atrlib.retrieval.ensemble.choose_on_validation` over
     ``results``' rows in order, so the best single system wins ties) with its test numbers.
     ``test_best`` is only reported: the row with the best test score, for the text that
     says it was not chosen."""

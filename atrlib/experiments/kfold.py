@@ -15,29 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List
 
-from atrlib.data.base import AudioCaptionDataset
-from atrlib.training import TrainConfig, run_training
-
-
-def make_folds(pool: AudioCaptionDataset, k: int, seed: int = 0) -> List[Dict[str, AudioCaptionDataset]]:
-    """K (train, val) pairs of datasets over ``pool``'s clips."""
-    from sklearn.model_selection import KFold
-
-    if k < 2 or k > len(pool):
-        raise ValueError(f"k must be between 2 and the number of clips ({len(pool)}), not {k}")
-    folds = []
-    for i, (tr, va) in enumerate(KFold(n_splits=k, shuffle=True, random_state=seed).split(range(len(pool)))):
-        folds.append({
-            "train": AudioCaptionDataset(pool.name, f"fold{i}-train", pool.root, [pool.items[j] for j in tr]),
-            "val": AudioCaptionDataset(pool.name, f"fold{i}-val", pool.root, [pool.items[j] for j in va]),
-        })
-    return folds
+from atrlib.train.config import TrainConfig
+from atrlib.train.loop import run_training
 
 
 def kfold_train(cfg: TrainConfig, k: int = 5, out_dir: str | Path | None = None) -> List[Path]:
     """Train ``k`` models on folds of ``cfg.train_split`` + ``cfg.val_split``; returns the run
     folders ``<out_dir>/fold<i>``, each scored on ``cfg.test_split``. Each is one training run
-    with ``fold=i, folds=k`` (:func:`atrlib.train_inputs.load_splits` cuts the folds)."""
+    with ``fold=i, folds=k`` (:func:`atrlib.data.splits.load_splits` cuts the folds)."""
     out = Path(out_dir or cfg.out_dir)
     runs = []
     for i in range(k):

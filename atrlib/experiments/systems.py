@@ -1,7 +1,7 @@
 """Scored systems on disk, for the ensemble stage: find them, make more of them.
 
 A *system* is anything whose validation and test similarity matrices exist as
-``sim_<split>.npz`` (:mod:`atrlib.simfile`) in one folder: a training run, an evaluate-stage
+``sim_<split>.npz`` (:mod:`atrlib.retrieval.simfile`) in one folder: a training run, an evaluate-stage
 output, a k-fold member, a zero-shot retriever scored by :func:`score_retriever`.
 """
 from __future__ import annotations
@@ -11,57 +11,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping
 
-from atrlib.simfile import SimilarityMatrix, load_similarity, save_similarity
-
-# a split's role -> every name datasets give it (Clotho: development / validation / evaluation)
-SPLIT_ROLES = {"train": ("train", "development", "dev"), "val": ("validation", "val", "valid"),
-               "test": ("test", "evaluation", "eval")}
-
-
-def _role(split: str) -> str | None:
-    return next((r for r, names in SPLIT_ROLES.items() if str(split).lower() in names), None)
-
-
-def sim_path(folder: str | Path, split: str) -> Path:
-    """``<folder>/sim_<split>.npz``, where ``split`` may also be a role or another dataset's
-    name for it: the split names flow from the dataset, so a run on Clotho holds
-    ``sim_evaluation.npz`` where a caller asks for "test". Resolution: the file as named;
-    else the name the run recorded for that role (``metrics.json`` ``splits``); else the one
-    file whose name is another alias of the role. Raises ``FileNotFoundError`` listing the
-    files there."""
-    import json
-
-    folder = Path(folder)
-    direct = folder / f"sim_{split}.npz"
-    if direct.exists():
-        return direct
-    role = _role(split)
-    if role is not None:
-        m = folder / "metrics.json"
-        if m.exists():
-            try:
-                recorded = (json.loads(m.read_text(encoding="utf-8")).get("splits") or {}).get(role)
-            except (OSError, ValueError, AttributeError):
-                recorded = None
-            if recorded and (folder / f"sim_{recorded}.npz").exists():
-                return folder / f"sim_{recorded}.npz"
-        alias = [folder / f"sim_{n}.npz" for n in SPLIT_ROLES[role] if (folder / f"sim_{n}.npz").exists()]
-        if len(alias) == 1:
-            return alias[0]
-    found = sorted(p.name for p in folder.glob("sim_*.npz"))
-    raise FileNotFoundError(f"{folder}: no similarity file for split {split!r} (found: {', '.join(found) or 'none'})")
-
+from atrlib.retrieval.simfile import SimilarityMatrix, load_similarity, save_similarity, sim_path
 
 def find_systems(patterns: Iterable[str], base: str | Path = ".", val_split: str = "validation",
                  test_split: str = "test") -> Dict[str, Path]:
     """name -> folder for every folder matching ``patterns`` (globs, relative to ``base``)
     that holds both ``sim_<val_split>.npz`` and ``sim_<test_split>.npz``. Names are the
     folder names, made unique with their parent's name when needed. ``"sweep:DIR"`` adds every
-    ok trial of a sweep (:func:`atrlib.sweep.sweep_systems`), named by its trial label."""
+    ok trial of a sweep (:func:`atrlib.runs.sweep.sweep_systems`), named by its trial label."""
     found: Dict[str, Path] = {}
     for pat in patterns:
-        if str(pat).startswith("sweep:"):  # every ok trial of a sweep folder (atrlib.sweep)
-            from atrlib.sweep import sweep_systems
+        if str(pat).startswith("sweep:"):  # every ok trial of a sweep folder (atrlib.runs.sweep)
+            from atrlib.runs.sweep import sweep_systems
 
             found.update(sweep_systems(Path(base) / str(pat)[6:], splits=(val_split, test_split)))
             continue
@@ -92,7 +53,8 @@ def train_variants(base, variants: List[dict], out_dir: str | Path, data=None) -
     ``<out_dir>/<name>``; a folder whose ``metrics.json`` exists is reused."""
     from tqdm.auto import tqdm
 
-    from atrlib.training import load_splits, run_training
+    from atrlib.data.splits import load_splits
+    from atrlib.train.loop import run_training
 
     out = Path(out_dir)
     data = data if data is not None else load_splits(base)
@@ -109,8 +71,8 @@ def train_variants(base, variants: List[dict], out_dir: str | Path, data=None) -
 
 def score_retriever(name: str, datasets: Mapping[str, object], out_dir: str | Path, **kw) -> Path:
     """Score a registered retriever on each dataset split into ``<out_dir>/sim_<split>.npz``."""
-    from atrlib.scoring import score_split
-    from atrlib.search import resolve_retriever
+    from atrlib.retrieval.scoring import score_split
+    from atrlib.retrieval.search import resolve_retriever
 
     out = Path(out_dir)
     retriever = resolve_retriever(name, **kw)

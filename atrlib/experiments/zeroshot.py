@@ -17,21 +17,13 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from atrlib.metrics import jackknife_ci, paired_test, per_query_metrics
+from atrlib.retrieval.metrics import jackknife_ci, label_queries, paired_test, per_query, per_query_metrics  # noqa: F401
 
 SHARED_REAL_SETS = {  # name -> (loader, folder under shared/data, split)
     "animals": ("folder", "animals", "all"),
     "clotho_mini": ("clotho", "clotho_mini", "evaluation"),
     "gcompris_sounds": ("folder", "gcompris_sounds", "all"),
 }
-
-
-def label_queries(captions: Sequence[str], caption_clip_index: Sequence[int]) -> Tuple[List[str], List[List[int]]]:
-    """Distinct captions (first-seen order) and, for each, every clip that carries it exactly."""
-    by_text: Dict[str, set] = {}
-    for text, clip in zip(captions, caption_clip_index):
-        by_text.setdefault(text, set()).add(int(clip))
-    return list(by_text), [sorted(v) for v in by_text.values()]
 
 
 def dataset_queries(dataset) -> Tuple[List[str], List[List[int]]]:
@@ -58,10 +50,6 @@ def chance_scores(relevant: Sequence[Sequence[int]], n_items: int, ks=(1, 10), m
     out = {f"R@{k}": float(min(k, n_items) / n_items) for k in ks}
     out[f"mAP@{map_at}"] = float(np.mean([expected_ap_at(n_items, len(r), map_at) for r in relevant]))
     return out
-
-
-def per_query(sim: np.ndarray, relevant: Sequence[Sequence[int]]) -> Dict[str, np.ndarray]:
-    return per_query_metrics(sim, relevant, ks=(1, 10), map_at=10)
 
 
 def score_table_row(sim: np.ndarray, relevant: Sequence[Sequence[int]]) -> Dict[str, dict]:

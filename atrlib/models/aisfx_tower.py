@@ -41,10 +41,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.files import atomic_path
-from atrlib.mel import mel_matrix
+from atrlib.audio.mel import mel_matrix
 from atrlib.models.frames import frames_mask
 from atrlib.models.panns_blocks import ConvBlock
-from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.models.towers import AUDIO_TOWERS
 from atrlib.paths import cache_dir
 
 PathLike = Union[str, Path]
@@ -85,7 +85,7 @@ def convert_aisfx_checkpoint(src: Optional[PathLike] = None, dst: Optional[PathL
     (``src`` defaults to it). The file is ``(state_dict, ds_dict)`` where ``ds_dict`` maps
     library name -> (head index as numpy int64, classes); ``torch.load(weights_only=True)``
     refuses the numpy ints, so we allow-list numpy's scalar/dtype reconstructors only
-    (:func:`atrlib.weights.torch_load_weights_only`) rather than ``weights_only=False``:
+    (:func:`atrlib.models.weights.torch_load_weights_only`) rather than ``weights_only=False``:
     the same file loads and no arbitrary code can run. Every tensor (including the unused
     classifier heads) goes to ``dst`` (default ``cache_dir()/"weights"/"aisfx.safetensors"``),
     ``ds_dict`` into its metadata as JSON. An existing ``dst`` is returned untouched unless
@@ -93,7 +93,7 @@ def convert_aisfx_checkpoint(src: Optional[PathLike] = None, dst: Optional[PathL
     """
     from safetensors.torch import save_file
 
-    from atrlib.weights import torch_load_weights_only
+    from atrlib.models.weights import torch_load_weights_only
 
     dst = Path(dst) if dst is not None else default_safetensors_path()
     if dst.exists() and not force:

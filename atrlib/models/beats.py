@@ -42,11 +42,11 @@ from torch import nn
 
 from atrlib.models.frames import masked_mean
 from atrlib.models.kaldi_fbank import KaldiFbank, KaldiFbankConfig, frames_for
-from atrlib.models.registry import AUDIO_TOWERS
-from atrlib.weights import torch_load_weights_only, tower_weights
+from atrlib.models.towers import AUDIO_TOWERS
+from atrlib.models.weights import torch_load_weights_only, tower_weights
 
 PathLike = Union[str, Path]
-BEATS_WEIGHTS = "beats-iter3-plus-as2m"  # atrlib.weights name of BEATs_iter3_plus_AS2M.pt
+BEATS_WEIGHTS = "beats-iter3-plus-as2m"  # atrlib.models.weights name of BEATs_iter3_plus_AS2M.pt
 
 
 @dataclass(frozen=True)
@@ -394,7 +394,7 @@ def build_beats(name: str = "beats", pretrained: Union[bool, PathLike, None] = N
     """A BEATs variant by name; ``overrides`` replace :class:`BEATsConfig` fields.
 
     pretrained: None / False = random init; True = the published ``BEATs_iter3_plus_AS2M.pt``
-    (``beats`` only, via ``atrlib.weights``); a path = that checkpoint (``weights=`` is the
+    (``beats`` only, via ``atrlib.models.weights``); a path = that checkpoint (``weights=`` is the
     same). With a checkpoint, every architecture size comes from its ``cfg`` (the variant's
     and ``overrides``' atrlib fields — front end, ``frames`` — still apply), and the state dict
     loads with ``strict=True``.

@@ -8,8 +8,8 @@ random training crops, SpecAugment for any log-mel tower.
       -> the tower                        (batch · segments, D)
       -> mean / max over each clip's real segments          (batch, D)
 
-:func:`atrlib.audio.segment_bounds` is the one rule for cutting a clip into segments (the DCASE
-2024 winner pads to 30 s and cuts 10-s segments); ``atrlib.audio.segment`` cuts numpy clips with it.
+:func:`atrlib.audio.io.segment_bounds` is the one rule for cutting a clip into segments (the DCASE
+2024 winner pads to 30 s and cuts 10-s segments); ``atrlib.audio.io.segment`` cuts numpy clips with it.
 
 :class:`ClipFrontend` wraps any audio tower and keeps its interface (``sample_rate``,
 ``embed_dim``, ``frame_dim``, ``forward``, ``forward_frames``); the dual encoder wraps its audio
@@ -26,7 +26,7 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from atrlib.audio import segment_bounds
+from atrlib.audio.io import segment_bounds
 from atrlib.models.frontend import SpecAugment
 
 

@@ -14,7 +14,7 @@ checkpoint loads with ``strict=True``::
 
 The front end is the torchlibrosa one: an STFT written as two ``Conv1d`` (kernel n_fft,
 stride hop) over a reflect-padded waveform, power spectrum, mel matrix, ``10·log10(max(x,
-amin))`` with ref 1.0, amin 1e-10, no top_db. It equals ``atrlib.features.LogMel("panns")``.
+amin))`` with ref 1.0, amin 1e-10, no top_db. It equals ``atrlib.audio.features.LogMel("panns")``.
 
 One parameterised class builds every variant: ``Cnn14Config.channels`` sets the number and
 width of the conv blocks (``cnn14-tiny`` is a 3-block toy for tests).
@@ -28,7 +28,7 @@ Loading: the official file is ``{"iteration": int, "model": state_dict, "sampler
 and its sampler state holds numpy int64 arrays, so plain ``torch.load(weights_only=True)``
 refuses it (``Unsupported global: numpy.core.multiarray._reconstruct``). We keep
 ``weights_only=True`` and allow-list only numpy's array / scalar / dtype reconstructors
-(:func:`atrlib.weights.torch_load_weights_only`): numpy data, no arbitrary code.
+(:func:`atrlib.models.weights.torch_load_weights_only`): numpy data, no arbitrary code.
 """
 from __future__ import annotations
 
@@ -42,11 +42,11 @@ from torch import nn
 
 from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, init_head, load_panns_state_dict,  # noqa: F401
                                         load_strict)
-from atrlib.models.registry import AUDIO_TOWERS
-from atrlib.weights import tower_weights
+from atrlib.models.towers import AUDIO_TOWERS
+from atrlib.models.weights import tower_weights
 
 PathLike = Union[str, Path]
-PANNS_WEIGHTS = "panns-cnn14"  # atrlib.weights name of Cnn14_mAP=0.431.pth (Zenodo 3987831)
+PANNS_WEIGHTS = "panns-cnn14"  # atrlib.models.weights name of Cnn14_mAP=0.431.pth (Zenodo 3987831)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def build_cnn14(name: str = "cnn14", pretrained: Union[bool, PathLike, None] = N
     """A CNN14 variant by name; ``overrides`` replace :class:`Cnn14Config` fields.
 
     pretrained: None / False = random init; True = the published weights (``cnn14`` only, via
-    ``atrlib.weights.resolve_weights("panns-cnn14")``); a path = that checkpoint. ``weights=`` is the same as
+    ``atrlib.models.weights.resolve_weights("panns-cnn14")``); a path = that checkpoint. ``weights=`` is the same as
     passing a path. Weights load with ``strict=True``.
     """
     if name not in CNN14_CONFIGS:

@@ -38,7 +38,7 @@ TINY_BERT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, int
 
 def _resolve(text_model: str) -> str:
     if text_model in ("minilm", "tiny"):
-        from atrlib.models.text import minilm_path
+        from atrlib.models.text_towers import minilm_path
 
         return str(minilm_path())
     return text_model

@@ -8,7 +8,7 @@ Models are built by name from the small JSON files in ``atrlib/model_configs/``:
     model = create_model({"audio": {"name": "aisfx", "pretrained": True, "frozen": True}, ...})
 
 A *frozen* tower never trains and always runs in eval mode; training then precomputes its
-outputs once (:mod:`atrlib.embeddings`) and only the heads learn — the CPU-friendly mode.
+outputs once (:mod:`atrlib.audio.embeddings`) and only the heads learn — the CPU-friendly mode.
 
 Saving (:func:`save_model`) writes ``config.json`` + ``model.safetensors``: the heads, the
 logit scale and every trainable (or randomly initialised) tower. Frozen pretrained towers are
@@ -84,16 +84,9 @@ class ModelConfig:
         return asdict(self)
 
 
-def _import_builtin_towers() -> None:
-    """Import the tower modules so they register; a module not written yet is skipped
-    (``atrlib.models`` ignores ModuleNotFoundError for the module itself only)."""
-    import atrlib.models  # noqa: F401
-
-
 def _build_tower(kind: str, tc: TowerConfig, audio_cfg: Optional[Dict[str, Any]] = None) -> nn.Module:
-    from atrlib.models.registry import AUDIO_TOWERS, TEXT_TOWERS
+    from atrlib.models.towers import AUDIO_TOWERS, TEXT_TOWERS
 
-    _import_builtin_towers()
     reg = AUDIO_TOWERS if kind == "audio" else TEXT_TOWERS
     kw = dict(tc.kwargs)
     if kind == "audio":

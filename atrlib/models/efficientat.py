@@ -30,10 +30,10 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from atrlib.features import FEATURE_PRESETS, FeatureConfig, LogMel
+from atrlib.audio.features import FEATURE_PRESETS, FeatureConfig, LogMel
 from atrlib.models.frames import frames_mask
 from atrlib.models.frontend import SpecAugment
-from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.models.towers import AUDIO_TOWERS
 
 NUM_AUDIOSET_CLASSES = 527
 
@@ -275,11 +275,11 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> nn.Module:
 def efficientat(width_mult: float = 0.4, weights: Optional[str] = "efficientat-mn04", pretrained: bool = True,
                 path: Optional[str | Path] = None, download: bool = True, **kw) -> EfficientAT:
     """Build an :class:`EfficientAT` and, when ``pretrained``, load ``weights`` (a name known to
-    :mod:`atrlib.weights`, found via :func:`atrlib.weights.resolve_weights`; ``path`` overrides).
+    :mod:`atrlib.models.weights`, found via :func:`atrlib.models.weights.resolve_weights`; ``path`` overrides).
     Returned in eval mode."""
     model = EfficientAT(width_mult=width_mult, **kw)
     if pretrained:
-        from atrlib.weights import resolve_weights
+        from atrlib.models.weights import resolve_weights
 
         load_checkpoint(model, resolve_weights(weights, path=path, download=download))
     return model.eval()
@@ -301,7 +301,7 @@ def efficientat_mn10(pretrained: bool = True, path: Optional[str | Path] = None,
 
 def _labels_csv() -> Path:
     from atrlib.paths import shared_dir
-    from atrlib.weights import resolve_weights
+    from atrlib.models.weights import resolve_weights
 
     candidates = []
     try:

@@ -4,7 +4,7 @@
 ``Conv1d`` over a reflect-padded waveform, power, Slaney mel matrix, dB) with the official
 state-dict key names, so every PANNs-family tower (CNN14, ResNet38, Wavegram-Logmel-CNN14)
 loads its checkpoint strictly. ``SpecAugment`` masks time / frequency stripes of any log-mel
-tower in training. The mel maths they use live in :mod:`atrlib.mel` (re-exported here).
+tower in training. The mel maths they use live in :mod:`atrlib.audio.mel` (re-exported here).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atrlib.mel import hz_to_mel, kaldi_mel_banks, mel_matrix, mel_to_hz
+from atrlib.audio.mel import hz_to_mel, kaldi_mel_banks, mel_matrix, mel_to_hz
 
 __all__ = ["hz_to_mel", "mel_to_hz", "mel_matrix", "kaldi_mel_banks", "ConvSTFT", "Spectrogram",
            "LogmelFilterBank", "SpecAugment"]

@@ -2,7 +2,7 @@
 
 ``ModelConfig.heads`` maps a head name to its keyword arguments; :class:`DualEncoder` builds
 them into ``model.extra_heads`` (saved and loaded with the model, trained with the heads'
-learning rate). The objectives (:mod:`atrlib.objectives`) add the heads they need:
+learning rate). The objectives (:mod:`atrlib.losses.crossmodal`) add the heads they need:
 
 - ``"crossattn"``: :class:`~atrlib.models.crossattn.CrossAttnTextEncoder` — matching (A-CML)
   and audio-conditioned MLM (MLML); gets ``frame_dim`` from the audio tower.
@@ -11,7 +11,7 @@ learning rate). The objectives (:mod:`atrlib.objectives`) add the heads they nee
   space (CLA-IP).
 
 A head with a ``match_scores(captions, frames, frame_mask)`` method can re-rank
-(:mod:`atrlib.rerank`).
+(:mod:`atrlib.retrieval.rerank`).
 """
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from atrlib.models.frames import frames_mask, pool_frames
-from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.models.towers import AUDIO_TOWERS
 
 POOLINGS = ("mean", "max", "cls")
 

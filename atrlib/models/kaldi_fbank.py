@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from atrlib.mel import kaldi_mel_banks
+from atrlib.audio.mel import kaldi_mel_banks
 
 WINDOWS = ("povey", "hanning", "hamming", "rectangular")
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from atrlib.features import LogMel, get_feature_config
+from atrlib.audio.features import LogMel, get_feature_config
 from atrlib.models.frames import frames_mask
-from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.models.towers import AUDIO_TOWERS
 
 
 class MelStats(nn.Module):

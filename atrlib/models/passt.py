@@ -40,13 +40,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atrlib.features import FeatureConfig, LogMel
+from atrlib.audio.features import FeatureConfig, LogMel
 from atrlib.models.frames import masked_mean
-from atrlib.models.registry import AUDIO_TOWERS
-from atrlib.weights import torch_load_weights_only, tower_weights
+from atrlib.models.towers import AUDIO_TOWERS
+from atrlib.models.weights import torch_load_weights_only, tower_weights
 
 PathLike = Union[str, Path]
-PASST_WEIGHTS = "passt-s-swa-ap476"  # atrlib.weights name of passt-s-f128-p16-s10-ap.476-swa.pt
+PASST_WEIGHTS = "passt-s-swa-ap476"  # atrlib.models.weights name of passt-s-f128-p16-s10-ap.476-swa.pt
 
 
 @dataclass(frozen=True)
@@ -336,7 +336,7 @@ def build_passt(name: str = "passt", pretrained: Union[bool, PathLike, None] = N
     """A PaSST variant by name; ``overrides`` replace :class:`PaSSTConfig` fields.
 
     pretrained: None / False = random init; True = the published
-    ``passt-s-f128-p16-s10-ap.476-swa.pt`` (``passt`` only, via ``atrlib.weights``); a path =
+    ``passt-s-f128-p16-s10-ap.476-swa.pt`` (``passt`` only, via ``atrlib.models.weights``); a path =
     that file (``weights=`` is the same). Weights load with ``strict=True``.
     """
     if name not in PASST_CONFIGS:

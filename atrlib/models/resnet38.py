@@ -27,11 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, ResNetStages, init_head, load_strict)
-from atrlib.models.registry import AUDIO_TOWERS
-from atrlib.weights import tower_weights
+from atrlib.models.towers import AUDIO_TOWERS
+from atrlib.models.weights import tower_weights
 
 PathLike = Union[str, Path]
-PUBLISHED = {"resnet38": "panns-resnet38"}  # variant -> atrlib.weights name (Zenodo 3987831)
+PUBLISHED = {"resnet38": "panns-resnet38"}  # variant -> atrlib.models.weights name (Zenodo 3987831)
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,7 @@ def build_resnet38(name: str = "resnet38", pretrained: Union[bool, PathLike, Non
     """A ResNet38 variant by name; ``overrides`` replace :class:`ResNet38Config` fields.
 
     pretrained: None / False = random init; True = the published ``ResNet38_mAP=0.434.pth``
-    (``resnet38`` only, via ``atrlib.weights.resolve_weights("panns-resnet38")``); a path = that
+    (``resnet38`` only, via ``atrlib.models.weights.resolve_weights("panns-resnet38")``); a path = that
     checkpoint (``weights=`` is the same). Weights load with ``strict=True``.
     """
     if name not in RESNET38_CONFIGS:

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atrlib.features import LogMel, get_feature_config
+from atrlib.audio.features import LogMel, get_feature_config
 from atrlib.models.frames import frames_mask
 from atrlib.models.frontend import SpecAugment
-from atrlib.models.registry import AUDIO_TOWERS
+from atrlib.models.towers import AUDIO_TOWERS
 
 
 @dataclass(frozen=True)

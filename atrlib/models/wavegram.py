@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.models.panns_blocks import (ConvBlock, ConvPreWavBlock, PannsConfig, PannsHead, init_head, load_strict)
-from atrlib.models.registry import AUDIO_TOWERS
-from atrlib.weights import tower_weights
+from atrlib.models.towers import AUDIO_TOWERS
+from atrlib.models.weights import tower_weights
 
 PathLike = Union[str, Path]
-PUBLISHED = {"wavegram-logmel-cnn14": "panns-wavegram-logmel-cnn14"}  # variant -> atrlib.weights name
+PUBLISHED = {"wavegram-logmel-cnn14": "panns-wavegram-logmel-cnn14"}  # variant -> atrlib.models.weights name
 WAVE_STRIDE = 5 * 4 * 4 * 4  # pre_conv0 stride x three max pools = samples per wavegram step
 
 
@@ -121,7 +121,7 @@ def build_wavegram(name: str = "wavegram-logmel-cnn14", pretrained: Union[bool, 
     """A Wavegram-Logmel-CNN14 variant by name; ``overrides`` replace :class:`WavegramConfig` fields.
 
     pretrained: None / False = random init; True = the published ``Wavegram_Logmel_Cnn14_mAP=0.439.pth``
-    (the full variant only, via ``atrlib.weights.resolve_weights("panns-wavegram-logmel-cnn14")``);
+    (the full variant only, via ``atrlib.models.weights.resolve_weights("panns-wavegram-logmel-cnn14")``);
     a path = that checkpoint (``weights=`` is the same). Weights load with ``strict=True``.
     """
     if name not in WAVEGRAM_CONFIGS:

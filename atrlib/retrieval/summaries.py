@@ -1,0 +1,137 @@
+"""Summaries of one scored system (a :class:`~atrlib.retrieval.simfile.SimilarityMatrix`) that the
+evaluate, train and ablation notebooks show: metric tables with one confidence interval per
+metric (clipped to the metric's range, the method named), chance levels, the worst queries
+(one per distinct caption) and rankings with the captions of every retrieved clip."""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from atrlib.retrieval.metrics import per_query_metrics, retrieval_scores, scores_with_ci
+from atrlib.retrieval.simfile import SimilarityMatrix
+
+METRICS = ("R@1", "R@5", "R@10", "mAP@10")
+CI_METHODS = ("jackknife", "bootstrap")
+CI_NAMES = {"jackknife": "jackknife (delete-one, normal approximation)",
+            "bootstrap": "percentile bootstrap over queries"}
+
+
+def clip_interval(ci: Mapping[str, float], lo: float = 0.0, hi: float = 1.0) -> Dict[str, float]:
+    """``ci`` (``{"value", "low", "high", ...}``) with ``low``/``high`` clipped to [lo, hi]:
+    a recall or AP interval never leaves [0, 1] (the normal-approximation jackknife can)."""
+    out = dict(ci)
+    out["low"] = float(min(max(ci["low"], lo), hi))
+    out["high"] = float(min(max(ci["high"], lo), hi))
+    return out
+
+
+def chance_scores(sm: SimilarityMatrix, n_perm: int = 20, seed: int = 0) -> Dict[str, float]:
+    """Expected metrics of a random ranking with this relevance (mean over ``n_perm``
+    random score matrices) — the number a result must be compared against."""
+    rng = np.random.default_rng(seed)
+    runs = [retrieval_scores(rng.random(sm.sim.shape, dtype=np.float32), sm.relevant) for _ in range(n_perm)]
+    return {m: float(np.mean([r[m] for r in runs])) for m in METRICS}
+
+
+def ci_table(sm: SimilarityMatrix, method: str = "jackknife", also: Optional[str] = None, n_boot: int = 1000,
+             seed: int = 0) -> pd.DataFrame:
+    """Rows ``(direction, metric)``; columns ``value, low, high, chance`` — one 95 % interval,
+    by ``method`` (``jackknife`` as the DCASE 2022 evaluation script, or ``bootstrap``),
+    clipped to [0, 1]. ``also="bootstrap"`` adds that method's interval as two more columns.
+    ``table.attrs["ci_method"]`` names the interval.
+
+    Text-to-audio uses ``sm`` as is; audio-to-text its transpose (5 relevant captions per clip).
+    """
+    for m in (method, also):
+        if m is not None and m not in CI_METHODS:
+            raise ValueError(f"CI method must be one of {CI_METHODS}, not {m!r}")
+    rows = []
+    for direction, s in (("t2a", sm), ("a2t", sm.transposed())):
+        main = scores_with_ci(s.sim, s.relevant, method=method, n_boot=n_boot, seed=seed)
+        other = scores_with_ci(s.sim, s.relevant, method=also, n_boot=n_boot, seed=seed) if also else None
+        ch = chance_scores(s, n_perm=5, seed=seed)
+        for m in METRICS:
+            c = clip_interval(main[m])
+            row = {"direction": direction, "metric": m, "value": c["value"], "low": c["low"], "high": c["high"],
+                   "chance": ch[m]}
+            if other is not None:
+                o = clip_interval(other[m])
+                row.update({f"{also}_low": o["low"], f"{also}_high": o["high"]})
+            rows.append(row)
+    table = pd.DataFrame(rows).set_index(["direction", "metric"])
+    table.attrs["ci_method"] = method
+    return table
+
+
+def table_to_metrics(table: pd.DataFrame) -> Dict[str, Dict[str, float]]:
+    """``{"t2a": {"mAP@10": v, "mAP@10_low": ..., "mAP@10_high": ..., "mAP@10_chance": ...},
+    "a2t": {...}, "ci_method": "jackknife"}``."""
+    out: Dict[str, Dict[str, float]] = {}
+    for (direction, metric), r in table.iterrows():
+        d = out.setdefault(direction, {})
+        d[metric] = float(r["value"])
+        d[f"{metric}_low"] = float(r["low"])
+        d[f"{metric}_high"] = float(r["high"])
+        d[f"{metric}_chance"] = float(r["chance"])
+    out["ci_method"] = table.attrs.get("ci_method", "jackknife")
+    return out
+
+
+def worst_queries(sm: SimilarityMatrix, n: int = 5, top: int = 5, texts: Optional[Sequence[str]] = None) -> List[dict]:
+    """The ``n`` text-to-audio queries whose first relevant clip ranks lowest, each with its
+    ``top`` retrieved clips and the true clip's rank.
+
+    With ``texts`` (the caption of each query), a caption that occurs more than once (the
+    same sentence for two clips) is listed once, at its worst rank.
+    """
+    pq = per_query_metrics(sm.sim, sm.relevant)
+    order = np.argsort(-pq["rank"], kind="stable")
+    out, seen = [], set()
+    for q in order:
+        key = " ".join(str(texts[q]).lower().split()) if texts is not None else q
+        if key in seen:
+            continue
+        seen.add(key)
+        ranking = np.argsort(-sm.sim[q], kind="stable")[:top]
+        out.append({"query": sm.query_ids[q], "query_index": int(q), "rank": int(pq["rank"][q]),
+                    "text": None if texts is None else str(texts[q]),
+                    "true": [sm.item_ids[i] for i in sm.relevant[q]],
+                    "top": [(sm.item_ids[i], float(sm.sim[q, i])) for i in ranking]})
+        if len(out) >= n:
+            break
+    return out
+
+
+def ranking_table(item_ids: Sequence[str], scores: Sequence[float], captions: Mapping[str, Sequence[str]],
+                  true: Sequence[str] = (), top: int = 5) -> pd.DataFrame:
+    """The ``top`` items by score (ties: lower index first), one row each: ``rank, clip,
+    score, correct, captions`` — the captions of the retrieved clip, so a reader sees what
+    was found, and ``correct`` marks the clip the query describes."""
+    s = np.asarray(scores, dtype=np.float64)
+    order = np.argsort(-s, kind="stable")[:top]
+    true = set(true)
+    return pd.DataFrame([{"rank": r + 1, "clip": item_ids[i], "score": float(s[i]), "correct": item_ids[i] in true,
+                          "captions": list(captions.get(item_ids[i], ()))} for r, i in enumerate(order)])
+
+
+def chance_map(n_items: int, k: int = 10) -> float:
+    """Expected AP@k of a random ranking with one relevant item among ``n_items``:
+    (1 / n_items) · (1 + 1/2 + … + 1/min(k, n_items))."""
+    return float(sum(1.0 / r for r in range(1, min(k, n_items) + 1)) / n_items)
+
+
+def heatmap_slice(sm: SimilarityMatrix, captions: Sequence[str], n_clips: int = 8, per_clip: int = 2):
+    """(scores, caption labels, clip labels) of the first ``n_clips`` clips and the first
+    ``per_clip`` captions of each — small enough to read, the diagonal blocks are the hits."""
+    rows, taken = [], {}
+    for q, r in enumerate(sm.relevant):
+        c = r[0]
+        if c < n_clips and taken.get(c, 0) < per_clip:
+            rows.append(q)
+            taken[c] = taken.get(c, 0) + 1
+    rows.sort(key=lambda q: (sm.relevant[q][0], q))
+    cols = list(range(min(n_clips, len(sm.item_ids))))
+    return (np.asarray(sm.sim)[np.ix_(rows, cols)], [f"{sm.item_ids[sm.relevant[q][0]]}: {captions[q]}" for q in rows],
+            [sm.item_ids[i] for i in cols])
