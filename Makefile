@@ -12,6 +12,7 @@ AISFX_SPEC ?= aisfx==0.1.2
 REFERENCE_SPECS ?= panns-inference==0.1.1 torchlibrosa==0.1.0 panns-at-inference==0.1.4 hear21passt==0.0.26 openbeats==0.1.1 \
   pytorch-metric-learning==2.9.0 open_clip_torch==3.3.0
 PROFILE ?= demo
+TEST_WORKERS ?= auto
 export TOKENIZERS_PARALLELISM ?= false
 export OMP_WAIT_POLICY ?= PASSIVE
 
@@ -37,8 +38,9 @@ demo: $(STAMP)  ## every stage notebook on the embedded dataset -> reports/demo/
 smoke: $(STAMP)  ## the tiny profile the tests use
 	$(BIN)/python -m atrlib run --profile smoke --out reports/smoke --overwrite
 
-test: $(STAMP)  ## the fast suite (no slow, no gpu)
-	$(BIN)/python -m pytest -m "not slow and not gpu" -q
+test: $(STAMP)  ## the layers contract, then the fast suite (no slow, no gpu) on every core
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -m "not slow and not gpu" -q -n $(TEST_WORKERS) --dist loadfile --durations=10
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -8,13 +8,20 @@ line to :data:`COMMANDS`::
 
 Only the chosen command's module is imported, so a slow import (torch) in one command
 never slows down, or breaks, the others.
+
+A user's mistake (any :class:`atrlib.errors.AtrlibError`: a bad file, value or folder) is
+printed as its one message, without a traceback, and the exit code is 2; ``--debug`` (before
+the command) shows the traceback too. Anything else that escapes is a bug and keeps its traceback.
 """
 import atrlib  # noqa: F401  (first: thread settings before anything imports torch)
 
 import argparse
 import importlib
 import sys
+import traceback
 from typing import Callable, Optional, Sequence
+
+from atrlib.errors import AtrlibError
 
 # command name -> ("module:function", one-line help). The module also has add_arguments(parser).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -42,6 +49,7 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         description="atrlib: a workbench for language-based audio retrieval.",
     )
     parser.add_argument("--version", action="version", version=f"atrlib {atrlib.__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (target, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -61,7 +69,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    return int(func(args) or 0)
+    try:
+        return int(func(args) or 0)
+    except AtrlibError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """Where things live: the repository, the shared data folder, the cache."""
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 from typing import Optional
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-REPO_ROOT = PACKAGE_DIR.parent
+REPO_ROOT = PACKAGE_DIR.parent  # a checkout's root; an installed wheel has no notebooks/ or benchmarks/ there
+# files read at run time ship inside the package (pyproject package-data), so a wheel works as a checkout does
+RESOURCES = Path(str(importlib.resources.files("atrlib") / "resources"))
+GLOSSARY_PATH = RESOURCES / "glossary.md"
 
 
 def shared_dir() -> Optional[Path]:

@@ -5,7 +5,7 @@ import importlib
 import pkgutil
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Dict, Generic, Iterable, Iterator, Optional, Tuple, TypeVar, Union
+from typing import Dict, Generic, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar, Union
 
 from atrlib.errors import RegistryError
 
@@ -22,18 +22,21 @@ class Registry(Generic[T]):
 
     With ``package``, the first look-up (``get``, ``names``, ``in``, iteration) imports every
     module of that package (``pkgutil``), so each module's ``register`` calls have run; with
-    ``entry_point``, it then loads every installed entry point of that group, so a user's own
-    package can add items without editing atrlib (``[project.entry-points."atrlib.towers"]
-    mytower = "mypkg.towers"``). A module or entry point that fails to import is an error
-    naming it, never skipped.
+    ``modules``, it imports those modules by name (for a package whose other modules must not
+    be imported just to fill the registry); with ``entry_point``, it then loads every installed
+    entry point of that group, so a user's own package can add items without editing atrlib
+    (``[project.entry-points."atrlib.towers"] mytower = "mypkg.towers"``). A module or entry
+    point that fails to import is an error naming it, never skipped.
     """
 
-    def __init__(self, kind: str, package: Optional[str] = None, entry_point: Optional[str] = None):
+    def __init__(self, kind: str, package: Optional[str] = None, entry_point: Optional[str] = None,
+                 modules: Sequence[str] = ()):
         self.kind = kind
         self.package = package
         self.entry_point = entry_point
+        self.modules: Tuple[str, ...] = (modules,) if isinstance(modules, str) else tuple(modules)
         self._items: Dict[str, T] = {}
-        self._discovered = package is None and entry_point is None
+        self._discovered = package is None and entry_point is None and not self.modules
 
     def register(self, name: str, obj: Optional[T] = None):
         key = name.lower()
@@ -47,7 +50,7 @@ class Registry(Generic[T]):
         return _add(obj) if obj is not None else _add
 
     def discover(self) -> None:
-        """Import every module of ``package`` and load every ``entry_point`` (once)."""
+        """Import every module of ``package``, each of ``modules``, and every ``entry_point`` (once)."""
         if self._discovered:
             return
         self._discovered = True  # first: a module that looks itself up while importing must not recurse
@@ -57,6 +60,8 @@ class Registry(Generic[T]):
                 for info in pkgutil.iter_modules(pkg.__path__):
                     if not info.name.startswith("_"):
                         _import_named(f"{self.package}.{info.name}", self.kind)
+            for module in self.modules:
+                _import_named(module, self.kind)
             if self.entry_point:
                 for ep in entry_points(group=self.entry_point):
                     try:

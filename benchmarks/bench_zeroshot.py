@@ -23,9 +23,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 import atrlib  # noqa: E402,F401
-from atrlib.experiments.zeroshot import chance_scores, compare, dataset_queries, fmt_ci, score_table_row, # noqa: E402                                          shared_real_sets
+from atrlib.experiments.zeroshot import (chance_scores, compare, dataset_queries, fmt_ci, score_table_row,  # noqa: E402
+                                         shared_real_sets)
 from atrlib.paths import shared_dir  # noqa: E402
-from atrlib.retrieval.retrievers import TagBridgeConfig, TagBridgeRetriever, tagbridge_v1_config  # noqa: E402
+from atrlib.retrieval.tagbridge import TagBridgeConfig, TagBridgeRetriever, tagbridge_v1_config  # noqa: E402
 
 
 def systems(with_mpnet: bool):

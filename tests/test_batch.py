@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 import atrlib
-from atrlib.runs import batch
+from atrlib.runs import environment
 from atrlib.__main__ import main as cli_main
-from atrlib.runs.batch import RunResult, run_profile
+from atrlib.runs.batch import run_profile
+from atrlib.runs.records import RunResult
 from atrlib.errors import RunExistsError
 from atrlib.runs.profiles import load_profile, parse_overrides
 from atrlib.errors import ProfileError
@@ -218,10 +219,10 @@ def test_resolve_kernel_avoids_a_foreign_python3_spec(tmp_path, monkeypatch):
     }))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jp"))
     assert KernelSpecManager().get_kernel_spec("python3").argv[0] == "/usr/bin/some-other-python3"
-    name, env = batch.resolve_kernel()
+    name, env = environment.resolve_kernel()
     assert name.startswith("atrlib-")
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(REPO)
-    with batch._environ(env):
+    with environment._environ(env):
         assert KernelSpecManager().get_kernel_spec(name).argv[0] == os.path.abspath(sys.executable)
     assert os.environ["JUPYTER_PATH"] == str(tmp_path / "jp")  # restored
-    assert batch.resolve_kernel("python3")[0] == "python3"  # an explicit name is kept
+    assert environment.resolve_kernel("python3")[0] == "python3"  # an explicit name is kept

@@ -40,7 +40,7 @@ def _old_padded_cutter(x, sr, seconds, max_seconds, min_last):
 @pytest.mark.parametrize("n", [1, 9, 10, 11, 19, 20, 21, 25, 29, 30, 31, 45])
 def test_segment_bounds_reproduce_the_older_cutters(n):
     """Drop-in for the two cutters it replaces: the padded one audio.segment had, and the
-    end-aligned one of the tag-bridge retriever (retrievers.split_segments)."""
+    end-aligned one of the tag-bridge retriever (tagbridge.split_segments)."""
     from atrlib.audio.io import segment
 
     x = np.arange(1, n + 1, dtype=np.float32)
@@ -49,7 +49,7 @@ def test_segment_bounds_reproduce_the_older_cutters(n):
     aligned = segment(x, 1, seconds=10, max_seconds=None, min_last=2, tail="align")
     assert [(int(p[0]) - 1, int(p[-1])) for p in aligned] == segment_bounds(n, 10, None, "align", 2)
     try:
-        from atrlib.retrieval.retrievers import split_segments
+        from atrlib.retrieval.tagbridge import split_segments
     except ImportError:
         return
     assert [p.tolist() for p in split_segments(x, 1, 10.0, min_last=2)] == [p.tolist() for p in aligned]

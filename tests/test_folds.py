@@ -5,7 +5,8 @@ import pytest
 from atrlib.data import load_dataset
 from atrlib.files import read_json
 from atrlib.retrieval.simfile import load_similarity
-from atrlib.runs.sweep import load_spec, run_sweep
+from atrlib.runs.sweep import run_sweep
+from atrlib.runs.sweep_spec import load_spec
 from atrlib.data.splits import load_splits
 from atrlib.train.config import TrainConfig
 

@@ -1,4 +1,4 @@
-"""atrlib.retrieval.index: faiss indexes measured against brute force, the incremental embedding store,
+"""atrlib.retrieval.index and .store: faiss indexes measured against brute force, the incremental embedding store,
 text search on it, and the ``index build`` / ``search --index`` commands with a tiny model."""
 import hashlib
 import json
@@ -9,8 +9,8 @@ import pytest
 
 faiss = pytest.importorskip("faiss", reason="atrlib.retrieval.index needs the optional faiss-cpu package")
 
-from atrlib.retrieval.index import (EmbeddingStore, IndexConfig, build_index, build_store, exact_search, model_identity,
-                          recall_at_k, rerank, search_index, tune_index)
+from atrlib.retrieval.index import IndexConfig, build_index, exact_search, recall_at_k, rerank, tune_index
+from atrlib.retrieval.store import EmbeddingStore, build_store, model_identity, search_index
 
 
 def unit(x):

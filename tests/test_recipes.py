@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import yaml
 
-from atrlib.recipes import catalog as recipes
-from atrlib.recipes.catalog import METRICS, get_recipe
+from atrlib.recipes import get_recipe, recipe_names
+from atrlib.recipes.base import METRICS
+from atrlib.recipes.reproduce import profile_dict, train_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT.parent / "shared" / "seeds"
@@ -50,7 +51,7 @@ def test_rounded_headline_numbers_of_the_issue():
 def test_huawei_confidence_intervals_as_printed():
     np_f = get_recipe("huawei2022").reported_system("ATAE-NP-F")
     assert (np_f.map10.low, np_f.map10.high) == (0.131, 0.146) and (np_f.r1.low, np_f.r1.high) == (0.065, 0.079)
-    for r in recipes.RECIPES.values():          # a CI is given only where a report prints one
+    for r in map(get_recipe, recipe_names()):   # a CI is given only where a report prints one
         for s in r.reported:
             for sc in s.scores().values():
                 assert (sc.low is None) == (r.name != "huawei2022")
@@ -59,7 +60,7 @@ def test_huawei_confidence_intervals_as_printed():
 
 
 @pytest.mark.skipif(not SEEDS.is_dir(), reason="the seed reports (../shared/seeds) are not on this machine")
-@pytest.mark.parametrize("name", recipes.recipe_names())
+@pytest.mark.parametrize("name", recipe_names())
 def test_every_reported_number_is_in_the_report_text(name):
     r = get_recipe(name)
     text = (SEEDS / r.paper.seed_file).read_text(encoding="utf-8")
@@ -78,13 +79,13 @@ def _params(nb):
     return {n.targets[0].id: ast.literal_eval(n.value) for n in ast.parse("".join(cell["source"])).body}
 
 
-@pytest.mark.parametrize("name", recipes.recipe_names())
+@pytest.mark.parametrize("name", recipe_names())
 def test_profile_is_the_recipe(name, tmp_path):
     from atrlib.runs.profiles import load_profile, parse_overrides, resolve_parameters
 
     nd = {s: _params(ROOT / "notebooks" / f"{s}.ipynb") for s in ("05_ensemble", "06_reproduce")}
     path = ROOT / "notebooks" / "params" / f"{name}.yaml"
-    assert yaml.safe_load(path.read_text()) == recipes.profile_dict(name, nd)
+    assert yaml.safe_load(path.read_text()) == profile_dict(name, nd)
     r = get_recipe(name)
     prof = load_profile(path)
     for tiny in (False, True):
@@ -96,7 +97,7 @@ def test_profile_is_the_recipe(name, tmp_path):
         assert res["06_reproduce"]["recipe"] == name
         # each variant's full TrainConfig is valid and carries the recipe's optimiser settings
         for v in r.variants:
-            cfg = recipes.train_config(r, v.name, tiny=tiny)
+            cfg = train_config(r, v.name, tiny=tiny)
             assert cfg.model.endswith("-tiny") == tiny
             for k, val in v.fields.items():
                 if not (tiny and k in v.tiny_fields):
@@ -113,22 +114,22 @@ def test_paper_settings_in_the_configs():
     assert hw["audio"] == {"name": "cnn14", "pretrained": True, "frozen": True}
     assert hw["text"]["kwargs"] == {"name_or_path": "distilroberta-base", "pooling": "penultimate_mean", "max_length": 64}
     assert (hw["head"], hw["head_hidden"], hw["embed_dim"]) == ("mlp", 512, 512)
-    hc = recipes.train_config("huawei2022")
+    hc = train_config("huawei2022")
     assert (hc.loss, hc.lr, hc.batch_size, hc.patience, hc.weight_decay, hc.scheduler) == \
         ("pair_loss", 1e-3, 32, 10, 0.0, "none")
     sm = cfg("samsung2024")
     assert sm["audio_cfg"] == {"sample_rate": 16000, "mel_bins": 64}
     assert sm["audio_frontend"] == {"segment_seconds": 10.0, "max_seconds": 30.0}
     assert sm["text"]["kwargs"]["clean_text"] is True and sm["text"]["kwargs"]["max_length"] == 40
-    sc = recipes.train_config("samsung2024")
+    sc = train_config("samsung2024")
     assert (sc.loss, sc.weight_decay, sc.lr, sc.epochs) == ("infonce+acml+mlml", 2e-5, 1e-5, 18)
     assert sc.warmup * sc.epochs == pytest.approx(1.0)                      # one warm-up epoch
-    xc = recipes.train_config("xiaomi2023")
+    xc = train_config("xiaomi2023")
     assert (xc.dataset, xc.epochs, xc.batch_size, xc.lr, xc.warmup * xc.epochs) == ("clotho-resplit", 20, 128, 1e-4, 1.0)
-    lc = recipes.train_config("lingban2023")
+    lc = train_config("lingban2023")
     assert lc.batch_size * lc.grad_accum == 256 and lc.warmup == 1000 and lc.loss == "infonce+atc+atm+atg"
     assert cfg("lingban2023")["audio"]["frozen"] is True and "qformer" in cfg("lingban2023")["heads"]
-    cc = recipes.train_config("cau2023")
+    cc = train_config("cau2023")
     assert (cc.epochs, cc.batch_size, cc.lr, cc.scheduler, cc.loss) == (20, 96, 1e-4, "plateau", "triplet_weighted")
     assert {v.fields["loss"] for v in get_recipe("cau2023").variants} == \
         {"triplet_weighted", "triplet_max", "ntxent_mei", "infonce+vicreg"}
@@ -177,7 +178,7 @@ def _run(name, tmp_path):
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
-                                  for n in recipes.recipe_names()])
+                                  for n in recipe_names()])
 def test_recipe_end_to_end_at_tiny_size(name, tmp_path):
     out = _run(name, tmp_path)
     r = get_recipe(name)

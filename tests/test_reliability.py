@@ -177,7 +177,8 @@ def _stage_notebook(path: Path, params: str, body: str):
 
 
 def test_run_resume_marks_a_killed_run_interrupted_keeps_ok_stages_and_resumes_training(tmp_path):
-    from atrlib.runs.batch import RunResult, run_profile
+    from atrlib.runs.batch import run_profile
+    from atrlib.runs.records import RunResult
     from atrlib.errors import RunExistsError
 
     nbs = tmp_path / "nbs"
@@ -363,7 +364,7 @@ def test_very_short_clips_give_finite_embeddings(tmp_path, tower_name, seconds):
 
 
 def test_long_clips_go_through_the_tagger_in_bounded_batches(tmp_path):
-    from atrlib.retrieval.retrievers import TagBridgeRetriever, split_segments
+    from atrlib.retrieval.tagbridge import TagBridgeRetriever, split_segments
 
     class Tagger(torch.nn.Module):
         sample_rate = 16000
@@ -516,7 +517,8 @@ def test_cache_and_checkpoint_files_get_the_users_normal_mode(trained):
 
 
 def test_a_truncated_executed_notebook_is_never_left_behind(tmp_path):
-    from atrlib.runs.batch import StageResult, _finish_notebook
+    from atrlib.runs.batch import _finish_notebook
+    from atrlib.runs.records import StageResult
 
     partial, final = tmp_path / ".s.partial.ipynb", tmp_path / "s.ipynb"
     partial.write_text('{"cells": [{"cell_type": "code", "sou')  # a full disk cut it here

@@ -5,7 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from atrlib import files; from atrlib.runs import reporting
+from atrlib import files
+from atrlib.runs import reporting
 from atrlib.files import read_json, read_metrics, write_json, write_metrics
 from atrlib.runs.reporting import flatten_metrics, format_duration, key_numbers, write_index
 
@@ -189,7 +190,7 @@ def test_summary_md(fake_run):
 
 
 def test_write_index_accepts_a_result_object(fake_run):
-    from atrlib.runs.batch import RunResult
+    from atrlib.runs.records import RunResult
 
     run, result = fake_run
     obj = RunResult.from_dict(result)

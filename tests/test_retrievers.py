@@ -10,7 +10,8 @@ import pytest
 import atrlib  # noqa: F401  (thread settings before torch)
 
 from atrlib.audio.cache import FeatureCache
-from atrlib.retrieval.retrievers import RETRIEVERS, Retriever, TagBridgeRetriever, get_retriever, split_segments
+from atrlib.retrieval.retrievers import RETRIEVERS, Retriever, get_retriever
+from atrlib.retrieval.tagbridge import TagBridgeRetriever, split_segments
 
 
 def t2a_scores(sim: np.ndarray, relevant: list) -> dict:

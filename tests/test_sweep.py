@@ -8,7 +8,9 @@ import pytest
 
 from atrlib.files import read_json, write_json
 from atrlib.retrieval.simfile import SimilarityMatrix, load_similarity, save_similarity
-from atrlib.runs.sweep import choose_trial, expand_trials, load_spec, run_sweep, sweep_systems, sweep_table, trial_status
+from atrlib.runs.sweep import run_sweep
+from atrlib.runs.sweep_report import choose_trial, sweep_systems, sweep_table, trial_status
+from atrlib.runs.sweep_spec import expand_trials, load_spec
 from atrlib.errors import SweepError
 
 
@@ -109,7 +111,7 @@ SPEC = {
 @pytest.fixture(scope="module")
 def local_ray():
     ray = pytest.importorskip("ray", reason="the sweep executor needs the optional 'ray' extra")
-    from atrlib.runs.sweep import init_ray
+    from atrlib.runs.environment import init_ray
 
     started = init_ray(num_cpus=2)  # one Ray for both sweeps below: its start costs ~10 s here
     yield ray
@@ -189,7 +191,8 @@ def test_cli_lists_trials_and_refuses_a_bad_spec(tmp_path, capsys):
 def test_run_hands_independent_stages_to_ray(local_ray, tmp_path):
     """``run_profile(executor="ray")`` records the same outcome as the serial runner on the
     fixture profile (ok, failing, two skipped after it, one needing the first)."""
-    from atrlib.runs.batch import RunResult, run_profile
+    from atrlib.runs.batch import run_profile
+    from atrlib.runs.records import RunResult
 
     fixtures = Path(__file__).parent / "fixtures" / "notebooks" / "params" / "mixed.yaml"
     res = run_profile(fixtures, out=tmp_path / "run", overrides={"scale": 3}, progress=False, executor="ray")

@@ -26,7 +26,8 @@ from atrlib.data.base import DATASETS, AudioCaptionDataset
 from atrlib.retrieval.metrics import retrieval_scores
 from atrlib.models.dual import create_model, load_model
 from atrlib.models.towers import AUDIO_TOWERS, TEXT_TOWERS
-from atrlib.train import checkpoints; from atrlib.retrieval import scoring
+from atrlib.retrieval import scoring
+from atrlib.train import checkpoints
 from atrlib.train.checkpoints import find_checkpoint, save_checkpoint
 from atrlib.losses.distributed import gather_with_grad
 from atrlib.retrieval.scoring import evaluate_model, save_run_outputs

@@ -1,5 +1,5 @@
 """``python -m atrlib index``: an embedding store with a faiss index for large collections
-(see :mod:`atrlib.retrieval.index`); search it with ``python -m atrlib search --index STORE``.
+(see :mod:`atrlib.retrieval.store`); search it with ``python -m atrlib search --index STORE``.
 
     python -m atrlib index build --model M --audio DIR_OR_CSV [--audio ...] --index STORE [--kind auto]
     python -m atrlib index info STORE
@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args) -> int:
-    from atrlib.retrieval.index import EmbeddingStore, IndexConfig, build_store, model_identity
+    from atrlib.retrieval.index import IndexConfig
+    from atrlib.retrieval.store import EmbeddingStore, build_store, model_identity
 
     if args.action == "info":
         s = EmbeddingStore(args.index)

@@ -62,7 +62,7 @@ def main(args) -> int:
         return 2
     skipped: list = []
     if args.index:
-        from atrlib.retrieval.index import search_index
+        from atrlib.retrieval.store import search_index
 
         table = search_index(args.index, queries, top=args.top, retriever=retriever)
     else:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from atrlib.runs.sweep import EXECUTORS, load_spec, run_sweep
+from atrlib.runs.sweep import EXECUTORS, run_sweep
+from atrlib.runs.sweep_spec import load_spec
 from atrlib.errors import SweepError
 
 

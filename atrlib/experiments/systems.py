@@ -18,11 +18,11 @@ def find_systems(patterns: Iterable[str], base: str | Path = ".", val_split: str
     """name -> folder for every folder matching ``patterns`` (globs, relative to ``base``)
     that holds both ``sim_<val_split>.npz`` and ``sim_<test_split>.npz``. Names are the
     folder names, made unique with their parent's name when needed. ``"sweep:DIR"`` adds every
-    ok trial of a sweep (:func:`atrlib.runs.sweep.sweep_systems`), named by its trial label."""
+    ok trial of a sweep (:func:`atrlib.runs.sweep_report.sweep_systems`), named by its trial label."""
     found: Dict[str, Path] = {}
     for pat in patterns:
         if str(pat).startswith("sweep:"):  # every ok trial of a sweep folder (atrlib.runs.sweep)
-            from atrlib.runs.sweep import sweep_systems
+            from atrlib.runs.sweep_report import sweep_systems
 
             found.update(sweep_systems(Path(base) / str(pat)[6:], splits=(val_split, test_split)))
             continue

@@ -42,7 +42,7 @@ from torch import nn
 
 from atrlib.models.frames import masked_mean
 from atrlib.models.kaldi_fbank import KaldiFbank, KaldiFbankConfig, frames_for
-from atrlib.models.towers import AUDIO_TOWERS
+from atrlib.models.towers import register_variants
 from atrlib.models.weights import torch_load_weights_only, tower_weights
 
 PathLike = Union[str, Path]
@@ -410,17 +410,10 @@ def build_beats(name: str = "beats", pretrained: Union[bool, PathLike, None] = N
     return model
 
 
-@AUDIO_TOWERS.register("beats")
-def beats(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None, **overrides) -> BEATs:
-    """BEATs iter3+ (AS2M): 16 kHz, 768-d patches every 160 ms x 8 frequency bands, 90.31 M parameters."""
-    return build_beats("beats", pretrained, weights, **overrides)
-
-
-@AUDIO_TOWERS.register("beats-tiny")
-def beats_tiny(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None,
-               **overrides) -> BEATs:
-    """Two layers of width 32 on 16 fbank bins: the BEATs code path for tests."""
-    return build_beats("beats-tiny", pretrained, weights, **overrides)
+register_variants(build_beats, {  # every row of BEATS_CONFIGS, full size and its tiny twin for tests
+    "beats": "BEATs iter3+ (AS2M): 16 kHz, 768-d patches every 160 ms x 8 frequency bands, 90.31 M parameters.",
+    "beats-tiny": "Two layers of width 32 on 16 fbank bins: the BEATs code path for tests.",
+})
 
 
 __all__ = ["BEATs", "BEATsConfig", "BEATS_CONFIGS", "build_beats", "load_beats_checkpoint",

@@ -42,7 +42,7 @@ from torch import nn
 
 from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, init_head, load_panns_state_dict,  # noqa: F401
                                         load_strict)
-from atrlib.models.towers import AUDIO_TOWERS
+from atrlib.models.towers import register_variants
 from atrlib.models.weights import tower_weights
 
 PathLike = Union[str, Path]
@@ -123,14 +123,7 @@ def build_cnn14(name: str = "cnn14", pretrained: Union[bool, PathLike, None] = N
     return load_strict(model, tower_weights(name, {"cnn14": PANNS_WEIGHTS}, pretrained, weights))
 
 
-@AUDIO_TOWERS.register("cnn14")
-def cnn14(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None, **overrides) -> Cnn14:
-    """PANNs CNN14: 32 kHz, 2048-d embedding, 80.75 M trainable parameters (+1.08 M in the frozen front end)."""
-    return build_cnn14("cnn14", pretrained, weights, **overrides)
-
-
-@AUDIO_TOWERS.register("cnn14-tiny")
-def cnn14_tiny(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None,
-               **overrides) -> Cnn14:
-    """Three small conv blocks (8-16-32 channels), 32-d embedding: the CNN14 code path for tests."""
-    return build_cnn14("cnn14-tiny", pretrained, weights, **overrides)
+register_variants(build_cnn14, {  # every row of CNN14_CONFIGS, full size and its tiny twin for tests
+    "cnn14": "PANNs CNN14: 32 kHz, 2048-d embedding, 80.75 M trainable parameters (+1.08 M in the frozen front end).",
+    "cnn14-tiny": "Three small conv blocks (8-16-32 channels), 32-d embedding: the CNN14 code path for tests.",
+})

@@ -42,7 +42,7 @@ from torch import nn
 
 from atrlib.audio.features import FeatureConfig, LogMel
 from atrlib.models.frames import masked_mean
-from atrlib.models.towers import AUDIO_TOWERS
+from atrlib.models.towers import register_variants
 from atrlib.models.weights import torch_load_weights_only, tower_weights
 
 PathLike = Union[str, Path]
@@ -348,17 +348,10 @@ def build_passt(name: str = "passt", pretrained: Union[bool, PathLike, None] = N
     return model
 
 
-@AUDIO_TOWERS.register("passt")
-def passt(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None, **overrides) -> PaSST:
-    """PaSST-S (patch 16, stride 10, 128 mels): 32 kHz, 10-s windows, 768-d, 86.15 M parameters, structured patch-out in training."""
-    return build_passt("passt", pretrained, weights, **overrides)
-
-
-@AUDIO_TOWERS.register("passt-tiny")
-def passt_tiny(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None,
-               **overrides) -> PaSST:
-    """Two blocks of width 32 on 32 mel bins, 2-s windows: the PaSST code path for tests."""
-    return build_passt("passt-tiny", pretrained, weights, **overrides)
+register_variants(build_passt, {  # every row of PASST_CONFIGS, full size and its tiny twin for tests
+    "passt": "PaSST-S (patch 16, stride 10, 128 mels): 32 kHz, 10-s windows, 768-d, 86.15 M parameters, structured patch-out in training.",
+    "passt-tiny": "Two blocks of width 32 on 32 mel bins, 2-s windows: the PaSST code path for tests.",
+})
 
 
 __all__ = ["PaSST", "PaSSTConfig", "PASST_CONFIGS", "build_passt", "load_passt_state_dict"]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, ResNetStages, init_head, load_strict)
-from atrlib.models.towers import AUDIO_TOWERS
+from atrlib.models.towers import register_variants
 from atrlib.models.weights import tower_weights
 
 PathLike = Union[str, Path]
@@ -103,15 +103,7 @@ def build_resnet38(name: str = "resnet38", pretrained: Union[bool, PathLike, Non
     return load_strict(model, tower_weights(name, PUBLISHED, pretrained, weights))
 
 
-@AUDIO_TOWERS.register("resnet38")
-def resnet38(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None,
-             **overrides) -> ResNet38:
-    """PANNs ResNet38: 32 kHz, 2048-d embedding, AudioSet mAP .434 with the published weights."""
-    return build_resnet38("resnet38", pretrained, weights, **overrides)
-
-
-@AUDIO_TOWERS.register("resnet38-tiny")
-def resnet38_tiny(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None,
-                  **overrides) -> ResNet38:
-    """One basic block per stage at 8-16 channels, 32-d embedding: the ResNet38 code path for tests."""
-    return build_resnet38("resnet38-tiny", pretrained, weights, **overrides)
+register_variants(build_resnet38, {  # every row of RESNET38_CONFIGS, full size and its tiny twin for tests
+    "resnet38": "PANNs ResNet38: 32 kHz, 2048-d embedding, AudioSet mAP .434 with the published weights.",
+    "resnet38-tiny": "One basic block per stage at 8-16 channels, 32-d embedding: the ResNet38 code path for tests.",
+})

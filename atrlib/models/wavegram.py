@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.models.panns_blocks import (ConvBlock, ConvPreWavBlock, PannsConfig, PannsHead, init_head, load_strict)
-from atrlib.models.towers import AUDIO_TOWERS
+from atrlib.models.towers import register_variants
 from atrlib.models.weights import tower_weights
 
 PathLike = Union[str, Path]
@@ -133,15 +133,7 @@ def build_wavegram(name: str = "wavegram-logmel-cnn14", pretrained: Union[bool, 
     return load_strict(model, tower_weights(name, PUBLISHED, pretrained, weights))
 
 
-@AUDIO_TOWERS.register("wavegram-logmel-cnn14")
-def wavegram_logmel_cnn14(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None,
-                          **overrides) -> WavegramLogmelCnn14:
-    """PANNs Wavegram-Logmel-CNN14: 32 kHz, 2048-d embedding, AudioSet mAP .439 with the published weights."""
-    return build_wavegram("wavegram-logmel-cnn14", pretrained, weights, **overrides)
-
-
-@AUDIO_TOWERS.register("wavegram-logmel-cnn14-tiny")
-def wavegram_logmel_cnn14_tiny(pretrained: Union[bool, PathLike, None] = None, weights: Optional[PathLike] = None,
-                               **overrides) -> WavegramLogmelCnn14:
-    """Toy widths, three conv blocks after the merge, 32-d embedding: the same code path for tests."""
-    return build_wavegram("wavegram-logmel-cnn14-tiny", pretrained, weights, **overrides)
+register_variants(build_wavegram, {  # every row of WAVEGRAM_CONFIGS, full size and its tiny twin for tests
+    "wavegram-logmel-cnn14": "PANNs Wavegram-Logmel-CNN14: 32 kHz, 2048-d embedding, AudioSet mAP .439 with the published weights.",
+    "wavegram-logmel-cnn14-tiny": "Toy widths, three conv blocks after the merge, 32-d embedding: the same code path for tests.",
+})

@@ -10,7 +10,8 @@ that make those matrices from a system and a dataset split, then search over col
     protocol2025.py  the DCASE 2025 protocol (graded relevance, mAP@16) beside the 2022–24 one
     scoring.py       a system on a split -> similarity matrix -> metrics
     rerank.py        top-K re-ranking with a matching head
-    retrievers.py    retrievers by name (the zero-shot tag-bridge, trained runs)
+    retrievers.py    retrievers by name, the base class, trained runs as retrievers
+    tagbridge.py     the zero-shot tag-bridge (AudioSet tagger + label texts)
     search.py        ranking a folder of clips for sentences; explain.py: why this match
     fewshot.py       few-shot adaptation of the tag-bridge
     index.py         faiss indexes (exact, IVF, IVF-PQ, HNSW); store.py: the embedding store

@@ -1,6 +1,6 @@
 """Few-shot adaptation of the zero-shot tag-bridge that starts from it and never trusts itself blindly.
 
-A user with a few dozen labelled sounds adapts :class:`~atrlib.retrieval.retrievers.TagBridgeRetriever`
+A user with a few dozen labelled sounds adapts :class:`~atrlib.retrieval.tagbridge.TagBridgeRetriever`
 (``scoring="labels"``) with two small residual parts, both initialised so that the adapted
 model *is* the zero-shot one before training:
 

@@ -1,7 +1,8 @@
 """Batch runs: execute a profile's stage notebooks with papermill into one run folder.
 
 Profiles (the YAML format and the parameter rules) are :mod:`atrlib.runs.profiles`; the command
-line is :mod:`atrlib.cli.run`.
+line is :mod:`atrlib.cli.run`; the records written into the run folder (``run.json``) are
+:mod:`atrlib.runs.records`; the kernel and the versions recorded, :mod:`atrlib.runs.environment`.
 
 Run folder layout (default ``reports/<profile>``)::
 
@@ -14,7 +15,7 @@ Run folder layout (default ``reports/<profile>``)::
 
 Execution: each notebook runs with its working directory set to its own stage folder (so
 any file it writes with a relative path lands in the run, never in ``notebooks/``), in a
-kernel of the *current* interpreter (``sys.executable``; see :func:`resolve_kernel`), with
+kernel of the *current* interpreter (``sys.executable``; see :func:`atrlib.runs.environment.resolve_kernel`), with
 the folder holding this ``atrlib`` package put first on ``PYTHONPATH`` so the kernel
 imports the same atrlib as the runner, installed or not.
 
@@ -34,217 +35,26 @@ full disk never leaves a truncated ``<stage>.ipynb``.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import datetime as _dt
-import hashlib
-import importlib.metadata
 import json
 import os
 import platform
-import re
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
-import atrlib
-from atrlib.files import read_json, read_metrics, write_json
-from atrlib.paths import PACKAGE_DIR, REPO_ROOT
+from atrlib.files import read_metrics, write_json
 from atrlib.runs.profiles import Profile, declared_parameters, default_reports_dir, load_profile, parse_overrides, resolve_parameters, select_stages
 from atrlib.errors import ProfileError
 from atrlib.runs.reporting import write_index
 from atrlib.errors import RunExistsError
-
-STATUSES = ("ok", "failed", "skipped", "interrupted")
-
-
-
-# --------------------------------------------------------------------------------------
-# Kernel and environment
-# --------------------------------------------------------------------------------------
-def resolve_kernel(kernel_name: Optional[str] = None) -> tuple[str, dict[str, str]]:
-    """A kernel name that runs the current interpreter, and env vars the kernel needs.
-
-    The ``python3`` kernelspec is used when it starts this interpreter (jupyter_client
-    replaces a bare ``python``/``python3`` with ``sys.executable``; a venv's own spec does
-    exactly that). If the first ``python3`` spec found points at another Python (e.g. a
-    system one), a private spec ``atrlib-<hash>`` running ``sys.executable`` is written to
-    ``<atrlib cache>/jupyter/kernels/`` and that folder is put on ``JUPYTER_PATH``.
-    ``kernel_name`` given explicitly is used as is. The env also always puts the folder
-    holding this atrlib package first on ``PYTHONPATH``.
-    """
-    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(PACKAGE_DIR.parent), os.environ.get("PYTHONPATH", "")) if p)}
-    if kernel_name:
-        return kernel_name, env
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    exe = os.path.abspath(sys.executable)
-    bare = {"python", f"python{sys.version_info[0]}", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
-    try:
-        argv0 = KernelSpecManager().get_kernel_spec("python3").argv[0]
-        if argv0 in bare or os.path.abspath(argv0) == exe:
-            return "python3", env
-    except NoSuchKernel:
-        pass
-    from atrlib.paths import cache_dir
-
-    root = cache_dir() / "jupyter"
-    name = "atrlib-" + hashlib.sha1(exe.encode()).hexdigest()[:10]
-    spec_dir = root / "kernels" / name
-    spec = {
-        "argv": [exe, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": f"atrlib ({exe})",
-        "language": "python",
-    }
-    if not (spec_dir / "kernel.json").is_file() or read_json(spec_dir / "kernel.json") != spec:
-        write_json(spec_dir / "kernel.json", spec)
-    env["JUPYTER_PATH"] = os.pathsep.join(p for p in (str(root), os.environ.get("JUPYTER_PATH", "")) if p)
-    return name, env
-
-
-@contextlib.contextmanager
-def _environ(extra: Mapping[str, str]):
-    """Set environment variables for the duration (the kernel inherits them)."""
-    old = {k: os.environ.get(k) for k in extra}
-    os.environ.update(extra)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _version(pkg: str) -> Optional[str]:
-    try:
-        return importlib.metadata.version(pkg)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _git(*args: str) -> Optional[str]:
-    if not (REPO_ROOT / ".git").exists():
-        return None
-    try:
-        out = subprocess.run(
-            ["git", "--no-optional-locks", "-C", str(REPO_ROOT), *args],
-            capture_output=True, text=True, timeout=10, check=True,
-        )
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment_info() -> dict[str, Any]:
-    """Versions and the git commit, for params.json / run.json (no heavy imports)."""
-    commit = _git("rev-parse", "HEAD")
-    dirty = _git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {
-        "atrlib": atrlib.__version__,
-        "atrlib_path": str(PACKAGE_DIR),
-        "python": platform.python_version(),
-        "executable": sys.executable,
-        "platform": platform.platform(),
-        "host": platform.node(),
-        "torch": _version("torch"),
-        "numpy": _version("numpy"),
-        "papermill": _version("papermill"),
-        "git_commit": (commit + ("-dirty" if dirty else "")) if commit else None,
-    }
+from atrlib.runs.environment import _environ, environment_info, init_ray, resolve_kernel
+from atrlib.runs.records import RunResult, StageResult, _error_record, is_run_folder, mark_interrupted
 
 
 # --------------------------------------------------------------------------------------
-# Results
+# Stages and the run folder
 # --------------------------------------------------------------------------------------
-@dataclass
-class StageResult:
-    name: str
-    notebook: str  # source notebook
-    status: str = "pending"  # pending -> running -> ok | failed | skipped
-    duration_s: Optional[float] = None
-    output_notebook: Optional[str] = None  # <run>/<stage>/<stage>.ipynb
-    html: Optional[str] = None  # <run>/<stage>/<stage>.html
-    metrics: Optional[dict] = None  # <run>/<stage>/metrics.json, if written
-    error: Optional[dict] = None  # {"ename", "evalue", "cell_index", "exec_count", "traceback"}
-    skipped_reason: Optional[str] = None
-    parameters: dict = field(default_factory=dict)  # what was injected
-    notes: list = field(default_factory=list)  # e.g. an HTML export that failed
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-
-@dataclass
-class RunResult:
-    profile: str
-    run_dir: str
-    description: str = ""
-    started: str = ""
-    finished: Optional[str] = None
-    duration_s: Optional[float] = None
-    overrides: dict = field(default_factory=dict)
-    environment: dict = field(default_factory=dict)
-    stages: list[StageResult] = field(default_factory=list)
-    pid: Optional[int] = None  # the runner's process (to tell a live run from a killed one)
-    host: Optional[str] = None
-
-    @property
-    def ok(self) -> bool:
-        """True when every stage ran and succeeded."""
-        return bool(self.stages) and all(s.status == "ok" for s in self.stages)
-
-    @property
-    def index(self) -> Path:
-        return Path(self.run_dir) / "index.html"
-
-    def stage(self, name: str) -> StageResult:
-        for s in self.stages:
-            if s.name == name:
-                return s
-        raise KeyError(name)
-
-    def counts(self) -> dict[str, int]:
-        return {k: sum(s.status == k for s in self.stages) for k in STATUSES}
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "RunResult":
-        d = dict(d)
-        d["stages"] = [StageResult(**s) for s in d.get("stages", [])]
-        return cls(**d)
-
-    @classmethod
-    def load(cls, run_dir: Union[str, Path]) -> "RunResult":
-        return cls.from_dict(read_json(Path(run_dir) / "run.json"))
-
-
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _error_record(exc: BaseException) -> dict:
-    """ename / evalue / cell index of a failed stage (papermill's error or any other)."""
-    from papermill.exceptions import PapermillExecutionError
-
-    if isinstance(exc, PapermillExecutionError):
-        tb = "\n".join(_ANSI.sub("", line) for line in (exc.traceback or []))
-        return {
-            "ename": exc.ename,
-            "evalue": exc.evalue,
-            "cell_index": exc.cell_index,
-            "exec_count": exc.exec_count,
-            "traceback": tb[-5000:],
-        }
-    return {"ename": type(exc).__name__, "evalue": str(exc), "cell_index": None, "exec_count": None, "traceback": None}
-
-
 def _export_html(exporter, ipynb: Path, html_path: Path) -> None:
     from atrlib.runs.reporting import export_html
 
@@ -283,50 +93,6 @@ def _check_resume(out: Path, prof: "Profile", ov: Mapping[str, Any]) -> "RunResu
             raise RunExistsError(f"--resume: the overrides differ from the run's ({diff}); resuming would mix two "
                                  "configurations. Give the same -p values (or none), or start a new run")
     return previous
-
-
-def _alive(pid: Optional[int], host: Optional[str]) -> bool:
-    if not pid or host != platform.node():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def mark_interrupted(run_dir: Union[str, Path]) -> Optional[RunResult]:
-    """Load ``<run_dir>/run.json``; stages left ``running`` / ``pending`` by a runner that is
-    gone are marked ``interrupted`` (and the file rewritten). None when there is no run.json;
-    :class:`RunExistsError` when the run's process is still alive."""
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        return None
-    try:
-        result = RunResult.load(run_dir)
-    except (OSError, ValueError, TypeError) as e:
-        raise RunExistsError(f"{path} cannot be read ({e}); move the folder away by hand") from None
-    open_stages = [s for s in result.stages if s.status in ("running", "pending")]
-    if open_stages and result.finished is None and _alive(result.pid, result.host):
-        raise RunExistsError(f"{run_dir} is in use by a run still in progress (process {result.pid}); "
-                             "wait for it or stop it first")
-    if open_stages:
-        for s in open_stages:
-            s.status, s.skipped_reason = "interrupted", "the run was killed before this stage finished"
-        result.finished = result.finished or _dt.datetime.now().isoformat(timespec="seconds")
-        write_json(path, result)
-        try:
-            write_index(Path(run_dir), result)
-        except Exception:  # the report is secondary; run.json is what resume reads
-            pass
-    return result
-
-
-def is_run_folder(path: Path) -> bool:
-    """True for a folder this runner made (it holds ``run.json``)."""
-    return (Path(path) / "run.json").is_file()
 
 
 def _prepare_out(out: Path, overwrite: bool) -> Optional[Path]:
@@ -423,8 +189,6 @@ class _StageExecutor:
     def __init__(self, kind: str, address: Optional[str] = None):
         if kind != "ray":
             raise ProfileError(f"executor must be 'ray' (or none), not {kind!r}")
-        from atrlib.runs.sweep import init_ray
-
         self.started = init_ray(address)
         import ray
 

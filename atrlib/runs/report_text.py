@@ -2,7 +2,7 @@
 their uncertainty and chance level), and links to the glossary.
 
 Every function returns Markdown. Terms link to anchors (``#term-map10``) that
-:func:`terms_section` writes at the end of the same report from ``docs/glossary.md``, so a
+:func:`terms_section` writes at the end of the same report from the package's ``resources/glossary.md``, so a
 report explains its words offline and the glossary stays one file.
 """
 from __future__ import annotations
@@ -11,9 +11,7 @@ import re
 from functools import lru_cache
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
-from atrlib.paths import REPO_ROOT
-
-GLOSSARY_PATH = REPO_ROOT / "docs" / "glossary.md"
+from atrlib.paths import GLOSSARY_PATH
 ALPHA = 0.05
 
 
@@ -25,7 +23,8 @@ def anchor(term: str) -> str:
 
 @lru_cache(maxsize=1)
 def glossary() -> Dict[str, str]:
-    """term -> definition (one paragraph), read from ``docs/glossary.md`` ({} when absent)."""
+    """term -> definition (one paragraph), read from the glossary shipped in the package
+    (``atrlib/resources/glossary.md``; {} when absent)."""
     if not GLOSSARY_PATH.is_file():
         return {}
     out: Dict[str, str] = {}
@@ -64,7 +63,7 @@ def terms_section(words: Iterable[str]) -> str:
         key = _lookup(w)
         if key:
             parts.append(f'<a id="{anchor(key)}"></a>**{key}** — {glossary()[key]}')
-    parts.append(f"All terms: `docs/glossary.md` in the atrlib repository.")
+    parts.append("All terms: `atrlib/resources/glossary.md` (the glossary shipped with atrlib).")
     return "\n\n".join(parts)
 
 

@@ -11,7 +11,7 @@ as flattened keys (``{"t2a": {"mAP@10": 0.3}}`` -> ``t2a/mAP@10``). A stage nomi
 numbers its row in ``index.html`` shows with a ``"key_metrics"`` list of flattened keys;
 without one, the report shows the top-level scalar metrics (at most :data:`MAX_KEY_NUMBERS`).
 
-The run record (``run.json``, the dict form of :class:`atrlib.runs.batch.RunResult`) that
+The run record (``run.json``, the dict form of :class:`atrlib.runs.records.RunResult`) that
 ``write_index`` reads::
 
     {"profile": str, "description": str, "run_dir": str, "started": iso str,
@@ -198,10 +198,9 @@ READING_NOTE = ("Every \"best\" (epoch, loss, method, ensemble size) is chosen o
 
 
 def _glossary_link(run_dir: Path) -> str:
-    """A link to the repository's ``docs/glossary.md`` relative to the run folder ('' when absent)."""
-    from atrlib.paths import REPO_ROOT
+    """A link to the glossary shipped in the package, relative to the run folder ('' when absent)."""
+    from atrlib.paths import GLOSSARY_PATH as g
 
-    g = REPO_ROOT / "docs" / "glossary.md"
     if not g.is_file():
         return ""
     rel = os.path.relpath(g, run_dir.resolve())
@@ -341,7 +340,7 @@ def render_summary_md(run_dir: str | os.PathLike, result: Any) -> str:
 def write_index(run_dir: str | os.PathLike, result: Any) -> Path:
     """Write ``<run_dir>/index.html`` and ``<run_dir>/summary.md``; returns the index path.
 
-    ``result`` is a :class:`atrlib.runs.batch.RunResult` or its dict form (``run.json``).
+    ``result`` is a :class:`atrlib.runs.records.RunResult` or its dict form (``run.json``).
     """
     run_dir = Path(run_dir)
     write_text_atomic(run_dir / "summary.md", render_summary_md(run_dir, result))

@@ -8,6 +8,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pandas as pd
 
+from atrlib.runs.stages import STAGES
+
 
 def dual_encoder_figure():
     """Boxes and arrows: clip -> audio tower -> head -> embedding; caption -> text tower ->
@@ -96,28 +98,21 @@ def base_and_variant(size: str = "demo", split: str = "train") -> List[dict]:
     return []
 
 
-NOTEBOOKS = [
-    ("00_tour", "this page: the task, the metrics, the data", "—"),
-    ("01_data", "what is in a split: sizes, captions, words, spectrograms, leakage audit", "dataset, split, model"),
-    ("02_train", "train a dual encoder; curves; test metrics of the epoch chosen on validation", "model, loss, epochs, lr"),
-    ("03_evaluate", "score one system: metrics with CIs, worst queries by ear, a search box", "system, split, query"),
-    ("04_loss_ablation", "every loss × seeds; the best loss chosen on validation, tested on test", "losses, seeds"),
-    ("05_ensemble", "combine systems; weights, method and size chosen on validation", "systems, norm, kfold"),
-]
-
 WHERE_TO_CHANGE = [
     ("a setting of one run (epochs, lr, loss, …)", "the notebook's first code cell (parameters), or `-p name=value`"),
     ("what `make demo` runs", "`notebooks/params/demo.yaml` (only what differs from the notebooks)"),
-    ("a model (towers, head, embedding size)", "`atrlib/model_configs/*.json`"),
-    ("a loss", "`atrlib/losses.py` (register a new one; 04 loops over names)"),
+    ("a model (towers, head, embedding size)", "`atrlib/model_configs/*.json`; a new tower: `atrlib/models/`"),
+    ("a loss", "`atrlib/losses/` (register a new one; 04 loops over names)"),
     ("a dataset", "`atrlib/data/` (`folder` reads your own sounds + a captions CSV)"),
-    ("a metric or a confidence interval", "`atrlib/metrics.py`"),
-    ("a figure or a sentence in a report", "`atrlib/plots.py`, `atrlib/report_text.py`, `docs/glossary.md`"),
+    ("a metric or a confidence interval", "`atrlib/retrieval/metrics.py`"),
+    ("a figure or a sentence in a report", "`atrlib/runs/plots.py`, `atrlib/runs/report_text.py`, `atrlib/resources/glossary.md`"),
 ]
 
 
 def notebooks_table() -> pd.DataFrame:
-    return pd.DataFrame(NOTEBOOKS, columns=["notebook", "what it does", "parameters to try"]).set_index("notebook")
+    """The stage notebooks (:data:`atrlib.runs.stages.STAGES`): what each does, what to try."""
+    rows = [(s.name, "this page: " + s.title if s.name == "00_tour" else s.title, s.try_parameters) for s in STAGES]
+    return pd.DataFrame(rows, columns=["notebook", "what it does", "parameters to try"]).set_index("notebook")
 
 
 def where_to_change_table() -> pd.DataFrame:

@@ -127,7 +127,7 @@ class TrainConfig:
     # model and loss
     model: str = option("synth-stats-minilm", "shipped model config name or a JSON path")
     model_overrides: Dict[str, Any] = option(factory=dict, help="ModelConfig fields to replace, e.g. {embed_dim: 512}")
-    loss: str = option("infonce", "atrlib.losses.contrastive registry name")
+    loss: str = option("infonce", "a registered loss name (atrlib.losses.LOSSES)")
     loss_kwargs: Dict[str, Any] = option(factory=dict, help="keywords for the loss, e.g. {margin: 0.2}")
     max_audio_seconds: float = option(0.0, "crop audio to this many seconds (0 = the model config's)")
     train_crop_seconds: float = option(0.0, "trainable audio tower: train on random windows this long (0 = off)")

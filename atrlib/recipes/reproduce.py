@@ -1,0 +1,241 @@
+"""From a recipe to a run and back: its TrainConfig and batch profile, then the ``06_reproduce``
+report (the paper's numbers next to the run's, the cost, the settings gap, what was learned).
+
+    r = get_recipe("samsung2024")
+    cfg = train_config(r)                                   # the paper's settings as a TrainConfig
+    table = reproduction_table(r, "reports/samsung2024")    # paper vs this run, with CIs
+    profile_dict("samsung2024")                              # notebooks/params/samsung2024.yaml as data
+
+Every system a recipe trains is a *variant* of the ``05_ensemble`` stage — that stage takes
+every :class:`~atrlib.train.config.TrainConfig` field per variant, so optimiser, warm-up,
+schedule, weight decay, clipping and accumulation are the paper's — stored in
+``<run>/05_ensemble/variants/<name>/``; ``06_reproduce`` (:func:`reproduce`) reads them back.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+from atrlib.recipes import get_recipe, recipe_names
+from atrlib.recipes.base import METRICS, Recipe, Score
+
+
+def train_config(recipe: Recipe | str, variant: Optional[str] = None, tiny: bool = False, **overrides):
+    """A variant's complete :class:`~atrlib.train.config.TrainConfig` (the first variant by default):
+    the recipe's base, the variant's fields, then ``overrides``."""
+    from atrlib.train.config import TrainConfig
+
+    r = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    v = r.variants[0] if variant is None else next((x for x in r.variants if x.name == variant), None)
+    if v is None:
+        raise KeyError(f"{r.name}: no variant {variant!r}; known: {', '.join(x.name for x in r.variants)}")
+    base = {**r.base, **(r.tiny_base if tiny else {})}
+    if tiny:
+        base["size"] = "tiny"
+    fields_ = {**base, **v.as_dict(tiny)}
+    fields_.pop("name")
+    return TrainConfig(**{**fields_, **overrides})
+
+
+# ----------------------------------------------------------------------------- reading a run
+def _read(path: Path) -> Optional[dict]:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def variant_dir(run_dir, name: str) -> Path:
+    return Path(run_dir) / "05_ensemble" / "variants" / name
+
+
+def _run_scores(folder: Path, split: str = "test") -> Dict[str, Score]:
+    """R@k / mAP@10 with jackknife 95 % CIs of a run folder's ``sim_<split>.npz`` (text-to-audio)."""
+    from atrlib.retrieval.simfile import sim_path
+    from atrlib.retrieval.metrics import scores_with_ci
+    from atrlib.retrieval.simfile import load_similarity
+
+    sm = load_similarity(sim_path(folder, split))
+    ci = scores_with_ci(sm.sim, sm.relevant)
+    return {m: Score(float(ci[m]["value"]), float(ci[m]["low"]), float(ci[m]["high"])) for m in METRICS}
+
+
+def member_folders(recipe: Recipe, run_dir) -> Dict[str, Path]:
+    """Every trained system of the run that has test similarities: the variants, then the k-fold members."""
+    from atrlib.experiments.systems import find_systems
+
+    run = Path(run_dir)
+    found = find_systems([f"05_ensemble/variants/{v.name}" for v in recipe.variants], base=run,
+                         val_split="validation", test_split="test")
+    kf = sorted((run / "05_ensemble" / "kfold").glob("fold*"))
+    found.update({f"kfold/{d.name}": d for d in kf if (d / "metrics.json").exists()})
+    return found
+
+
+def ensemble_scores(recipe: Recipe, run_dir) -> Tuple[Optional[Dict[str, Score]], List[str]]:
+    """Our ensemble by ``recipe.ensemble_rule`` on the test split (z-scored per query, equal
+    weights): ``top-k`` = the k variants with the best *validation* mAP@10; ``all`` = every
+    member (variants and folds). Returns (scores with CIs, member names) or (None, [])."""
+    from atrlib.retrieval import ensemble as E
+    from atrlib.experiments.systems import load_systems
+    from atrlib.retrieval.metrics import retrieval_scores, scores_with_ci
+
+    if not recipe.ensemble_rule:
+        return None, []
+    folders = member_folders(recipe, run_dir)
+    variants = {n: d for n, d in folders.items() if not n.startswith("kfold/")}
+    if recipe.ensemble_rule == "all":
+        chosen = list(folders)
+    else:
+        k = int(recipe.ensemble_rule.split("-")[1])
+        val = E.align(load_systems(variants, "validation"))
+        score = {n: float(retrieval_scores(sm.sim, sm.relevant)["mAP@10"]) for n, sm in val.items()}
+        chosen = sorted(score, key=lambda n: -score[n])[:k]
+    if len(chosen) < 2:
+        return None, chosen
+    test = E.align(load_systems({n: folders[n] for n in chosen}, "test"))
+    sm = E.apply({n: 1.0 for n in chosen}, test, norm="zscore")
+    ci = scores_with_ci(sm.sim, sm.relevant)
+    return {m: Score(float(ci[m]["value"]), float(ci[m]["low"]), float(ci[m]["high"])) for m in METRICS}, chosen
+
+
+def reproduction_table(recipe: Recipe | str, run_dir):
+    """The paper's numbers next to this run's: one row per (system, metric) with ``paper``,
+    ``paper_low``/``paper_high`` (where reported), ``run``, ``run_low``/``run_high`` (jackknife
+    95 %), ``diff`` (run - paper) and ``paper_in_run_ci``. Systems: the single run (the recipe's
+    first variant) against ``recipe.single``, our ensemble against ``recipe.ensemble``."""
+    import pandas as pd
+
+    r = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    rows = []
+    pairs = [("single", r.single, _run_scores(variant_dir(run_dir, r.single_variant.name)), r.single_variant.name)]
+    if r.ensemble:
+        ens, members = ensemble_scores(r, run_dir)
+        if ens is not None:
+            pairs.append(("ensemble", r.ensemble, ens, f"{r.ensemble_rule} of {len(members)}: " + ", ".join(members)))
+    for kind, paper_name, ours, what in pairs:
+        paper = r.reported_system(paper_name).scores()
+        for m in METRICS:
+            p, o = paper[m], ours[m]
+            inside = None if o.low is None else bool(o.low <= p.value <= o.high)
+            rows.append({"system": kind, "paper system": paper_name, "metric": m, "paper": p.value,
+                         "paper_low": p.low, "paper_high": p.high, "run": o.value, "run_low": o.low,
+                         "run_high": o.high, "diff": o.value - p.value, "paper_in_run_ci": inside, "run system": what})
+    return pd.DataFrame(rows)
+
+
+def run_cost(run_dir) -> Dict[str, Any]:
+    """Wall time per finished stage from ``run.json``, their sum, and the device this process
+    sees (the reproduction stage runs on the run's machine): GPU-hours on a GPU, CPU seconds otherwise."""
+    import torch
+
+    rec = _read(Path(run_dir) / "run.json") or {}
+    stages = {s["name"]: float(s["duration_s"]) for s in rec.get("stages", []) if s.get("duration_s") is not None}
+    total = float(sum(stages.values()))
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    out = {"stages_s": stages, "total_s": total, "device": gpu or "cpu", "profile": rec.get("profile")}
+    out["gpu_hours" if gpu else "cpu_seconds"] = total / 3600 if gpu else total
+    return out
+
+
+GAP_FIELDS = ("model", "dataset", "loss", "epochs", "batch_size", "grad_accum", "lr", "weight_decay", "warmup",
+              "scheduler", "max_grad_norm", "patience")
+
+
+def settings_gap(recipe: Recipe | str, run_dir) -> List[Dict[str, Any]]:
+    """Fields of the single system's saved ``params.json`` that differ from the recipe's full-size
+    settings (a tiny run differs in model, data and epochs; a full run should differ in nothing)."""
+    r = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    params = _read(variant_dir(run_dir, r.single_variant.name) / "params.json") or {}
+    want = train_config(r).to_dict()
+    return [{"setting": k, "recipe": want[k], "run": params.get(k)} for k in GAP_FIELDS
+            if k in params and params[k] != want[k]]
+
+
+def learned_text(recipe: Recipe, table, gaps: Sequence[Mapping[str, Any]]) -> str:
+    """One or two sentences from the numbers: how far this run is from the paper and whether the
+    paper's value lies in this run's interval; a tiny run is said to be a smoke test."""
+    single = table[(table["system"] == "single") & (table["metric"] == "mAP@10")].iloc[0]
+    out = (f"This run's single system reaches mAP@10 {single['run']:.3f} (95 % CI {single['run_low']:.3f}–"
+           f"{single['run_high']:.3f}) against the paper's {single['paper']:.3f} for {single['paper system']}: "
+           f"{single['diff']:+.3f}, the paper's value {'inside' if single['paper_in_run_ci'] else 'outside'} our interval.")
+    ens = table[(table["system"] == "ensemble") & (table["metric"] == "mAP@10")]
+    if len(ens):
+        e = ens.iloc[0]
+        out += (f" Our ensemble: {e['run']:.3f} against {e['paper']:.3f} ({e['diff']:+.3f}), "
+                f"{e['run'] - single['run']:+.3f} over our single system (the paper: "
+                f"{e['paper'] - single['paper']:+.3f}).")
+    changed = {g["setting"] for g in gaps}
+    if changed & {"dataset", "model"}:
+        out += (" This run changed " + ", ".join(sorted(changed)) + " from the paper's settings (a tiny smoke run "
+                "on other data checks the code path, not the paper's numbers).")
+    return out
+
+
+def reproduce(recipe: str, run_dir, out_dir) -> Dict[str, Any]:
+    """What ``06_reproduce`` does: the table, cost, settings gap and what was left out; writes
+    ``<out_dir>/metrics.json`` and returns everything (``table`` as a DataFrame)."""
+    from atrlib.files import write_metrics
+
+    if not recipe:  # the notebook's default: the run's profile is named after its recipe
+        recipe = (_read(Path(run_dir) / "run.json") or {}).get("profile") or ""
+    r = get_recipe(recipe)
+    table = reproduction_table(r, run_dir)
+    gaps = settings_gap(r, run_dir)
+    cost = run_cost(run_dir)
+    text = learned_text(r, table, gaps)
+
+    def nums(kind):
+        sub = table[table["system"] == kind]
+        return {row["metric"]: {k: row[k] for k in ("paper", "run", "run_low", "run_high", "diff")}
+                for _, row in sub.iterrows()}
+
+    metrics = {"recipe": r.name, "paper": r.paper.title, "single_system": r.single, "single": nums("single"),
+               "ensemble_system": r.ensemble, "ensemble": nums("ensemble") or None, "cost": cost,
+               "settings_gap": gaps, "left_out": [n.what for n in r.left_out], "learned": text}
+    key = ["single/mAP@10/run", "single/mAP@10/paper", "single/mAP@10/diff"]
+    if r.ensemble and metrics["ensemble"]:
+        key += ["ensemble/mAP@10/run", "ensemble/mAP@10/paper"]
+    write_metrics(out_dir, metrics, params={"recipe": r.name}, key_metrics=key)
+    return {"recipe": r, "table": table, "gaps": gaps, "cost": cost, "learned": text, "metrics": metrics}
+
+
+def readme_table() -> str:
+    """Markdown: each recipe's GPU command and the paper's numbers beside it."""
+    lines = ["| recipe | command (GPU, Clotho) | paper single: R@1 / R@10 / mAP@10 | paper ensemble mAP@10 |",
+             "|---|---|---|---|"]
+    for r in map(get_recipe, recipe_names()):
+        s = r.reported_system(r.single)
+        e = r.reported_system(r.ensemble).map10.text() if r.ensemble else "—"
+        lines.append(f"| `{r.name}` | `python -m atrlib run --profile {r.name} -p root=/data/clotho` | "
+                     f"{r.single}: {s.r1.value:.3f} / {s.r10.value:.3f} / {s.map10.value:.3f} | {e} |")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- the batch profile
+def profile_dict(recipe: Recipe | str, notebook_defaults: Optional[Mapping[str, Mapping[str, Any]]] = None) -> dict:
+    """The recipe's batch profile (``notebooks/params/<name>.yaml``) as data: ``05_ensemble``
+    trains the variants (full size), ``06_reproduce`` compares; ``when: size=tiny`` swaps in the
+    tiny towers, the synth data and 2 epochs. Values equal to a notebook's own default are left
+    out (profiles say only what differs); ``notebook_defaults`` maps stage -> its parameters."""
+    r = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    nd = notebook_defaults or {}
+    ens = {"systems": [], "include_tagbridge": False, **{k: v for k, v in r.base.items() if k != "dataset"},
+           "variants": r.variant_dicts(), **({"kfold": r.kfold} if r.kfold else {})}
+    ens = {k: v for k, v in ens.items() if nd.get("05_ensemble", {}).get(k, object()) != v}
+    tiny: Dict[str, Any] = {"dataset": r.tiny_base["dataset"], "05_ensemble.model": r.tiny_base["model"],
+                            "epochs": r.tiny_base["epochs"], "batch_size": r.tiny_base["batch_size"]}
+    if any(v.tiny_fields or not v.in_tiny for v in r.variants):
+        tiny["05_ensemble.variants"] = r.variant_dicts(tiny=True)
+    if r.kfold:
+        tiny["05_ensemble.kfold"] = 2
+    return {
+        "description": f"{r.paper.team} {r.paper.year} ({r.paper.task}) reproduced: every system of the recipe "
+                       f"atrlib.recipes.{r.name} trained by 05_ensemble, compared with the report by 06_reproduce. "
+                       f"GPU: -p root=/path/to/clotho; CPU smoke test: -p size=tiny",
+        "defaults": {"dataset": r.base["dataset"]},
+        "stages": [{"notebook": "05_ensemble.ipynb", "parameters": ens},
+                   {"notebook": "06_reproduce.ipynb", "needs": ["05_ensemble"], "parameters": {"recipe": r.name}}],
+        "when": {"size=tiny": tiny},
+    }

@@ -1,0 +1,1 @@
+"""Files the library reads at run time (shipped in the wheel, read with importlib.resources)."""

@@ -1,0 +1,60 @@
+"""One rule at the command line's edge: a user's mistake (an AtrlibError) is one message and
+exit 2, no traceback; --debug shows it; anything else keeps its traceback."""
+import subprocess
+import sys
+
+import pytest
+
+from atrlib import __main__ as cli
+from atrlib.errors import (AtrlibError, AudioError, ChecksumError, ConfigError, DatasetError, DiskWriteError,
+                           ParaphraseFileError, PreflightError, ProfileError, RelevanceFileError, RunExistsError,
+                           SweepError, WeightsNotFoundError)
+
+
+def test_every_library_error_is_one_family_and_keeps_its_builtin_base():
+    for cls, base in [(DatasetError, ValueError), (AudioError, RuntimeError), (WeightsNotFoundError, FileNotFoundError),
+                      (ChecksumError, ValueError), (PreflightError, ValueError), (ProfileError, ValueError),
+                      (SweepError, ValueError), (ParaphraseFileError, ValueError), (RelevanceFileError, ValueError),
+                      (RunExistsError, FileExistsError), (DiskWriteError, OSError)]:
+        assert issubclass(cls, AtrlibError) and issubclass(cls, base), cls
+    assert issubclass(PreflightError, ConfigError) and issubclass(ProfileError, ConfigError)
+
+
+def test_the_modules_that_raise_them_use_the_one_family():
+    from atrlib.audio import io
+    from atrlib.data import captions_csv
+    from atrlib.runs import profiles
+
+    assert io.AudioError is AudioError and captions_csv.DatasetError is DatasetError
+    assert profiles.ProfileError is ProfileError
+
+
+def test_a_user_error_is_one_message_and_exit_2(capsys):
+    assert cli.main(["train", "--config", "/no/such/config.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "/no/such/config.yaml" in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback_and_a_bug_keeps_it(monkeypatch, capsys):
+    import atrlib.cli.train as train_cli
+
+    def raise_user_error(args):
+        raise DatasetError("captions.csv, row 3: an empty caption; fill it in or delete the row")
+
+    monkeypatch.setattr(train_cli, "main", raise_user_error)
+    assert cli.main(["--debug", "train", "--config", "x.yaml"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "captions.csv, row 3" in err
+
+    def bug(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(train_cli, "main", bug)
+    with pytest.raises(ZeroDivisionError):
+        cli.main(["train", "--config", "x.yaml"])
+
+
+def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "atrlib", "search", "--system", "tagbridge", "--audio",
+                          str(tmp_path / "missing"), "--query", "a dog"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "missing" in out.stderr
