@@ -4,7 +4,7 @@
     python scripts/readme_tables.py reports/demo --record tests/fixtures/readme_expected.json
     python scripts/readme_tables.py --from-record tests/fixtures/readme_expected.json --write README.md
 
-``--record`` stores the numbers the tables show (the test ``tests/test_readme_tables.py``
+``--record`` stores the numbers the tables show (the test ``tests/core/test_readme_tables.py``
 checks that README.md's tables are exactly what these numbers render to); ``--write``
 replaces the text between the two marker lines ``<!-- demo-results:begin -->`` and
 ``<!-- demo-results:end -->`` of a Markdown file. Every "best" is the one chosen on the

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from atrlib.cli import add_input_options, add_scoring_options
 from atrlib.retrieval.scoring import score_split, split_metrics
 from atrlib.retrieval.search import resolve_retriever
 
@@ -24,19 +25,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default="demo", help="synth only")
     p.add_argument("--out", required=True, help="folder for sim_<split>.npz and metrics.json")
     p.add_argument("--overwrite", action="store_true", help="move an existing --out folder aside (<out>.prev-<time>)")
-    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                   help="skip: leave out (and list) clips that cannot be read, instead of stopping")
-    p.add_argument("--encoding", default="utf-8", help="text encoding of the caption CSV, e.g. latin-1")
-    p.add_argument("--score", choices=("dual", "qformer"), default="dual",
-                   help="dual: the run's dual-encoder cosine similarity; qformer: a run trained with the Q-Former "
-                        "terms scores by its ATC similarity (max over queries of query . caption), as Lingban did")
-    p.add_argument("--rerank", type=int, default=0, metavar="K",
-                   help="also re-rank each caption's top K clips with the run's matching head: rerank.json holds "
-                        "metrics without / with, a paired test and the cost (0 = off)")
-    p.add_argument("--rerank-weight", default="head", metavar="W",
-                   help="how the top K are re-ordered: 'head' (by the matching head alone, as Lingban), a number w "
-                        "(similarity + w x match probability, as BLIP), or 'val' (w chosen on the dataset's "
-                        "validation split, 0 included, so re-ranking that does not help there is switched off)")
+    add_input_options(p, "the caption CSV")
+    add_scoring_options(
+        p, rerank_help="also re-rank each caption's top K clips with the run's matching head: rerank.json holds "
+                       "metrics without / with, a paired test and the cost (0 = off)",
+        weight_help="how the top K are re-ordered: 'head' (by the matching head alone, as Lingban), a number w "
+                    "(similarity + w x match probability, as BLIP), or 'val' (w chosen on the dataset's "
+                    "validation split, 0 included, so re-ranking that does not help there is switched off)")
     p.add_argument("--relevance", default="", metavar="FILE",
                    help="a DCASE 2025 relevance file (query,audio_filenames): also score the 2025 protocol "
                         "(several relevant clips per caption, mAP@16) beside the one-clip-per-caption one")

@@ -5,6 +5,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from atrlib.cli import add_input_options, add_scoring_options
 from atrlib.retrieval.search import list_audio, prepare_output, rank, read_queries, resolve_retriever
 
 
@@ -25,18 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=int, default=10, help="clips to list per query")
     p.add_argument("--out", help="write the ranking as CSV (query, rank, file, score) instead of printing")
     p.add_argument("--overwrite", action="store_true", help="move an existing --out aside (<out>.prev-<time>)")
-    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
-                   help="skip: leave out (and list) clips that cannot be read, instead of stopping")
-    p.add_argument("--encoding", default="utf-8", help="text encoding of an --audio CSV, e.g. latin-1")
-    p.add_argument("--score", choices=("dual", "qformer"), default="dual",
-                   help="dual: the run's dual-encoder cosine similarity; qformer: a run trained with the Q-Former "
-                        "terms scores by its ATC similarity (max over queries of query . caption), as Lingban did")
-    p.add_argument("--rerank", type=int, default=0, metavar="K",
-                   help="a trained run with a matching head re-orders each query's top K clips (0 = off)")
-    p.add_argument("--rerank-weight", default="head", metavar="W",
-                   help="'head': the top K ordered by the matching head alone; a number w: by similarity + w x "
-                        "match probability (choose w on validation: atrlib evaluate --rerank K --rerank-weight val)")
-
+    add_input_options(p, "an --audio CSV")
+    add_scoring_options(
+        p, rerank_help="a trained run with a matching head re-orders each query's top K clips (0 = off)",
+        weight_help="'head': the top K ordered by the matching head alone; a number w: by similarity + w x "
+                    "match probability (choose w on validation: atrlib evaluate --rerank K --rerank-weight val)")
 
 def main(args) -> int:
     try:  # everything a person typed is checked before any audio is read

@@ -28,7 +28,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
+from atrlib.data.base import DATASETS, AudioCaptionDataset, root_and_split
 from atrlib.data.captions_csv import read_text_utf8
 from atrlib.errors import DatasetError
 from atrlib.data.records import Record, build_from_records, first_existing, index_audio
@@ -90,13 +90,8 @@ def load_audiocaps(root=None, split: str = "train", on_error: str = "raise", lim
                    audio_dir: Optional[str] = None, audio_name: Optional[str | Sequence[str]] = None,
                    verify_audio: bool = True, exclude_freesound_ids=None, **_) -> AudioCaptionDataset:
     """AudioCaps ``split`` under ``root`` (layout in the module docstring)."""
-    if root is None:
-        raise DatasetError("audiocaps needs root=: the folder holding train.csv / val.csv / test.csv and the audio")
-    try:
-        split = resolve_split(split, SPLIT_NAMES, "AudioCaps")
-    except ValueError as e:
-        raise DatasetError(str(e)) from None
-    root = Path(root)
+    root, split = root_and_split("audiocaps", root, split, SPLIT_NAMES,
+                                 "the folder holding train.csv / val.csv / test.csv and the audio", display="AudioCaps")
     csv_path = locate_csv(root, split)
     adir = root / audio_dir if audio_dir else first_existing(root, [f"audio/{split}", split, "audio"])
     if adir is None or not adir.is_dir():

@@ -1,11 +1,18 @@
 """The dataset item, the dataset class every loader returns, and the dataset registry."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional, TypedDict
+from typing import Callable, Iterator, List, Optional, Tuple, TypedDict, TypeVar
 
+T = TypeVar("T")
+
+from atrlib.audio.io import audio_info
+from atrlib.errors import AudioError, DatasetError
 from atrlib.registry import Registry
+
+log = logging.getLogger("atrlib.data")
 
 # The one split-alias table: every dataset names its three roles in its own words (Clotho:
 # development / validation / evaluation; synth: train / validation / test) and accepts the others.
@@ -91,6 +98,56 @@ class AudioCaptionDataset:
         if not n or n <= 0 or n >= len(self.items):
             return self
         return AudioCaptionDataset(self.name, self.split, self.root, self.items[:n], list(self.skipped))
+
+
+def root_and_split(name: str, root, split: str, names: dict, needs: str, display: str = "",
+                   note: str = "") -> Tuple[Path, str]:
+    """The two checks a loader starts with: ``root=`` was given (else an error saying what the
+    folder must hold: ``needs``), and ``split`` is one of the dataset's, by any alias (returned
+    as the dataset's own name). ``display`` names the dataset in the split error; ``note`` is
+    appended to it (e.g. " (MACS is one training set)")."""
+    if root is None:
+        raise DatasetError(f"{name} needs root=: {needs}")
+    try:
+        split = resolve_split(split, names, display or name)
+    except ValueError as e:
+        raise DatasetError(str(e) + note) from None
+    return Path(root), split
+
+
+class BadClips:
+    """What a loader does with a bad clip (missing, unreadable, outside its folder, no caption).
+
+    ``on_error="raise"`` stops at the first one: its :class:`DatasetError` names the file, the row
+    and the fix. ``"skip"`` logs it, keeps going and keeps the message (``.skipped``, which the
+    dataset carries), so nothing is dropped without a word.
+    """
+
+    def __init__(self, on_error: str):
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+        self.on_error = on_error
+        self.skipped: List[str] = []
+
+    def check(self, fn: Callable[..., T], *args) -> Optional[T]:
+        """``fn(*args)``; on a :class:`DatasetError` under ``"skip"``, None (logged and kept)."""
+        try:
+            return fn(*args)
+        except DatasetError as e:
+            if self.on_error == "raise":
+                raise
+            log.warning("skipping: %s", e)
+            self.skipped.append(str(e))
+            return None
+
+
+def clip_audio_info(path, where: str, hint: str = "or load with on_error='skip'") -> Tuple[float, int]:
+    """(duration s, sample rate) of a clip the loader lists, decoding it once (truncated or NaN
+    files are found now, not mid-training); a :class:`DatasetError` names ``where`` and the fix."""
+    try:
+        return audio_info(path)
+    except AudioError as e:
+        raise DatasetError(f"{where}: {e}; {hint}") from None
 
 
 DATASETS: Registry[Callable[..., AudioCaptionDataset]] = Registry("dataset", package="atrlib.data", entry_point="atrlib.datasets")

@@ -12,9 +12,7 @@ import logging
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Callable, List, Optional, Tuple
 
-from atrlib.audio.io import audio_info
-from atrlib.errors import AudioError
-from atrlib.data.base import AudioCaptionDataset, ClipItem
+from atrlib.data.base import AudioCaptionDataset, BadClips, ClipItem, clip_audio_info
 from atrlib.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -181,14 +179,11 @@ def build_dataset(name: str, split: str, root: Path, audio_dir: Path, csv_path: 
     ``on_error="skip"`` logs each bad clip and keeps going, recording the messages in
     ``dataset.skipped``.
     """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    bad = BadClips(on_error)
     if not audio_dir.is_dir():
         raise DatasetError(f"{audio_dir}: audio folder not found (expected beside {csv_path.name}); "
                            "check the dataset root, or download the audio")
     items: List[ClipItem] = []
-    skipped: List[str] = []
-    base = audio_dir.resolve()
     for line, fname, caps in read_caption_rows(csv_path, encoding):
         if limit and len(items) >= limit:
             break
@@ -196,25 +191,22 @@ def build_dataset(name: str, split: str, root: Path, audio_dir: Path, csv_path: 
         if item_split is None:
             continue
         path = (audio_dir / fname).resolve()
-        try:
-            if base not in path.parents:
-                raise DatasetError(f"{csv_path}, line {line}: {fname!r} resolves outside {audio_dir} (a symlink?)")
-            if not path.exists():
-                raise DatasetError(f"{csv_path}, line {line}: audio file {path} is listed but missing; "
-                                   "restore it, remove the row, or load with on_error='skip' (command line: --on-error skip)")
-            try:
-                dur, sr = audio_info(path)
-            except AudioError as e:
-                raise DatasetError(f"{csv_path}, line {line}: {e}; or load with on_error='skip' "
-                                   "(command line: --on-error skip)") from None
-        except DatasetError as e:
-            if on_error == "raise":
-                raise
-            log.warning("skipping: %s", e)
-            skipped.append(str(e))
+        info = bad.check(_row_audio, csv_path, line, fname, path, audio_dir)
+        if info is None:
             continue
-        items.append(ClipItem(clip_id=fname, audio_path=str(path), captions=caps, duration=float(dur),
-                              sample_rate=int(sr), split=item_split))
-    if skipped:
-        log.warning("%s/%s: skipped %d bad clip(s) of %d", name, split, len(skipped), len(skipped) + len(items))
-    return AudioCaptionDataset(name=name, split=split, root=root, items=items, skipped=skipped)
+        items.append(ClipItem(clip_id=fname, audio_path=str(path), captions=caps, duration=float(info[0]),
+                              sample_rate=int(info[1]), split=item_split))
+    if bad.skipped:
+        log.warning("%s/%s: skipped %d bad clip(s) of %d", name, split, len(bad.skipped), len(bad.skipped) + len(items))
+    return AudioCaptionDataset(name=name, split=split, root=root, items=items, skipped=bad.skipped)
+
+
+def _row_audio(csv_path: Path, line: int, fname: str, path: Path, audio_dir: Path) -> Tuple[float, int]:
+    """(duration, sample rate) of the clip a CSV row lists; a DatasetError names the row and the fix."""
+    if audio_dir.resolve() not in path.parents:
+        raise DatasetError(f"{csv_path}, line {line}: {fname!r} resolves outside {audio_dir} (a symlink?)")
+    if not path.exists():
+        raise DatasetError(f"{csv_path}, line {line}: audio file {path} is listed but missing; "
+                           "restore it, remove the row, or load with on_error='skip' (command line: --on-error skip)")
+    return clip_audio_info(path, f"{csv_path}, line {line}",
+                           "or load with on_error='skip' (command line: --on-error skip)")

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Tuple
 
-from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
+from atrlib.data.base import DATASETS, AudioCaptionDataset, root_and_split
 from atrlib.data.captions_csv import build_dataset
 from atrlib.errors import DatasetError
 
@@ -60,13 +60,8 @@ def download_clotho(root: Path, split: str) -> None:
 @DATASETS.register("clotho")
 def load_clotho(root=None, split: str = "evaluation", on_error: str = "raise", limit: Optional[int] = None,
                 download: bool = False, encoding: str = "utf-8", **_) -> AudioCaptionDataset:
-    if root is None:
-        raise DatasetError("clotho needs root=: the folder holding clotho_captions_<split>.csv and the audio folders")
-    try:
-        split = resolve_split(split, SPLIT_NAMES, "Clotho")
-    except ValueError as e:
-        raise DatasetError(str(e)) from None
-    root = Path(root)
+    root, split = root_and_split("clotho", root, split, SPLIT_NAMES,
+                                 "the folder holding clotho_captions_<split>.csv and the audio folders", display="Clotho")
     try:
         audio_dir, csv_path = locate(root, split)
     except DatasetError:

@@ -33,7 +33,7 @@ from typing import Dict, Optional
 
 import yaml
 
-from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
+from atrlib.data.base import DATASETS, AudioCaptionDataset, root_and_split
 from atrlib.data.captions_csv import read_text_utf8
 from atrlib.errors import DatasetError
 from atrlib.data.records import Record, build_from_records, first_existing, index_audio
@@ -81,13 +81,8 @@ def load_macs(root=None, split: str = "train", on_error: str = "raise", limit: O
               audio_dir: Optional[str] = None, min_competence: Optional[float] = None, verify_audio: bool = True,
               exclude_freesound_ids=None, **_) -> AudioCaptionDataset:
     """MACS under ``root`` (layout in the module docstring)."""
-    if root is None:
-        raise DatasetError("macs needs root=: the folder holding MACS.yaml and the TAU audio")
-    try:
-        split = resolve_split(split, {"train": "train"}, "MACS")
-    except ValueError as e:
-        raise DatasetError(str(e) + " (MACS is one training set)") from None
-    root = Path(root)
+    root, split = root_and_split("macs", root, split, {"train": "train"},
+                                 "the folder holding MACS.yaml and the TAU audio", display="MACS", note=" (MACS is one training set)")
     ypath = root / "MACS.yaml"
     if not ypath.is_file():
         raise DatasetError(f"{ypath}: not found; download MACS.yaml from {ZENODO} "

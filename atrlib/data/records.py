@@ -17,9 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from atrlib.audio.io import audio_info
-from atrlib.errors import AudioError
-from atrlib.data.base import AudioCaptionDataset, ClipItem
+from atrlib.data.base import AudioCaptionDataset, BadClips, ClipItem, clip_audio_info
 from atrlib.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -84,11 +82,9 @@ def build_from_records(name: str, split: str, root: Optional[Path], records: Ite
     """
     from atrlib.data.freesound import exclusion_ids
 
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    bad = BadClips(on_error)
     excluded_ids = exclusion_ids(exclude_freesound_ids) if exclude_freesound_ids is not None else set()
     items: List[ClipItem] = []
-    skipped: List[str] = []
     excluded: List[str] = []
     seen: Dict[str, str] = {}
     for rec in records:
@@ -101,40 +97,38 @@ def build_from_records(name: str, split: str, root: Optional[Path], records: Ite
             raise DatasetError(f"{rec.where}: clip {rec.clip_id!r} appears twice (first at {seen[rec.clip_id]}); "
                                "merge the two entries' captions or remove one")
         seen[rec.clip_id] = rec.where
-        try:
-            if not rec.captions:
-                raise DatasetError(f"{rec.where}: clip {rec.clip_id!r} has no caption; add one or remove the entry")
-            if rec.audio_path is None or not Path(rec.audio_path).exists():
-                raise DatasetError(
-                    f"{rec.where}: audio for clip {rec.clip_id!r} not found"
-                    + (f" (expected {rec.audio_path})" if rec.audio_path is not None else "")
-                    + (f"; {missing_hint}" if missing_hint else "")
-                    + "; restore the file, or load with on_error='skip' to leave such clips out")
-            if verify_audio:
-                try:
-                    dur, sr = audio_info(rec.audio_path)
-                except AudioError as e:
-                    raise DatasetError(f"{rec.where}: {e}; or load with on_error='skip'") from None
-            else:
-                dur, sr = float(rec.duration or 0.0), 0
-        except DatasetError as e:
-            if on_error == "raise":
-                raise
-            log.warning("skipping: %s", e)
-            skipped.append(str(e))
+        info = bad.check(_record_audio, rec, verify_audio, missing_hint)
+        if info is None:
             continue
+        dur, sr = info
         item = ClipItem(clip_id=rec.clip_id, audio_path=str(Path(rec.audio_path).resolve()), captions=list(rec.captions),
                         duration=float(dur), sample_rate=int(sr), split=split)
         item["source"] = rec.source  # type: ignore[typeddict-unknown-key]
         item["freesound_id"] = rec.freesound_id  # type: ignore[typeddict-unknown-key]
         item.update(rec.extra)  # type: ignore[typeddict-item]
         items.append(item)
+    skipped = bad.skipped
     if excluded:
         shown = ", ".join(sorted(set(excluded))[:5])
         skipped.append(f"{name}/{split}: excluded {len(excluded)} clip(s) whose Freesound id is in the exclusion "
                        f"set (e.g. {shown})")
         log.info(skipped[-1])
-    bad = len(skipped) - bool(excluded)
-    if bad:
-        log.warning("%s/%s: skipped %d bad clip(s) of %d", name, split, bad, bad + len(items))
+    n_bad = len(skipped) - bool(excluded)
+    if n_bad:
+        log.warning("%s/%s: skipped %d bad clip(s) of %d", name, split, n_bad, n_bad + len(items))
     return AudioCaptionDataset(name=name, split=split, root=root, items=items, skipped=skipped)
+
+
+def _record_audio(rec: Record, verify_audio: bool, missing_hint: str):
+    """(duration, sample rate) of a record's clip; a DatasetError names its metadata row and the fix."""
+    if not rec.captions:
+        raise DatasetError(f"{rec.where}: clip {rec.clip_id!r} has no caption; add one or remove the entry")
+    if rec.audio_path is None or not Path(rec.audio_path).exists():
+        raise DatasetError(
+            f"{rec.where}: audio for clip {rec.clip_id!r} not found"
+            + (f" (expected {rec.audio_path})" if rec.audio_path is not None else "")
+            + (f"; {missing_hint}" if missing_hint else "")
+            + "; restore the file, or load with on_error='skip' to leave such clips out")
+    if verify_audio:
+        return clip_audio_info(rec.audio_path, rec.where)
+    return float(rec.duration or 0.0), 0

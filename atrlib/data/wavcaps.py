@@ -35,7 +35,7 @@ import json
 from pathlib import Path
 from typing import Optional, Sequence
 
-from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
+from atrlib.data.base import DATASETS, AudioCaptionDataset, root_and_split
 from atrlib.errors import DatasetError
 from atrlib.data.freesound import freesound_id
 from atrlib.data.records import Record, build_from_records, first_existing, index_audio
@@ -89,13 +89,8 @@ def load_wavcaps(root=None, split: str = "train", sources: Optional[Sequence[str
                  limit: Optional[int] = None, verify_audio: bool = True, exclude_freesound_ids=None,
                  json_dir: Optional[str] = None, audio_dir: Optional[str] = None, **_) -> AudioCaptionDataset:
     """WavCaps under ``root`` (layout in the module docstring); ``sources`` default all four."""
-    if root is None:
-        raise DatasetError("wavcaps needs root=: the folder holding json_files/ and Audio/")
-    try:
-        split = resolve_split(split, {"train": "train"}, "WavCaps")
-    except ValueError as e:
-        raise DatasetError(str(e) + " (WavCaps is one training set)") from None
-    root = Path(root)
+    root, split = root_and_split("wavcaps", root, split, {"train": "train"},
+                                 "the folder holding json_files/ and Audio/", display="WavCaps", note=" (WavCaps is one training set)")
     jdir = root / json_dir if json_dir else (first_existing(root, ["json_files", "WavCaps/json_files"]) or root / "json_files")
     adir = root / audio_dir if audio_dir else (first_existing(root, ["Audio", "audio", "WavCaps/Audio"]) or root / "Audio")
     wanted = [source_name(s) for s in (sources or SOURCES)]

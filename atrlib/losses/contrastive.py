@@ -45,7 +45,7 @@ name                  what / citation                                   defaults
                       pytorch-metric-learning's ``ContrastiveLoss``
 ====================  ================================================  ========================================
 
-Reference code each loss equals on the same inputs (tests/test_loss_fidelity.py): open_clip
+Reference code each loss equals on the same inputs (tests/losses/test_loss_fidelity.py): open_clip
 ``ClipLoss`` (``infonce``), Mei et al.'s ``tools/loss.py`` (``ntxent_mei``, ``triplet_sum`` =
 ``BiDirectionalRankingLoss``, ``triplet_max`` = ``TripletLoss``, ``triplet_weighted`` =
 ``WeightTriplet``), SupContrast / pytorch-metric-learning ``SupConLoss`` (``supcon``),
@@ -250,41 +250,50 @@ def _hinges(sim: Tensor, same: Tensor, margin: float):
     return a2t, t2a
 
 
+class _BidirectionalTriplet(nn.Module):
+    """Hinges of both directions (:func:`_hinges`), reduced per anchor by :meth:`reduce`, / B."""
+
+    name = ""
+
+    def __init__(self, margin: float = 0.2):
+        super().__init__()
+        self.margin = margin
+
+    def reduce(self, a2t: Tensor, t2a: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, audio_emb: Tensor, text_emb: Tensor, clip_ids: Tensor, logit_scale=None) -> Terms:
+        _check(audio_emb, text_emb, clip_ids)
+        a2t, t2a = _hinges(audio_emb @ text_emb.T, _same_clip(clip_ids), self.margin)  # (B, B) each
+        return {self.name: self.reduce(a2t, t2a) / len(clip_ids)}
+
+
 @LOSSES.register("triplet_sum")
-class TripletSum(nn.Module):
+class TripletSum(_BidirectionalTriplet):
     """Bidirectional triplet (VSE): hinge summed over every negative, both directions.
 
     Normalised by the batch size as Mei et al. 2022 do: (sum a2t + sum t2a) / B.
     margin: cosine margin between a positive and a negative (default 0.2).
     """
 
-    def __init__(self, margin: float = 0.2):
-        super().__init__()
-        self.margin = margin
+    name = "triplet_sum"
 
-    def forward(self, audio_emb: Tensor, text_emb: Tensor, clip_ids: Tensor, logit_scale=None) -> Terms:
-        _check(audio_emb, text_emb, clip_ids)
-        a2t, t2a = _hinges(audio_emb @ text_emb.T, _same_clip(clip_ids), self.margin)  # (B, B) each
-        return {"triplet_sum": (a2t.sum() + t2a.sum()) / len(clip_ids)}
+    def reduce(self, a2t: Tensor, t2a: Tensor) -> Tensor:
+        return a2t.sum() + t2a.sum()
 
 
 @LOSSES.register("triplet_max")
-class TripletMax(nn.Module):
+class TripletMax(_BidirectionalTriplet):
     """Bidirectional triplet with the hardest negative only (VSE++), both directions.
 
     Per anchor the largest hinge over its negatives (0 if it has none); (sum a2t + sum t2a) / B.
     margin: cosine margin (default 0.2).
     """
 
-    def __init__(self, margin: float = 0.2):
-        super().__init__()
-        self.margin = margin
+    name = "triplet_max"
 
-    def forward(self, audio_emb: Tensor, text_emb: Tensor, clip_ids: Tensor, logit_scale=None) -> Terms:
-        _check(audio_emb, text_emb, clip_ids)
-        a2t, t2a = _hinges(audio_emb @ text_emb.T, _same_clip(clip_ids), self.margin)  # (B, B) each
-        hardest = a2t.amax(1).sum() + t2a.amax(0).sum()  # rows: audio anchors, cols: caption anchors
-        return {"triplet_max": hardest / len(clip_ids)}
+    def reduce(self, a2t: Tensor, t2a: Tensor) -> Tensor:
+        return a2t.amax(1).sum() + t2a.amax(0).sum()  # rows: audio anchors, cols: caption anchors
 
 
 @LOSSES.register("triplet_weighted")

@@ -88,20 +88,6 @@ class CrossBatch:
         return len(self.clip_ids) != self.n
 
 
-def _world() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def _rank_offset(n_local: int) -> int:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank() * n_local
-    return 0
-
-
 # --------------------------------------------------------------------------- shared pieces
 
 

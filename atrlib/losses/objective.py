@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from atrlib.losses import LOSSES, Terms, get_loss
-from atrlib.losses.crossmodal import CrossBatch, _world
+from atrlib.losses.crossmodal import CrossBatch
+from atrlib.losses.distributed import rank_offset, world_size
 
 _TERM = re.compile(r"^\s*(?:(?P<w>[0-9.eE+-]+)\s*\*\s*)?(?P<name>[a-z_0-9+]+)\s*$")
 
@@ -118,7 +119,7 @@ class Objective(nn.Module):
         out: Dict[str, Any] = {"captions": [self.inputs.captions[int(i)] for i in caption_idx], "caption_idx": caption_idx}
         if "frames" in self.needs:
             if self.frames is not None:
-                fr, fm = self.frames.get(clips.cpu(), pad_to=self.frames.max_frames if _world() > 1 else 0)
+                fr, fm = self.frames.get(clips.cpu(), pad_to=self.frames.max_frames if world_size() > 1 else 0)
             else:  # trainable tower: frames of this batch's waveforms, with gradients
                 fr, fm = model.audio_tower.forward_frames(audio, lengths)
             out["frames"], out["frame_mask"] = fr.to(audio.device), fm.to(audio.device)
@@ -136,7 +137,7 @@ class Objective(nn.Module):
                     raise ValueError(f"term {name!r} needs the batch's frames / captions and the model")
                 if cb is None:
                     cb = CrossBatch(audio_emb, text_emb, clip_ids, logit_scale,
-                                    offset=_rank_offset(len(batch["captions"])), **batch)
+                                    offset=rank_offset(len(batch["captions"])), **batch)
                 part = loss.term(cb, model)
             else:
                 part = loss(audio_emb, text_emb, clip_ids, logit_scale)

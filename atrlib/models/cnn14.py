@@ -32,7 +32,7 @@ refuses it (``Unsupported global: numpy.core.multiarray._reconstruct``). We keep
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
@@ -41,9 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, init_head, load_panns_state_dict,  # noqa: F401
-                                        load_strict)
+                                        build_panns)
 from atrlib.models.towers import register_variants
-from atrlib.models.weights import tower_weights
 
 PathLike = Union[str, Path]
 PANNS_WEIGHTS = "panns-cnn14"  # atrlib.models.weights name of Cnn14_mAP=0.431.pth (Zenodo 3987831)
@@ -115,12 +114,8 @@ def build_cnn14(name: str = "cnn14", pretrained: Union[bool, PathLike, None] = N
     ``atrlib.models.weights.resolve_weights("panns-cnn14")``); a path = that checkpoint. ``weights=`` is the same as
     passing a path. Weights load with ``strict=True``.
     """
-    if name not in CNN14_CONFIGS:
-        raise KeyError(f"unknown CNN14 variant {name!r}; known: {', '.join(CNN14_CONFIGS)}")
-    if "channels" in overrides:
-        overrides["channels"] = tuple(overrides["channels"])
-    model = Cnn14(replace(CNN14_CONFIGS[name], **overrides))
-    return load_strict(model, tower_weights(name, {"cnn14": PANNS_WEIGHTS}, pretrained, weights))
+    return build_panns(Cnn14, CNN14_CONFIGS, "CNN14", name, {"cnn14": PANNS_WEIGHTS}, pretrained, weights,
+                       tuple_fields=("channels",), **overrides)
 
 
 register_variants(build_cnn14, {  # every row of CNN14_CONFIGS, full size and its tiny twin for tests

@@ -271,3 +271,22 @@ def load_strict(model: nn.Module, path: Optional[Path]) -> nn.Module:
         except RuntimeError as e:
             raise RuntimeError(f"{path}: does not match {type(model).__name__}: {e}") from e
     return model
+
+
+def build_panns(cls, configs: Dict[str, object], family: str, name: str, published: Dict[str, object],
+                pretrained=None, weights=None, tuple_fields: Tuple[str, ...] = (), **overrides) -> nn.Module:
+    """Variant ``name`` of a PANNs family: ``cls(configs[name])`` with ``overrides`` replacing
+    config fields (lists typed in YAML become tuples for ``tuple_fields``), then the published
+    weights (for the names in ``published``: ``pretrained=True``) or a checkpoint path loaded
+    with ``strict=True`` (:func:`atrlib.models.weights.tower_weights`)."""
+    from dataclasses import replace
+
+    from atrlib.models.weights import tower_weights
+
+    if name not in configs:
+        raise KeyError(f"unknown {family} variant {name!r}; known: {', '.join(configs)}")
+    for k in tuple_fields:
+        if k in overrides:
+            overrides[k] = tuple(overrides[k])
+    model = cls(replace(configs[name], **overrides))
+    return load_strict(model, tower_weights(name, published, pretrained, weights))

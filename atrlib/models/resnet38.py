@@ -18,7 +18,7 @@ is the same code at toy widths for tests.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
@@ -26,9 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, ResNetStages, init_head, load_strict)
+from atrlib.models.panns_blocks import (ConvBlock, PannsConfig, PannsHead, ResNetStages, init_head, build_panns)
 from atrlib.models.towers import register_variants
-from atrlib.models.weights import tower_weights
 
 PathLike = Union[str, Path]
 PUBLISHED = {"resnet38": "panns-resnet38"}  # variant -> atrlib.models.weights name (Zenodo 3987831)
@@ -94,13 +93,8 @@ def build_resnet38(name: str = "resnet38", pretrained: Union[bool, PathLike, Non
     (``resnet38`` only, via ``atrlib.models.weights.resolve_weights("panns-resnet38")``); a path = that
     checkpoint (``weights=`` is the same). Weights load with ``strict=True``.
     """
-    if name not in RESNET38_CONFIGS:
-        raise KeyError(f"unknown ResNet38 variant {name!r}; known: {', '.join(RESNET38_CONFIGS)}")
-    for k in ("widths", "layers"):
-        if k in overrides:
-            overrides[k] = tuple(overrides[k])
-    model = ResNet38(replace(RESNET38_CONFIGS[name], **overrides))
-    return load_strict(model, tower_weights(name, PUBLISHED, pretrained, weights))
+    return build_panns(ResNet38, RESNET38_CONFIGS, "ResNet38", name, PUBLISHED, pretrained, weights,
+                       tuple_fields=("widths", "layers"), **overrides)
 
 
 register_variants(build_resnet38, {  # every row of RESNET38_CONFIGS, full size and its tiny twin for tests

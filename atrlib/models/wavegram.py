@@ -25,7 +25,7 @@ cut to the shorter one: for every length the authors' code accepts, nothing chan
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
@@ -33,9 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atrlib.models.panns_blocks import (ConvBlock, ConvPreWavBlock, PannsConfig, PannsHead, init_head, load_strict)
+from atrlib.models.panns_blocks import (ConvBlock, ConvPreWavBlock, PannsConfig, PannsHead, init_head, build_panns)
 from atrlib.models.towers import register_variants
-from atrlib.models.weights import tower_weights
 
 PathLike = Union[str, Path]
 PUBLISHED = {"wavegram-logmel-cnn14": "panns-wavegram-logmel-cnn14"}  # variant -> atrlib.models.weights name
@@ -124,13 +123,8 @@ def build_wavegram(name: str = "wavegram-logmel-cnn14", pretrained: Union[bool, 
     (the full variant only, via ``atrlib.models.weights.resolve_weights("panns-wavegram-logmel-cnn14")``);
     a path = that checkpoint (``weights=`` is the same). Weights load with ``strict=True``.
     """
-    if name not in WAVEGRAM_CONFIGS:
-        raise KeyError(f"unknown Wavegram-Logmel-CNN14 variant {name!r}; known: {', '.join(WAVEGRAM_CONFIGS)}")
-    for k in ("wave_channels", "channels"):
-        if k in overrides:
-            overrides[k] = tuple(overrides[k])
-    model = WavegramLogmelCnn14(replace(WAVEGRAM_CONFIGS[name], **overrides))
-    return load_strict(model, tower_weights(name, PUBLISHED, pretrained, weights))
+    return build_panns(WavegramLogmelCnn14, WAVEGRAM_CONFIGS, "Wavegram-Logmel-CNN14", name, PUBLISHED, pretrained, weights,
+                       tuple_fields=("wave_channels", "channels"), **overrides)
 
 
 register_variants(build_wavegram, {  # every row of WAVEGRAM_CONFIGS, full size and its tiny twin for tests

@@ -406,6 +406,7 @@ import atrlib, sys, torch, torch.distributed as dist
 import torch.nn.functional as F
 from types import SimpleNamespace
 import atrlib.losses.crossmodal as obj
+from atrlib.losses.distributed import rank_offset
 from atrlib.models.crossattn import CrossAttnTextEncoder
 
 CAPS = ["a dog barks twice", "rain on a metal roof", "a bell rings", "the dog barks loudly near a road",
@@ -436,7 +437,7 @@ def work(rank, world, init, out):
     n = 8 // world
     s = slice(rank * n, rank * n + n)                 # this process's rows; embeddings are the global batch
     b = obj.CrossBatch(a, t, CLIPS, torch.tensor(10.0), CAPS[s], fr[s], fm[s], offset=rank * n)
-    assert b.distributed and obj._rank_offset(n) == rank * n
+    assert b.distributed and rank_offset(n) == rank * n
     losses = [torch.zeros(1) for _ in range(world)]
     dist.all_gather(losses, torch.tensor([loss_of(b, model)]))
     if rank == 0:

@@ -49,15 +49,13 @@ def val():
 
 
 @pytest.fixture(scope="module")
-def test_split():
+def evaluation():
     return make_systems("evaluation", seed=1)
 
 
-def test_mAP(sm) -> float:
+def map10(sm) -> float:
     return retrieval_scores(sm.sim, sm.relevant)["mAP@10"]
 
-
-test_mAP.__test__ = False  # a helper, not a test
 
 
 # ------------------------------------------------------------------ normalisation, sums, RRF
@@ -135,7 +133,7 @@ def test_grid_search_matches_brute_force_and_ignores_noise(val):
             best = max(best, retrieval_scores(weighted_sum(val, w, "zscore"), val["a"].relevant)["mAP@10"])
     assert res.val_score == pytest.approx(best, abs=1e-12)
     refit = apply(res, val, allow_fit_data=True)
-    assert test_mAP(refit) == pytest.approx(res.val_score, abs=1e-6)
+    assert map10(refit) == pytest.approx(res.val_score, abs=1e-6)
 
 
 def test_other_fitters_give_noise_near_zero_weight(val):
@@ -145,28 +143,28 @@ def test_other_fitters_give_noise_near_zero_weight(val):
     for res in (ca, gr):
         assert res.weights["r"] <= 0.1, res
         assert res.weights["a"] >= 0.3 and res.weights["b"] >= 0.3, res
-        assert res.val_score > max(test_mAP(val["a"]), test_mAP(val["b"])) + 0.1
+        assert res.val_score > max(map10(val["a"]), map10(val["b"])) + 0.1
     assert tk.weights == {"a": 0.5, "b": 0.5, "r": 0.0}
     assert gr.trace[0]["added"] in ("a", "b")
 
 
-def test_ensemble_beats_both_on_test(val, test_split):
+def test_ensemble_beats_both_on_test(val, evaluation):
     res = grid_search(val, step=0.1, norm="zscore")
-    ens = apply(res, test_split, name="grid")
-    singles = {n: test_mAP(sm) for n, sm in test_split.items()}
+    ens = apply(res, evaluation, name="grid")
+    singles = {n: map10(sm) for n, sm in evaluation.items()}
     assert singles["r"] < 0.15 and 0.4 < singles["a"] < 0.8 and 0.4 < singles["b"] < 0.8
-    assert test_mAP(ens) > max(singles.values()) + 0.2
-    assert ens.meta["ensemble"]["norm"] == "zscore" and ens.query_ids == test_split["a"].query_ids
-    report = compare_to_best(test_split, ens)
+    assert map10(ens) > max(singles.values()) + 0.2
+    assert ens.meta["ensemble"]["norm"] == "zscore" and ens.query_ids == evaluation["a"].query_ids
+    report = compare_to_best(evaluation, ens)
     assert report["best_system"] == max(singles, key=singles.get)
-    assert report["ensemble"]["mAP@10"]["value"] == pytest.approx(test_mAP(ens))
+    assert report["ensemble"]["mAP@10"]["value"] == pytest.approx(map10(ens))
     assert report["ensemble"]["mAP@10"]["low"] > report["best"]["mAP@10"]["high"]
-    assert report["paired"]["diff"] == pytest.approx(test_mAP(ens) - max(singles.values()))
+    assert report["paired"]["diff"] == pytest.approx(map10(ens) - max(singles.values()))
     assert report["paired"]["p_value"] < 0.001
     # rank-only fusion throws away how sure each system is: here the weak system's ranks
     # drag the sharp one down, so RRF loses to the score-based ensemble
-    rrf = apply({"a": 1.0, "b": 1.0}, test_split, norm="rrf")
-    assert test_mAP(rrf) < test_mAP(ens) - 0.2
+    rrf = apply({"a": 1.0, "b": 1.0}, evaluation, norm="rrf")
+    assert map10(rrf) < map10(ens) - 0.2
 
 
 def test_rrf_fuses_independent_systems():
@@ -181,23 +179,23 @@ def test_rrf_fuses_independent_systems():
     assert max(singles) < 0.65 and fused > max(singles) + 0.2
 
 
-def test_fitting_never_sees_test(val, test_split):
+def test_fitting_never_sees_test(val, evaluation):
     def pipeline(val_systems, test_systems):
         res = grid_search(val_systems, step=0.1, norm="zscore")
         return res, apply(res, test_systems)
 
-    res_clean, ens_clean = pipeline(val, test_split)
+    res_clean, ens_clean = pipeline(val, evaluation)
     rng = np.random.default_rng(9)
     corrupted = {n: SimilarityMatrix(rng.standard_normal((N_Q, N_I)).astype(np.float32), sm.query_ids,
-                                     sm.item_ids, sm.relevant, sm.meta) for n, sm in test_split.items()}
+                                     sm.item_ids, sm.relevant, sm.meta) for n, sm in evaluation.items()}
     res_bad, ens_bad = pipeline(val, corrupted)
     assert res_bad.weights == res_clean.weights and res_bad.val_score == res_clean.val_score
-    assert test_mAP(ens_bad) < 0.2 < test_mAP(ens_clean)  # the test data did change
+    assert map10(ens_bad) < 0.2 < map10(ens_clean)  # the test data did change
     # guards: applying fitted weights to the fit queries, or fitting on a test split, is refused
     with pytest.raises(ValueError, match="fitted on"):
         apply(res_clean, val)
     with pytest.raises(ValueError, match="validation split only"):
-        grid_search(test_split, step=0.5)
+        grid_search(evaluation, step=0.5)
 
 
 def test_clear_errors(val):

@@ -5,7 +5,7 @@ dataset at size ``tiny`` (24 / 8 / 8 clips of 3 s), wav / mp3 files written with
 the papermill fixture notebooks of test_batch, and a fake retriever / tagger where a real
 one would need downloaded weights. Sections follow the issue:
 1 earlier results, 2 captions, 3 one door for audio, 4 parameters, 5 faults, 16 splits.
-The end-to-end ``clotho`` profile run (section 6) is tests/test_reliability_clotho.py.
+The end-to-end ``clotho`` profile run (section 6) is tests/cli/test_reliability_clotho.py.
 """
 import atrlib  # noqa: F401  (thread settings before torch)
 
@@ -35,7 +35,7 @@ from atrlib.train.config import TrainConfig
 from atrlib.train.loop import fit, run_training
 
 REPO = Path(atrlib.__file__).resolve().parents[1]
-FIXTURES = Path(__file__).parent / "fixtures" / "notebooks"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "notebooks"
 SINGLE = FIXTURES / "params" / "single.yaml"
 NOTEBOOKS = REPO / "notebooks"
 

@@ -13,7 +13,7 @@ from atrlib.retrieval.protocol2025 import PROTOCOL_2024, PROTOCOL_2025, align, b
 from atrlib.errors import RelevanceFileError
 from atrlib.retrieval.simfile import SimilarityMatrix
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class _DS:

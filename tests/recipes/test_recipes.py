@@ -1,6 +1,6 @@
 """The five seed-system recipes: the reports' numbers as printed, each recipe's settings reaching
 its profile and model configs, the 9:1 re-split, and every recipe end to end at size=tiny on the
-CPU (``python -m atrlib run --profile <recipe> -p size=tiny``, a subprocess as tests/test_notebooks.py).
+CPU (``python -m atrlib run --profile <recipe> -p size=tiny``, a subprocess as tests/runs/test_notebooks.py).
 
 Tiny runs measured on the shared 2-core machine: huawei2022 18 s, cau2023 25 s, lingban2023 34 s,
 samsung2024 45 s, xiaomi2023 91 s; all five are in the fast suite (the issue asks for every recipe
@@ -20,7 +20,7 @@ from atrlib.recipes import get_recipe, recipe_names
 from atrlib.recipes.base import METRICS
 from atrlib.recipes.reproduce import profile_dict, train_config
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT.parent / "shared" / "seeds"
 
 

@@ -194,7 +194,7 @@ def test_run_hands_independent_stages_to_ray(local_ray, tmp_path):
     from atrlib.runs.batch import run_profile
     from atrlib.runs.records import RunResult
 
-    fixtures = Path(__file__).parent / "fixtures" / "notebooks" / "params" / "mixed.yaml"
+    fixtures = Path(__file__).parents[1] / "fixtures" / "notebooks" / "params" / "mixed.yaml"
     res = run_profile(fixtures, out=tmp_path / "run", overrides={"scale": 3}, progress=False, executor="ray")
     assert [(s.name, s.status) for s in res.stages] == [
         ("ok_metrics", "ok"), ("boom", "failed"), ("after_boom", "skipped"), ("chained", "skipped"), ("independent", "ok")]
