@@ -23,6 +23,7 @@ from atrlib.runs.profiles import load_profile, parse_overrides
 from atrlib.errors import ProfileError
 from atrlib.files import read_json
 
+
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "notebooks"
 MIXED = FIXTURES / "params" / "mixed.yaml"
 SINGLE = FIXTURES / "params" / "single.yaml"

@@ -16,6 +16,7 @@ import yaml
 
 from atrlib.retrieval.simfile import load_similarity
 
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 STAGES = ("00_tour", "01_data", "02_train", "03_evaluate", "04_loss_ablation", "05_ensemble")

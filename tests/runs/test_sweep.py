@@ -14,6 +14,7 @@ from atrlib.runs.sweep_spec import expand_trials, load_spec
 from atrlib.errors import SweepError
 
 
+
 # ---- the spec, without running anything ------------------------------------------------
 def test_expand_is_trials_times_grid_times_seeds():
     trials = expand_trials({"epochs": 2}, [{"loss": "infonce"}, {"loss": "ntxent", "lr": 3e-4}],

@@ -35,7 +35,7 @@ from atrlib.models.inputs import SplitInputs, epoch_order, random_crops
 from atrlib.train.config import TrainConfig
 from atrlib.train.loop import fit
 
-TESTS = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent  # subprocess scripts import this module (test_training) from here
 SR = 16000
 CLASSES = {  # name -> captions (train and validation captions come from the same templates)
     "low": ["a low hum", "a deep low humming tone"],
