@@ -5,7 +5,6 @@ full-size and ``-tiny`` variants) and loads the ``atrlib.towers`` entry points, 
 package adds a tower without editing atrlib; a module that fails to import is an error naming it.
 (Retrievers have their registry in :mod:`atrlib.retrieval.retrievers`, losses in
 :mod:`atrlib.losses`, datasets in :mod:`atrlib.data.base`.)"""
-import functools
 from typing import Callable, Mapping
 
 from atrlib.registry import Registry
@@ -27,6 +26,13 @@ def register_variants(build: Callable, docs: Mapping[str, str], registry: Regist
     name (the keys of the family's ``*_CONFIGS``, e.g. ``"cnn14"`` and ``"cnn14-tiny"``) to its
     one-line description; the factory is ``build(name, pretrained=None, weights=None, **overrides)``."""
     for name, doc in docs.items():
-        factory = functools.partial(build, name)
-        factory.__doc__ = doc
-        registry.register(name, factory)
+        registry.register(name, _variant_factory(build, name, doc))
+
+
+def _variant_factory(build: Callable, name: str, doc: str) -> Callable:
+    def factory(pretrained=None, weights=None, **overrides):
+        return build(name, pretrained, weights, **overrides)
+
+    factory.__doc__, factory.__module__ = doc, build.__module__  # the tower's module, as a decorated def had
+    factory.__name__ = factory.__qualname__ = name.replace("-", "_")
+    return factory
