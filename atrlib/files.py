@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
+
 from atrlib.errors import DiskWriteError
 
 __all__ = [
@@ -51,7 +52,6 @@ def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return umask
-
 
 
 def _explain(exc: OSError, path: Path, needed: Optional[int]) -> Optional[str]:

@@ -24,11 +24,11 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 
 import atrlib  # noqa: E402,F401
-from atrlib.retrieval.metrics import label_queries, per_query  # noqa: E402
 from atrlib.experiments.zeroshot import paired_test, shared_real_sets
-from atrlib.retrieval.fewshot import FewShotAdapter, split_by_clip, subset  # noqa: E402
-from atrlib.retrieval.metrics import jackknife_ci  # noqa: E402
 from atrlib.paths import shared_dir  # noqa: E402
+from atrlib.retrieval.fewshot import FewShotAdapter, split_by_clip, subset  # noqa: E402
+from atrlib.retrieval.metrics import label_queries, per_query  # noqa: E402
+from atrlib.retrieval.metrics import jackknife_ci  # noqa: E402
 from atrlib.retrieval.retrievers import get_retriever  # noqa: E402
 
 

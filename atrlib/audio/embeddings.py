@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from atrlib.audio.io import load_audio, min_samples, pad_or_crop, pad_to_min
 from atrlib.audio.cache import FeatureCache
+from atrlib.audio.io import load_audio, min_samples, pad_or_crop, pad_to_min
 from atrlib.files import save_npy_atomic
 from atrlib.paths import cache_dir
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
-from atrlib.errors import AudioError
 
+from atrlib.errors import AudioError
 
 
 # Decoded lossy audio (mp3, ogg) and processed float files overshoot full scale a little

@@ -9,11 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from atrlib.errors import DiskWriteError, ProfileError, RunExistsError
 from atrlib.runs.batch import run_profile
-from atrlib.errors import RunExistsError
-from atrlib.errors import DiskWriteError
 from atrlib.runs.profiles import default_reports_dir, list_profiles, load_profile, parse_overrides, resolve_parameters, select_stages
-from atrlib.errors import ProfileError
 
 
 def add_arguments(parser) -> None:

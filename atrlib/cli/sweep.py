@@ -9,9 +9,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from atrlib.errors import SweepError
 from atrlib.runs.sweep import EXECUTORS, run_sweep
 from atrlib.runs.sweep_spec import load_spec
-from atrlib.errors import SweepError
 
 
 def add_arguments(p) -> None:

@@ -17,8 +17,8 @@ from typing import Any, Dict, List
 import yaml
 
 from atrlib.config import parse_value
-from atrlib.train.config import typed_value
 from atrlib.errors import PreflightError
+from atrlib.train.config import typed_value
 
 def build_config(config: str | None, overrides: List[str]):
     from atrlib.train.config import TrainConfig

@@ -30,8 +30,8 @@ from typing import List, Optional, Sequence
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, root_and_split
 from atrlib.data.captions_csv import read_text_utf8
-from atrlib.errors import DatasetError
 from atrlib.data.records import Record, build_from_records, first_existing, index_audio
+from atrlib.errors import DatasetError
 
 SPLIT_NAMES = {"train": "train", "validation": "val", "test": "test"}
 COLUMNS = ("audiocap_id", "youtube_id", "start_time", "caption")

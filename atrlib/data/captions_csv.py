@@ -18,7 +18,6 @@ from atrlib.errors import DatasetError
 log = logging.getLogger(__name__)
 
 
-
 def read_text_utf8(path: Path, encoding: str = "utf-8") -> str:
     """The whole file as text; a non-UTF-8 file gets an error with the line and the fix."""
     data = Path(path).read_bytes()

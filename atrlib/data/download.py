@@ -29,8 +29,8 @@ import zipfile
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from atrlib.remote import WeightSpec, download_file, verify_file
 from atrlib.errors import ChecksumError
+from atrlib.remote import WeightSpec, download_file, verify_file
 
 __all__ = ["ChecksumError", "DataFile", "fetch", "fetch_all", "download_clotho_csvs", "download_audiocaps_csvs",
            "download_macs_annotations", "download_wavcaps_json", "download_fsd50k_metadata"]

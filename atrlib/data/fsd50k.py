@@ -42,8 +42,8 @@ from typing import Dict, List, Optional, Sequence
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, resolve_split
 from atrlib.data.captions_csv import read_caption_rows, read_text_utf8
-from atrlib.errors import DatasetError
 from atrlib.data.records import Record, build_from_records, index_audio
+from atrlib.errors import DatasetError
 
 log = logging.getLogger(__name__)
 

@@ -35,8 +35,8 @@ import yaml
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, root_and_split
 from atrlib.data.captions_csv import read_text_utf8
-from atrlib.errors import DatasetError
 from atrlib.data.records import Record, build_from_records, first_existing, index_audio
+from atrlib.errors import DatasetError
 
 ZENODO = "https://zenodo.org/records/5114771"
 TAU_ZENODO = "https://zenodo.org/records/2589280"

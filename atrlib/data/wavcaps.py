@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, root_and_split
-from atrlib.errors import DatasetError
 from atrlib.data.freesound import freesound_id
 from atrlib.data.records import Record, build_from_records, first_existing, index_audio
+from atrlib.errors import DatasetError
 
 SOURCES = {  # source -> json file name
     "FreeSound": "fsd_final.json",

@@ -23,13 +23,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from atrlib.retrieval import ensemble as E
-from atrlib.retrieval.summaries import clip_interval
 from atrlib.experiments.systems import load_systems, train_variants
-from atrlib.retrieval.simfile import sim_path
 from atrlib.files import write_json
+from atrlib.retrieval import ensemble as E
 from atrlib.retrieval.metrics import jackknife_ci, paired_test, per_query_metrics
-from atrlib.retrieval.simfile import SimilarityMatrix, load_similarity
+from atrlib.retrieval.simfile import SimilarityMatrix, load_similarity, sim_path
+from atrlib.retrieval.summaries import clip_interval
 
 DEFAULT_TEACHERS = ({"name": "teacher-s1", "seed": 1}, {"name": "teacher-s2", "seed": 2},
                     {"name": "teacher-s3", "seed": 3})

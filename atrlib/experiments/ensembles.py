@@ -14,11 +14,11 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import pandas as pd
 
-from atrlib.retrieval import ensemble as E
-from atrlib.retrieval.summaries import clip_interval
 from atrlib.experiments.systems import find_systems, load_systems, score_retriever, train_variants
+from atrlib.retrieval import ensemble as E
 from atrlib.retrieval.metrics import per_query_metrics, scores_with_ci
 from atrlib.retrieval.simfile import SimilarityMatrix, save_similarity
+from atrlib.retrieval.summaries import clip_interval
 
 SINGLE = "best single system"
 KEY_METRICS = ["best_method", "best_method_val_mAP@10", "best_method_test_mAP@10", "best_method_p_value",

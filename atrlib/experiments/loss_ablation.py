@@ -15,16 +15,15 @@ from typing import Dict, List, Sequence
 import numpy as np
 import pandas as pd
 
-from atrlib.retrieval.ensemble import choose_on_validation
-from atrlib.retrieval.summaries import clip_interval
-from atrlib.retrieval.metrics import jackknife_ci, paired_test, per_query_metrics
-from atrlib.files import read_json
-from atrlib.retrieval.simfile import sim_path
-from atrlib.train.preflight import config_differences
-from atrlib.retrieval.simfile import load_similarity
-from atrlib.train.config import TrainConfig
 from atrlib.data.splits import load_splits
+from atrlib.files import read_json
+from atrlib.retrieval.ensemble import choose_on_validation
+from atrlib.retrieval.metrics import jackknife_ci, paired_test, per_query_metrics
+from atrlib.retrieval.simfile import load_similarity, sim_path
+from atrlib.retrieval.summaries import clip_interval
+from atrlib.train.config import TrainConfig
 from atrlib.train.loop import run_training
+from atrlib.train.preflight import config_differences
 
 
 def run_grid(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], out_dir: str | Path,

@@ -54,8 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from atrlib.losses.distributed import gather_with_grad
 from atrlib.losses import LOSSES, Terms
+from atrlib.losses.distributed import gather_with_grad
 
 # --------------------------------------------------------------------------- the batch
 

@@ -34,9 +34,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from atrlib.losses.distributed import gather_with_grad
 from atrlib.losses import LOSSES, Terms
 from atrlib.losses.crossmodal import CrossBatch, CrossModalTerm
+from atrlib.losses.distributed import gather_with_grad
 from atrlib.retrieval.simfile import SimilarityMatrix, load_similarity, save_similarity
 
 TeacherSpec = Union[str, Path, Sequence[Union[str, Path]]]

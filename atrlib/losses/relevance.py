@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from atrlib.losses.distributed import gather_with_grad
 from atrlib.losses import LOSSES, Terms
 from atrlib.losses.crossmodal import CrossBatch, CrossModalTerm
+from atrlib.losses.distributed import gather_with_grad
 
 REDUCE = ("mean", "max")
 

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from atrlib.files import atomic_path
 from atrlib.audio.mel import mel_matrix
+from atrlib.files import atomic_path
 from atrlib.models.frames import frames_mask
 from atrlib.models.panns_blocks import ConvBlock
 from atrlib.models.towers import AUDIO_TOWERS

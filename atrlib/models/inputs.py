@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
-from atrlib.audio.io import min_samples
 from atrlib.audio.embeddings import audio_tower_embeddings, load_wave, load_waves, text_tower_embeddings, weights_hash
+from atrlib.audio.io import min_samples
 from atrlib.models.clip_frontend import random_window
 from atrlib.models.dual import DualEncoder
 

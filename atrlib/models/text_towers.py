@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from atrlib.models.towers import TEXT_TOWERS
 from atrlib.data.text import normalize_caption
+from atrlib.models.towers import TEXT_TOWERS
 
 POOLINGS = ("mean", "cls", "penultimate_mean")
 

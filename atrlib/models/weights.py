@@ -21,9 +21,9 @@ import os
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from atrlib.remote import WeightSpec, download_file, file_digest, verify_file  # noqa: F401  (part of this module's API)
-from atrlib.paths import cache_dir, shared_dir
 from atrlib.errors import ChecksumError, WeightsNotFoundError
+from atrlib.paths import cache_dir, shared_dir
+from atrlib.remote import WeightSpec, download_file, file_digest, verify_file  # noqa: F401  (part of this module's API)
 
 
 KNOWN_WEIGHTS: Dict[str, WeightSpec] = {
@@ -81,8 +81,6 @@ KNOWN_WEIGHTS: Dict[str, WeightSpec] = {
         ),
     ]
 }
-
-
 
 
 def get_weight_spec(name: str | WeightSpec) -> WeightSpec:

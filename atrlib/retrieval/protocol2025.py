@@ -36,13 +36,12 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from atrlib.retrieval.metrics import per_query_metrics, scores_with_ci
 from atrlib.errors import RelevanceFileError
+from atrlib.retrieval.metrics import per_query_metrics, scores_with_ci
 
 PROTOCOL_2024 = "2024: one clip per caption, every caption"
 PROTOCOL_2025 = "2025: relevance file, its queries"
 METRICS = ("R@1", "R@5", "R@10", "mAP@10", "mAP@16")
-
 
 
 @dataclass

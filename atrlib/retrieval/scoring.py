@@ -15,9 +15,9 @@ import torch
 
 from atrlib.audio.embeddings import module_device, unpadded_batches
 from atrlib.models.dual import DualEncoder
+from atrlib.models.inputs import SplitInputs
 from atrlib.retrieval.metrics import t2a_relevance
 from atrlib.retrieval.simfile import SimilarityMatrix
-from atrlib.models.inputs import SplitInputs
 
 
 @torch.no_grad()

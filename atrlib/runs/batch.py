@@ -43,13 +43,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
+from atrlib.errors import ProfileError, RunExistsError
 from atrlib.files import read_metrics, write_json
-from atrlib.runs.profiles import Profile, declared_parameters, default_reports_dir, load_profile, parse_overrides, resolve_parameters, select_stages
-from atrlib.errors import ProfileError
-from atrlib.runs.reporting import write_index
-from atrlib.errors import RunExistsError
 from atrlib.runs.environment import _environ, environment_info, init_ray, resolve_kernel
+from atrlib.runs.profiles import Profile, declared_parameters, default_reports_dir, load_profile, parse_overrides, resolve_parameters, select_stages
 from atrlib.runs.records import RunResult, StageResult, _error_record, is_run_folder, mark_interrupted
+from atrlib.runs.reporting import write_index
 
 
 # --------------------------------------------------------------------------------------

@@ -70,10 +70,9 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 
 from atrlib.config import fix_floats, parse_value, read_yaml_mapping
-from atrlib.train.config import check_values
-from atrlib.errors import PreflightError
+from atrlib.errors import PreflightError, ProfileError
 from atrlib.paths import REPO_ROOT
-from atrlib.errors import ProfileError
+from atrlib.train.config import check_values
 
 RUNNER_PARAMS = ("out_dir", "run_dir")  # always offered by the runner; not overridable
 
@@ -81,7 +80,6 @@ RUNNER_PARAMS = ("out_dir", "run_dir")  # always offered by the runner; not over
 class RawValue(str):
     """A ``-p key=value`` value as typed; it gets its type from the parameter it sets
     (:func:`atrlib.train.config.typed_value`) when the stages are resolved."""
-
 
 
 # --------------------------------------------------------------------------------------

@@ -64,12 +64,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 
+from atrlib.errors import SweepError
 from atrlib.files import write_json
 from atrlib.runs.environment import init_ray
 from atrlib.runs.reporting import format_duration
 from atrlib.runs.sweep_report import _status_path, sweep_table, trial_status, write_sweep_index
 from atrlib.runs.sweep_spec import SweepSpec, _validate, load_spec
-from atrlib.errors import SweepError
 
 FINISHED = ("ok", "failed")
 

@@ -29,7 +29,6 @@ from atrlib.data.text import normalize_caption
 from atrlib.errors import ParaphraseFileError
 
 
-
 def load_paraphrases(path) -> Dict[str, List[str]]:
     """caption -> its paraphrases, from a JSON or CSV file (module docstring)."""
     p = Path(path)

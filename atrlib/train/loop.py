@@ -38,18 +38,18 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
-from atrlib.train.checkpoints import clean_partial_saves, find_checkpoint, save_best, save_checkpoint
-from atrlib.losses.distributed import gather_with_grad
-from atrlib.files import write_json, write_metrics
-from atrlib.losses.objective import build_objective
-from atrlib.retrieval.metrics import retrieval_scores
-from atrlib.train.mixup import mixup_embeddings
-from atrlib.models.dual import DualEncoder, load_into
-from atrlib.train.preflight import check_split_overlap, overlap_note, prepare_out_dir, split_overlap
-from atrlib.train.config import TrainConfig
-from atrlib.retrieval.scoring import save_run_outputs, similarity, split_metrics
-from atrlib.models.inputs import PairSet, SplitInputs, epoch_order, random_crops
 from atrlib.data.splits import load_splits
+from atrlib.files import write_json, write_metrics
+from atrlib.losses.distributed import gather_with_grad
+from atrlib.losses.objective import build_objective
+from atrlib.models.dual import DualEncoder, load_into
+from atrlib.models.inputs import PairSet, SplitInputs, epoch_order, random_crops
+from atrlib.retrieval.metrics import retrieval_scores
+from atrlib.retrieval.scoring import save_run_outputs, similarity, split_metrics
+from atrlib.train.checkpoints import clean_partial_saves, find_checkpoint, save_best, save_checkpoint
+from atrlib.train.config import TrainConfig
+from atrlib.train.mixup import mixup_embeddings
+from atrlib.train.preflight import check_split_overlap, overlap_note, prepare_out_dir, split_overlap
 
 
 def _lr_lambda(total: int, warmup: int, kind: str):

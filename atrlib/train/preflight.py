@@ -16,8 +16,8 @@ import math
 import os
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
-from atrlib.errors import PreflightError
 
+from atrlib.errors import PreflightError
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,14 +23,10 @@ import torch
 
 from atrlib.__main__ import main as cli_main
 from atrlib.audio.io import MIN_SECONDS, audio_info, load_audio, min_samples
-from atrlib.errors import AudioError
 from atrlib.data import load_dataset
-from atrlib.errors import DatasetError
+from atrlib.errors import AudioError, DatasetError, DiskWriteError, PreflightError, ProfileError
 from atrlib.files import dir_mode, file_mode, read_json, write_text_atomic
-from atrlib.errors import DiskWriteError
-from atrlib.errors import PreflightError
 from atrlib.runs.profiles import load_profile, parse_overrides, resolve_parameters
-from atrlib.errors import ProfileError
 from atrlib.train.config import TrainConfig
 from atrlib.train.loop import fit, run_training
 

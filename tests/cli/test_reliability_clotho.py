@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from atrlib.runs.batch import run_profile
 from atrlib.data import load_dataset
 from atrlib.files import read_json
+from atrlib.runs.batch import run_profile
 
 REPO = Path(atrlib.__file__).resolve().parents[1]
 CLOTHO_SPLITS = {"train": "development", "validation": "validation", "test": "evaluation"}

@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 
 from atrlib.data import load_dataset
-from atrlib.errors import DatasetError
 from atrlib.data.fsd50k import clean_description, tags_to_caption
 from atrlib.data.mixture import sample_indices, source_shares
+from atrlib.errors import DatasetError
 
 SR = 16000
 

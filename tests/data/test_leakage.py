@@ -9,9 +9,9 @@ import soundfile as sf
 
 from atrlib.data import load_dataset
 from atrlib.data.audit import leakage_audit, overlap_summary
-from atrlib.errors import DatasetError
 from atrlib.data.freesound import (attach_clotho_ids, clotho_freesound_ids, exclude_by_freesound_id, exclusion_ids,
                                    freesound_id, read_id_table)
+from atrlib.errors import DatasetError
 
 SR = 16000
 

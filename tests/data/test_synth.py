@@ -19,8 +19,7 @@ import pytest
 import soundfile as sf
 
 import atrlib  # noqa: F401
-from atrlib.data import load_dataset
-from atrlib.data import synth
+from atrlib.data import load_dataset, synth
 from atrlib.data.synth import generate_synth, load_synth, sample_clip_specs, synth_metadata
 from atrlib.data.synth_audio import render_clip
 from atrlib.data.synth_captions import describe_clip

@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from atrlib.data import load_dataset
-from atrlib.data.splits import load_splits
-from atrlib.data.splits import make_folds
+from atrlib.data.splits import load_splits, make_folds
 from atrlib.experiments.kfold import kfold_train
 from atrlib.files import read_json
 from atrlib.retrieval.simfile import load_similarity

@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from atrlib.retrieval import ensemble as E
-from atrlib.runs import report_text as T
 from atrlib.experiments import ensembles as X
 from atrlib.experiments.loss_ablation import ablation_metrics, chosen_loss, summarise
 from atrlib.files import write_json
+from atrlib.retrieval import ensemble as E
 from atrlib.retrieval.metrics import per_query_metrics
 from atrlib.retrieval.simfile import SimilarityMatrix, save_similarity
+from atrlib.runs import report_text as T
 
 N = 30  # clips; one caption per clip
 

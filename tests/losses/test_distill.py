@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from atrlib.losses.distill import Distill, correspondence_targets, teacher_matrix
 from atrlib.losses.crossmodal import CrossBatch
+from atrlib.losses.distill import Distill, correspondence_targets, teacher_matrix
 from atrlib.losses.objective import build_objective
 from atrlib.retrieval.simfile import SimilarityMatrix, save_similarity
 

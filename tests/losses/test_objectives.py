@@ -18,9 +18,9 @@ import atrlib.losses.crossmodal as obj
 from atrlib.audio.frames import FrameStore
 from atrlib.losses import LOSSES
 from atrlib.losses.contrastive import InfoNCE
-from atrlib.models.crossattn import CrossAttnTextEncoder
 from atrlib.losses.crossmodal import CrossBatch, infonce_from_logits, mask_tokens, sample_hard_negatives
 from atrlib.losses.objective import Objective, build_objective, parse_spec
+from atrlib.models.crossattn import CrossAttnTextEncoder
 
 CAPS = ["a dog barks twice", "rain on a metal roof", "a bell rings", "the dog barks loudly near a road",
         "wind and birds", "a car passes by quickly"]

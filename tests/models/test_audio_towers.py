@@ -8,15 +8,15 @@ import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
 from atrlib.audio.features import LogMel
+from atrlib.audio.mel import mel_matrix
 from atrlib.models.aisfx_tower import (AisfxTower, aisfx, aisfx_package_checkpoint, convert_aisfx_checkpoint,
                                        load_aisfx_weights)
-from atrlib.audio.mel import mel_matrix
 from atrlib.models.cnn14 import Cnn14, build_cnn14, load_panns_state_dict
-from atrlib.models.weights import torch_load_weights_only
-from atrlib.models.towers import AUDIO_TOWERS
-from atrlib.paths import cache_dir
 from atrlib.models.frontend import SpecAugment
 from atrlib.models.small_cnn import SmallCNN, SmallCNNConfig
+from atrlib.models.towers import AUDIO_TOWERS
+from atrlib.models.weights import torch_load_weights_only
+from atrlib.paths import cache_dir
 
 
 def _has_aisfx() -> bool:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
+from atrlib.errors import WeightsNotFoundError
 from atrlib.models.beats import BEATS_CONFIGS, BEATs, BEATsConfig, build_beats, relative_position_buckets
 from atrlib.models.towers import AUDIO_TOWERS
-from atrlib.errors import WeightsNotFoundError
 from reference_code import import_reference, kaldi_reference, reference_cache
 
 # the ESPnet port adds two fixed all-ones convs that turn sample masks into patch masks; the

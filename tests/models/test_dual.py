@@ -15,11 +15,11 @@ import pytest
 import torch
 from torch import nn
 
-from atrlib.data.base import AudioCaptionDataset
+from atrlib.audio.cache import FeatureCache
 from atrlib.audio.embeddings import (audio_tower_embeddings, load_waves, same_length_runs, text_cache_path,
                                text_tower_embeddings)
-from atrlib.audio.cache import FeatureCache
 from atrlib.config import field_help
+from atrlib.data.base import AudioCaptionDataset
 from atrlib.models.dual import (DualEncoder, ModelConfig, create_model, get_model_config, load_model, model_config_names,
                                 save_model)
 from atrlib.models.heads import LinearHead, MLPHead, build_head

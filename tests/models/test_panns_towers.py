@@ -23,8 +23,8 @@ import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
 from atrlib.models.frames import check_tower
-from atrlib.models.towers import AUDIO_TOWERS
 from atrlib.models.resnet38 import ResNet38, build_resnet38
+from atrlib.models.towers import AUDIO_TOWERS
 from atrlib.models.wavegram import WavegramLogmelCnn14, build_wavegram
 
 PANNS_ARGS = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000, classes_num=527)

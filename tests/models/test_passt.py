@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
+from atrlib.errors import WeightsNotFoundError
 from atrlib.models.passt import PASST_CONFIGS, PaSST, build_passt
 from atrlib.models.towers import AUDIO_TOWERS
-from atrlib.errors import WeightsNotFoundError
 from reference_code import import_reference, kaldi_reference, reference_cache
 
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 import atrlib.losses.crossmodal as obj
-from atrlib.models.qformer import AudioQFormer
 from atrlib.losses.crossmodal import CrossBatch
+from atrlib.models.qformer import AudioQFormer
 
 CAPS = ["a dog barks twice", "rain on a metal roof", "a bell rings", "the dog barks loudly near a road", "wind"]
 CLIPS = torch.tensor([0, 1, 2, 0, 3])

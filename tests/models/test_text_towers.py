@@ -5,8 +5,8 @@ import pytest
 import atrlib  # noqa: F401  (thread settings before torch)
 import torch
 
-from atrlib.models.towers import TEXT_TOWERS
 from atrlib.models.text_towers import TextTower, embed_texts, minilm_path
+from atrlib.models.towers import TEXT_TOWERS
 
 LONG_A = "a dog barks " * 5 + "while the rain falls"
 LONG_B = "a dog barks " * 5 + "and a car passes by quickly"

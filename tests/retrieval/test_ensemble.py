@@ -57,7 +57,6 @@ def map10(sm) -> float:
     return retrieval_scores(sm.sim, sm.relevant)["mAP@10"]
 
 
-
 # ------------------------------------------------------------------ normalisation, sums, RRF
 def test_normalize_by_hand():
     row = np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]])

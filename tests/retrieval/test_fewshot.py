@@ -6,8 +6,8 @@ import atrlib  # noqa: F401
 
 from atrlib.audio.cache import FeatureCache
 from atrlib.experiments.zeroshot import chance_scores, expected_ap_at
-from atrlib.retrieval.metrics import label_queries, per_query
 from atrlib.retrieval.fewshot import FewShotAdapter, split_by_clip, subset
+from atrlib.retrieval.metrics import label_queries, per_query
 from atrlib.retrieval.tagbridge import TagBridgeRetriever
 
 

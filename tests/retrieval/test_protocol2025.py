@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from atrlib.retrieval.protocol2025 import PROTOCOL_2024, PROTOCOL_2025, align, both_protocols, load_relevance_file, protocol_metrics, write_relevance_file
 from atrlib.errors import RelevanceFileError
+from atrlib.retrieval.protocol2025 import PROTOCOL_2024, PROTOCOL_2025, align, both_protocols, load_relevance_file, protocol_metrics, write_relevance_file
 from atrlib.retrieval.simfile import SimilarityMatrix
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 
 import atrlib
-from atrlib.runs import environment
 from atrlib.__main__ import main as cli_main
-from atrlib.runs.batch import run_profile
-from atrlib.runs.records import RunResult
-from atrlib.errors import RunExistsError
-from atrlib.runs.profiles import load_profile, parse_overrides
-from atrlib.errors import ProfileError
+from atrlib.errors import ProfileError, RunExistsError
 from atrlib.files import read_json
+from atrlib.runs import environment
+from atrlib.runs.batch import run_profile
+from atrlib.runs.profiles import load_profile, parse_overrides
+from atrlib.runs.records import RunResult
 
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "notebooks"

@@ -7,8 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from atrlib.runs.profiles import load_profile, parse_overrides, resolve_parameters
 from atrlib.errors import ProfileError
+from atrlib.runs.profiles import load_profile, parse_overrides, resolve_parameters
 
 TRAIN_PARAMS = '''dataset = "clotho"       # dataset
 size = "demo"            # synth size

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from atrlib import files
-from atrlib.runs import reporting
 from atrlib.files import read_json, read_metrics, write_json, write_metrics
+from atrlib.runs import reporting
 from atrlib.runs.reporting import flatten_metrics, format_duration, key_numbers, write_index
 
 

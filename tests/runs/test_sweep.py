@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from atrlib.errors import SweepError
 from atrlib.files import read_json, write_json
 from atrlib.retrieval.simfile import SimilarityMatrix, load_similarity, save_similarity
 from atrlib.runs.sweep import run_sweep
 from atrlib.runs.sweep_report import choose_trial, sweep_systems, sweep_table, trial_status
 from atrlib.runs.sweep_spec import expand_trials, load_spec
-from atrlib.errors import SweepError
-
 
 
 # ---- the spec, without running anything ------------------------------------------------

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from atrlib.train.augment import CaptionAugmenter, attach_paraphrases, load_paraphrases
 from atrlib.errors import ParaphraseFileError
+from atrlib.train.augment import CaptionAugmenter, attach_paraphrases, load_paraphrases
 
 
 def test_every_file_form_reads_the_same_table(tmp_path):

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 import atrlib  # noqa: F401  (thread settings before torch)
-from atrlib.train import loop as training
-from atrlib.models.dual import create_model
 from atrlib.data.splits import load_splits
+from atrlib.models.dual import create_model
+from atrlib.train import loop as training
 from atrlib.train.config import TrainConfig
 from atrlib.train.loop import fit
 

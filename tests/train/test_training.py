@@ -23,15 +23,15 @@ import torch
 from torch import nn
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset
-from atrlib.retrieval.metrics import retrieval_scores
+from atrlib.losses.distributed import gather_with_grad
 from atrlib.models.dual import create_model, load_model
+from atrlib.models.inputs import SplitInputs, epoch_order, random_crops
 from atrlib.models.towers import AUDIO_TOWERS, TEXT_TOWERS
 from atrlib.retrieval import scoring
+from atrlib.retrieval.metrics import retrieval_scores
+from atrlib.retrieval.scoring import evaluate_model, save_run_outputs
 from atrlib.train import checkpoints
 from atrlib.train.checkpoints import find_checkpoint, save_checkpoint
-from atrlib.losses.distributed import gather_with_grad
-from atrlib.retrieval.scoring import evaluate_model, save_run_outputs
-from atrlib.models.inputs import SplitInputs, epoch_order, random_crops
 from atrlib.train.config import TrainConfig
 from atrlib.train.loop import fit
 

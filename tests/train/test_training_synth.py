@@ -23,14 +23,14 @@ import torch
 from safetensors.torch import load_file
 
 import atrlib.train.checkpoints as checkpoints
-from atrlib.models.dual import create_model, load_into, model_state, save_model
-from atrlib.retrieval.simfile import load_similarity
 from atrlib.cli.train import build_config
-from atrlib.train.checkpoints import find_checkpoint, save_checkpoint
-from atrlib.losses.distributed import gather_with_grad
-from atrlib.retrieval.scoring import similarity
-from atrlib.models.inputs import SplitInputs, epoch_order
 from atrlib.data.splits import load_splits
+from atrlib.losses.distributed import gather_with_grad
+from atrlib.models.dual import create_model, load_into, model_state, save_model
+from atrlib.models.inputs import SplitInputs, epoch_order
+from atrlib.retrieval.scoring import similarity
+from atrlib.retrieval.simfile import load_similarity
+from atrlib.train.checkpoints import find_checkpoint, save_checkpoint
 from atrlib.train.config import TrainConfig
 from atrlib.train.loop import fit, run_training
 
