@@ -36,7 +36,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-SAMPLE_RATE = 16000  # Hz of the generated clips (the one place this number lives)
+SAMPLE_RATE = 16000  # Hz of the generated clips (audio.features "small" states it too; a test holds them equal)
 
 # ----------------------------------------------------------------------------- attributes
 EVENT_KINDS = ("tone", "sweep", "noise", "clicks", "hum", "beeps")

@@ -197,6 +197,14 @@ READING_NOTE = ("Every \"best\" (epoch, loss, method, ensemble size) is chosen o
                 "numbers are for what was chosen, intervals are 95 % jackknife CIs clipped to [0, 1]. ")
 
 
+def _stage_title(name: str, st: Mapping[str, Any]) -> str:
+    """What a stage does (:data:`atrlib.runs.stages.STAGES`); a notebook not in that list shows its file."""
+    from atrlib.runs.stages import STAGES
+
+    titles = {s.name: s.title for s in STAGES}
+    return titles.get(name) or str(st.get("notebook") or "")
+
+
 def _glossary_link(run_dir: Path) -> str:
     """A link to the glossary shipped in the package, relative to the run folder ('' when absent)."""
     from atrlib.paths import GLOSSARY_PATH as g
@@ -258,7 +266,7 @@ def render_index_html(run_dir: str | os.PathLike, result: Any) -> str:
         rows.append(
             "<tr>"
             f"<td class=num>{i}</td>"
-            f"<td><strong>{esc(name)}</strong><br><span class=note>{esc(str(st.get('notebook') or ''))}</span></td>"
+            f"<td><strong>{esc(name)}</strong><br><span class=note>{esc(_stage_title(name, st))}</span></td>"
             f'<td><span class="badge {esc(status)}">{esc(status)}</span></td>'
             f"<td class=num>{esc(format_duration(st.get('duration_s')))}</td>"
             f"<td>{link_html}</td>"

@@ -102,3 +102,12 @@ def test_cache_put_killed_midway_leaves_no_entry(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         cache.put("ab" * 32, np.zeros(3))
     assert cache.get("ab" * 32) is None and not list(tmp_path.rglob("*.tmp"))
+
+
+def test_small_preset_is_at_the_synth_rate():
+    """The small towers' front end runs at the embedded dataset's rate; audio sits below data, so
+    the preset states the number and this test holds the two together."""
+    from atrlib.audio.features import FEATURE_PRESETS
+    from atrlib.data.synth_scenes import SAMPLE_RATE
+
+    assert FEATURE_PRESETS["small"].sample_rate == SAMPLE_RATE

@@ -101,3 +101,40 @@ def test_search_and_evaluate_name_what_ranks_a_system():
         old = p.parse_args([cmd, "--model", "runs/a", *extra])
         assert new.model == old.model == "runs/a"
         assert "--system SYSTEM" in p._subparsers._group_actions[0].choices[cmd].format_help()
+
+
+def test_files_read_at_run_time_ship_in_the_package():
+    """Every non-Python file under atrlib/ is covered by package-data, so a wheel works as a
+    checkout does; the glossary is read through importlib.resources, not from the repository."""
+    import fnmatch
+    import importlib.resources
+    import subprocess
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["atrlib"]
+    tracked = subprocess.run(["git", "ls-files", "atrlib"], capture_output=True, text=True, cwd=ROOT).stdout.split()
+    data = [f[len("atrlib/"):] for f in tracked if not f.endswith(".py")] or [
+        str(p.relative_to(ROOT / "atrlib")) for p in (ROOT / "atrlib").rglob("*") if p.is_file() and p.suffix in (".json", ".md")]
+    assert data and all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in data), data
+    glossary = importlib.resources.files("atrlib") / "resources" / "glossary.md"
+    assert glossary.is_file() and "## mAP@10" in glossary.read_text(encoding="utf-8")
+    from atrlib.paths import GLOSSARY_PATH
+    from atrlib.runs.report_text import glossary as entries
+
+    assert GLOSSARY_PATH.is_relative_to(ROOT / "atrlib") and len(entries()) > 20
+
+
+def test_at_most_twelve_loose_modules_and_none_over_500_lines():
+    loose = sorted(p.name for p in (ROOT / "atrlib").glob("*.py"))
+    assert len(loose) <= 12, loose
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "atrlib").rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
+    assert not long, long
+
+
+def test_the_readme_map_is_the_folder_listing():
+    block = (ROOT / "README.md").read_text(encoding="utf-8").split("## The map", 1)[1].split("```", 2)[1]
+    named = set(re.findall(r"^  (\w+)/", block, re.M))
+    assert named == {p.parent.name for p in (ROOT / "atrlib").glob("*/__init__.py")}
+    core = next(line for line in block.splitlines() if line.strip().startswith("__init__"))
+    assert set(core.split("   ")[0].split()) == {p.stem for p in (ROOT / "atrlib").glob("*.py")}
