@@ -5,7 +5,7 @@ labels: six "factory noise", six "weird"). A query is therefore each *distinct* 
 every clip carrying that exact caption is relevant to it (:func:`label_queries`); for Clotho
 (five distinct captions per clip) this is the usual one-clip relevance.
 
-- :func:`chance_scores` — the expected R@k and AP@k of a random ranking, exactly (hypergeometric).
+- :func:`~atrlib.retrieval.metrics.chance_scores` — the expected R@k and AP@k of a random ranking, exactly.
 - :func:`score_table_row` — R@1, R@10, mAP@10 with jackknife 95 % CIs and chance for one system.
 - :func:`shared_real_sets` — the shared real collections (animals, clotho_mini, gcompris_sounds).
 """
@@ -17,7 +17,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from atrlib.retrieval.metrics import jackknife_ci, label_queries, paired_test, per_query, per_query_metrics  # noqa: F401
+from atrlib.retrieval.metrics import (chance_scores, expected_ap_at, jackknife_ci, label_queries,  # noqa: F401
+                                     paired_test, per_query, per_query_metrics)
 
 SHARED_REAL_SETS = {  # name -> (loader, folder under shared/data, split)
     "animals": ("folder", "animals", "all"),
@@ -28,28 +29,6 @@ SHARED_REAL_SETS = {  # name -> (loader, folder under shared/data, split)
 
 def dataset_queries(dataset) -> Tuple[List[str], List[List[int]]]:
     return label_queries(dataset.captions_flat(), dataset.caption_clip_index())
-
-
-def expected_ap_at(n_items: int, n_relevant: int, k: int) -> float:
-    """E[AP@k] of a uniformly random ranking of ``n_items`` with ``n_relevant`` relevant ones.
-
-    AP@k = (1/r) sum over relevant items at rank p <= k of (j / p), j = their rank among the
-    relevant. P(rank p relevant and j-1 relevant before it) = (r/n) C(r-1, j-1) C(n-r, p-j) / C(n-1, p-1).
-    """
-    n, r = int(n_items), int(n_relevant)
-    total = 0.0
-    for p in range(1, min(k, n) + 1):
-        for j in range(max(1, r - (n - p)), min(r, p) + 1):
-            prob = (r / n) * comb(r - 1, j - 1) * comb(n - r, p - j) / comb(n - 1, p - 1)
-            total += prob * j / p
-    return total / r
-
-
-def chance_scores(relevant: Sequence[Sequence[int]], n_items: int, ks=(1, 10), map_at: int = 10) -> Dict[str, float]:
-    """Expected scores of a random ranking, averaged over queries: E[R@k] = min(k, n)/n, E[AP@k] exact."""
-    out = {f"R@{k}": float(min(k, n_items) / n_items) for k in ks}
-    out[f"mAP@{map_at}"] = float(np.mean([expected_ap_at(n_items, len(r), map_at) for r in relevant]))
-    return out
 
 
 def score_table_row(sim: np.ndarray, relevant: Sequence[Sequence[int]]) -> Dict[str, dict]:

@@ -6,7 +6,12 @@ Pure functions on a ``sim`` matrix (queries x items, higher = more similar) and 
 Definitions (the official DCASE 2023 Task 6b baseline, ``xmodal_retrieval.py``):
 
 * items are ranked by descending score; rank 1 is the top item;
-* ``R@k`` = (relevant items in the top k) / (all relevant items of the query);
+* ``R@k`` (``recall="fraction"``, the default) = (relevant items in the top k) / (all relevant
+  items of the query) — with one relevant item, 1 when it is in the top k, else 0;
+* ``R@k`` with ``recall="hit"`` = 1 when *any* relevant item is in the top k, else 0: the
+  field's audio-to-text R@k (Mei et al.'s ``a2t``, WavCaps, CLAP: the share of clips with at
+  least one of their captions in the top k). :func:`evaluate_both` scores a2t this way and
+  reports the share of a clip's captions found as ``CR@k`` (caption recall);
 * ``AP@k`` = (sum_j j / p_j) / (all relevant items of the query), where p_1 < p_2 < ... are
   the ranks of the relevant items that lie in the top k. With one relevant item this is
   ``1 / rank`` when ``rank <= k``, else 0;
@@ -37,12 +42,14 @@ Speed and memory: ranks come from comparing each row with its relevant items' sc
 """
 from __future__ import annotations
 
+from math import comb
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from scipy.stats import norm
 
 Number = Union[int, float]
+RECALLS = ("fraction", "hit")  # what R@k counts when a query has several relevant items
 _CHUNK_BUDGET = 1 << 24  # comparisons (booleans) held at once per chunk: 16 MiB
 
 
@@ -161,6 +168,7 @@ def per_query_metrics(
     map_at: Union[int, Sequence[int]] = 10,
     graded: Optional[Sequence[Sequence[float]]] = None,
     chunk_size: Optional[int] = None,
+    recall: str = "fraction",
 ) -> Dict[str, np.ndarray]:
     """Per-query retrieval values.
 
@@ -175,12 +183,16 @@ def per_query_metrics(
     graded : optional positive weights parallel to ``relevant`` (see the module docstring).
     chunk_size : queries per chunk; default None picks it so one chunk compares at most
         2**24 scores (a few tens of MiB whatever the matrix size).
+    recall : ``"fraction"`` (share of the relevant items in the top k, weighted when graded)
+        or ``"hit"`` (1 when any relevant item is in the top k; weights play no part).
 
     Returns
     -------
     dict with ``"R@k"`` (float64, one per k), ``"AP@k"`` (float64, one per map_at) and
     ``"rank"`` (int64, 1-based rank of the first relevant item), each of shape (n_queries,).
     """
+    if recall not in RECALLS:
+        raise ValueError(f"recall must be one of {RECALLS}, not {recall!r}")
     n_queries, n_items = (int(d) for d in sim.shape)
     ks, maps = _as_tuple(ks), _as_tuple(map_at)
     idx, mask, weight = _prepare_relevance(relevant, n_queries, n_items, graded)
@@ -204,7 +216,10 @@ def per_query_metrics(
         w_sorted = np.take_along_axis(w, order, axis=1)
         precision = np.arange(1, idx.shape[1] + 1)[None, :] / r_sorted  # j / p_j (padding last)
         for k in ks:
-            out[f"R@{k}"][a:b] = (w * (ranks <= k)).sum(axis=1) / total
+            if recall == "hit":
+                out[f"R@{k}"][a:b] = ranks.min(axis=1) <= k
+            else:
+                out[f"R@{k}"][a:b] = (w * (ranks <= k)).sum(axis=1) / total
         for k in maps:
             out[f"AP@{k}"][a:b] = (w_sorted * precision * (r_sorted <= k)).sum(axis=1) / total
         out["rank"][a:b] = ranks.min(axis=1)
@@ -218,6 +233,7 @@ def retrieval_scores(
     map_at: Union[int, Sequence[int]] = 10,
     graded: Optional[Sequence[Sequence[float]]] = None,
     chunk_size: Optional[int] = None,
+    recall: str = "fraction",
 ) -> Dict[str, Number]:
     """Mean retrieval metrics over queries (parameters as :func:`per_query_metrics`).
 
@@ -225,7 +241,7 @@ def retrieval_scores(
     (key names follow ``ks`` and ``map_at``); values are plain Python numbers in [0, 1]
     for R and mAP (not percentages).
     """
-    pq = per_query_metrics(sim, relevant, ks, map_at, graded, chunk_size)
+    pq = per_query_metrics(sim, relevant, ks, map_at, graded, chunk_size, recall)
     out: Dict[str, Number] = {f"R@{k}": float(pq[f"R@{k}"].mean()) for k in _as_tuple(ks)}
     out.update({f"mAP@{k}": float(pq[f"AP@{k}"].mean()) for k in _as_tuple(map_at)})
     out["mean_rank"] = float(pq["rank"].mean())
@@ -238,16 +254,61 @@ def evaluate_both(sim_t2a, caption_clip_index: Sequence[int], **kw) -> Dict[str,
     """Text-to-audio and audio-to-text scores from one (captions x clips) matrix.
 
     ``caption_clip_index[j]`` is the clip of caption ``j``; audio-to-text uses the transpose
-    with every caption of a clip relevant. ``kw`` goes to :func:`retrieval_scores`.
-    Returns ``{"t2a": {...}, "a2t": {...}}``.
+    with every caption of a clip relevant. a2t ``R@k`` is the field's hit rate (the share of
+    clips with at least one of their captions in the top k; Mei et al.'s ``a2t``) and
+    ``CR@k`` the caption recall (the share of a clip's captions in its top k). ``kw`` goes to
+    :func:`retrieval_scores`. Returns ``{"t2a": {...}, "a2t": {...}}``.
     """
     n_captions, n_clips = (int(d) for d in sim_t2a.shape)
     if len(caption_clip_index) != n_captions:
         raise ValueError(f"{len(caption_clip_index)} caption clip indices for {n_captions} caption rows")
-    return {
-        "t2a": retrieval_scores(sim_t2a, t2a_relevance(caption_clip_index), **kw),
-        "a2t": retrieval_scores(sim_t2a.T, a2t_relevance(caption_clip_index, n_clips), **kw),
-    }
+    kw.pop("recall", None)
+    a2t_rel = a2t_relevance(caption_clip_index, n_clips)
+    a2t = retrieval_scores(sim_t2a.T, a2t_rel, recall="hit", **kw)
+    fraction = retrieval_scores(sim_t2a.T, a2t_rel, recall="fraction", **kw)
+    a2t.update({f"C{k}": v for k, v in fraction.items() if k.startswith("R@")})
+    return {"t2a": retrieval_scores(sim_t2a, t2a_relevance(caption_clip_index), **kw), "a2t": a2t}
+
+
+# --------------------------------------------------------------------------------------
+# chance: the expected metrics of a random ranking, exactly
+# --------------------------------------------------------------------------------------
+def expected_ap_at(n_items: int, n_relevant: int, k: int) -> float:
+    """E[AP@k] of a uniformly random ranking of ``n_items`` with ``n_relevant`` relevant ones.
+
+    AP@k = (1/r) sum over relevant items at rank p <= k of (j / p), j = their rank among the
+    relevant. P(rank p relevant and j-1 relevant before it) = (r/n) C(r-1, j-1) C(n-r, p-j) / C(n-1, p-1).
+    With one relevant item this is the harmonic formula (1/n)(1 + 1/2 + ... + 1/min(k, n)).
+    """
+    n, r = int(n_items), int(n_relevant)
+    total = 0.0
+    for p in range(1, min(k, n) + 1):
+        for j in range(max(1, r - (n - p)), min(r, p) + 1):
+            prob = (r / n) * comb(r - 1, j - 1) * comb(n - r, p - j) / comb(n - 1, p - 1)
+            total += prob * j / p
+    return total / r
+
+
+def expected_recall_at(n_items: int, n_relevant: int, k: int, recall: str = "fraction") -> float:
+    """E[R@k] of a random ranking: ``min(k, n) / n`` for the fraction of relevant items found,
+    ``1 - C(n - r, k) / C(n, k)`` for a hit (any of the ``r`` relevant items in the top k)."""
+    n, r, k = int(n_items), int(n_relevant), min(int(k), int(n_items))
+    if recall == "hit":
+        return 1.0 - comb(n - r, k) / comb(n, k)
+    if recall == "fraction":
+        return k / n
+    raise ValueError(f"recall must be one of {RECALLS}, not {recall!r}")
+
+
+def chance_scores(relevant: Sequence, n_items: int, ks: Sequence[int] = (1, 5, 10),
+                  map_at: Union[int, Sequence[int]] = 10, recall: str = "fraction") -> Dict[str, float]:
+    """The exact expected ``R@k`` and ``mAP@k`` of a uniformly random ranking, averaged over
+    the queries (``relevant`` as :func:`per_query_metrics`; only the number of relevant items
+    of each query matters)."""
+    counts = [1 if np.ndim(r) == 0 else len(r) for r in relevant]
+    out = {f"R@{k}": float(np.mean([expected_recall_at(n_items, c, k, recall) for c in counts])) for k in _as_tuple(ks)}
+    out.update({f"mAP@{k}": float(np.mean([expected_ap_at(n_items, c, k) for c in counts])) for k in _as_tuple(map_at)})
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -311,6 +372,7 @@ def scores_with_ci(
     alpha: float = 0.05,
     n_boot: int = 1000,
     seed: int = 0,
+    recall: str = "fraction",
 ) -> Dict[str, Dict[str, float]]:
     """``{"R@1": {"value", "low", "high"}, ..., "mAP@10": {...}, "mean_rank": {...}}``.
 
@@ -321,7 +383,7 @@ def scores_with_ci(
     """
     if method not in ("jackknife", "bootstrap"):
         raise ValueError(f"method must be 'jackknife' or 'bootstrap', got {method!r}")
-    pq = per_query_metrics(sim, relevant, ks, map_at, graded, chunk_size)
+    pq = per_query_metrics(sim, relevant, ks, map_at, graded, chunk_size, recall)
     series = {f"R@{k}": pq[f"R@{k}"] for k in _as_tuple(ks)}
     series.update({f"mAP@{k}": pq[f"AP@{k}"] for k in _as_tuple(map_at)})
     series["mean_rank"] = pq["rank"]

@@ -9,7 +9,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from atrlib.retrieval.metrics import per_query_metrics, retrieval_scores, scores_with_ci
+from atrlib.retrieval.metrics import chance_scores, expected_ap_at, per_query_metrics, scores_with_ci
 from atrlib.retrieval.simfile import SimilarityMatrix
 
 METRICS = ("R@1", "R@5", "R@10", "mAP@10")
@@ -27,12 +27,10 @@ def clip_interval(ci: Mapping[str, float], lo: float = 0.0, hi: float = 1.0) -> 
     return out
 
 
-def chance_scores(sm: SimilarityMatrix, n_perm: int = 20, seed: int = 0) -> Dict[str, float]:
-    """Expected metrics of a random ranking with this relevance (mean over ``n_perm``
-    random score matrices) — the number a result must be compared against."""
-    rng = np.random.default_rng(seed)
-    runs = [retrieval_scores(rng.random(sm.sim.shape, dtype=np.float32), sm.relevant) for _ in range(n_perm)]
-    return {m: float(np.mean([r[m] for r in runs])) for m in METRICS}
+def chance_of(sm: SimilarityMatrix, recall: str = "fraction") -> Dict[str, float]:
+    """The exact expected metrics of a random ranking with this relevance
+    (:func:`atrlib.retrieval.metrics.chance_scores`) — the number a result must be read against."""
+    return chance_scores(sm.relevant, sm.sim.shape[1], recall=recall)
 
 
 def ci_table(sm: SimilarityMatrix, method: str = "jackknife", also: Optional[str] = None, n_boot: int = 1000,
@@ -42,16 +40,18 @@ def ci_table(sm: SimilarityMatrix, method: str = "jackknife", also: Optional[str
     clipped to [0, 1]. ``also="bootstrap"`` adds that method's interval as two more columns.
     ``table.attrs["ci_method"]`` names the interval.
 
-    Text-to-audio uses ``sm`` as is; audio-to-text its transpose (5 relevant captions per clip).
+    Text-to-audio uses ``sm`` as is; audio-to-text its transpose (5 relevant captions per clip),
+    where R@k is the hit rate (a clip with any of its captions in the top k), as the field reports it.
+    ``chance`` is exact (:func:`atrlib.retrieval.metrics.chance_scores`).
     """
     for m in (method, also):
         if m is not None and m not in CI_METHODS:
             raise ValueError(f"CI method must be one of {CI_METHODS}, not {m!r}")
     rows = []
-    for direction, s in (("t2a", sm), ("a2t", sm.transposed())):
-        main = scores_with_ci(s.sim, s.relevant, method=method, n_boot=n_boot, seed=seed)
-        other = scores_with_ci(s.sim, s.relevant, method=also, n_boot=n_boot, seed=seed) if also else None
-        ch = chance_scores(s, n_perm=5, seed=seed)
+    for direction, s, recall in (("t2a", sm, "fraction"), ("a2t", sm.transposed(), "hit")):
+        main = scores_with_ci(s.sim, s.relevant, method=method, n_boot=n_boot, seed=seed, recall=recall)
+        other = scores_with_ci(s.sim, s.relevant, method=also, n_boot=n_boot, seed=seed, recall=recall) if also else None
+        ch = chance_of(s, recall)
         for m in METRICS:
             c = clip_interval(main[m])
             row = {"direction": direction, "metric": m, "value": c["value"], "low": c["low"], "high": c["high"],
@@ -119,7 +119,7 @@ def ranking_table(item_ids: Sequence[str], scores: Sequence[float], captions: Ma
 def chance_map(n_items: int, k: int = 10) -> float:
     """Expected AP@k of a random ranking with one relevant item among ``n_items``:
     (1 / n_items) · (1 + 1/2 + … + 1/min(k, n_items))."""
-    return float(sum(1.0 / r for r in range(1, min(k, n_items) + 1)) / n_items)
+    return float(expected_ap_at(n_items, 1, k))
 
 
 def heatmap_slice(sm: SimilarityMatrix, captions: Sequence[str], n_clips: int = 8, per_clip: int = 2):

@@ -135,7 +135,9 @@ def learned_evaluate(metrics: Mapping[str, Any], n_items: int, worst_rank: Optio
     method = metrics.get("ci_method", "jackknife")
     out = _direction_sentences(metrics["t2a"], n_items, f"Text to audio ({term('t2a')})", method)
     a = metrics["a2t"]
-    out.append(f"Audio to text ({term('a2t')}): mAP@10 {num(a['mAP@10'])} "
+    hit = (f"a clip had one of its captions among the first ten for {pct(a['R@10'])} of clips "
+           f"(chance {pct(a['R@10_chance'])}; {term('R@k', 'R@10')}, the field's hit rate); " if "R@10_chance" in a else "")
+    out.append(f"Audio to text ({term('a2t')}): {hit}mAP@10 {num(a['mAP@10'])} "
                f"({interval(a['mAP@10_low'], a['mAP@10_high'], False, method)}), chance {num(a['mAP@10_chance'])}.")
     if worst_rank is not None:
         out.append(f"The hardest caption put its clip at rank {worst_rank} of {n_items}.")

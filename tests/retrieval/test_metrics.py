@@ -167,9 +167,11 @@ def test_evaluate_both_directions():
     assert out["t2a"]["R@1"] == pytest.approx(2 / 3)
     assert out["t2a"]["mAP@10"] == pytest.approx((1 + 0.5 + 1) / 3)
     # a2t: clip 0 ranks captions 0 (0.9), 2 (0.3), 1 (0.2): relevant at ranks 1, 3
-    #      AP = (1/1 + 2/3) / 2, R@1 = 1/2; clip 1 ranks 1 (0.8), 2 (0.6): caption 2 at rank 2
+    #      AP = (1/1 + 2/3) / 2, a hit at 1, half its captions at 1; clip 1 ranks 1 (0.8), 2 (0.6):
+    #      caption 2 at rank 2, no hit at 1
     assert out["a2t"]["mAP@10"] == pytest.approx(((1 + 2 / 3) / 2 + 0.5) / 2)
-    assert out["a2t"]["R@1"] == pytest.approx((0.5 + 0.0) / 2)
+    assert out["a2t"]["R@1"] == pytest.approx((1.0 + 0.0) / 2)        # the field's R@k: a hit rate
+    assert out["a2t"]["CR@1"] == pytest.approx((0.5 + 0.0) / 2)       # caption recall: its own name
     assert out["a2t"]["n_queries"] == 2
     # random matrix: a2t equals brute force on the transpose
     rng = np.random.default_rng(0)
@@ -178,7 +180,63 @@ def test_evaluate_both_directions():
     out = evaluate_both(sim, cci)
     ref = brute_force(sim.T, a2t_relevance(cci, 20))
     assert out["a2t"]["mAP@10"] == pytest.approx(ref["AP@10"].mean(), abs=1e-12)
-    assert out["a2t"]["R@5"] == pytest.approx(ref["R@5"].mean(), abs=1e-12)
+    assert out["a2t"]["CR@5"] == pytest.approx(ref["R@5"].mean(), abs=1e-12)
+
+
+def mei_a2t(sim_t2a, caption_clip_index):
+    """Mei et al.'s ``a2t`` ranking loop (audio-text_retrieval, tools/utils.py), re-typed for any
+    number of captions per clip, with ties broken by caption index (the library's documented
+    rule; their ``argsort(d)[::-1]`` leaves ties to the sort): per clip, the rank of its best
+    caption decides R@k; AP@10 sums j / p over its captions in the top 10, divided by their count."""
+    sim = np.asarray(sim_t2a, dtype=np.float64).T                  # (clips, captions)
+    ranks, ap10 = np.zeros(len(sim)), np.zeros(len(sim))
+    for index, d in enumerate(sim):
+        inds = np.argsort(-d, kind="stable")
+        mine = [j for j, c in enumerate(caption_clip_index) if c == index]
+        rank, found = 1e20, []
+        for i in mine:
+            tmp = np.where(inds == i)[0][0]
+            rank = min(rank, tmp)
+            if tmp < 10:
+                found.append(tmp + 1)
+        found = np.sort(np.array(found))
+        ap10[index] = np.sum(np.arange(1, len(found) + 1) / found) / len(mine) if len(found) else 0.0
+        ranks[index] = rank
+    return {f"R@{k}": len(np.where(ranks < k)[0]) / len(ranks) for k in (1, 5, 10)} | {"mAP@10": ap10.mean()}
+
+
+@pytest.mark.parametrize("seed, ties", [(0, False), (1, True), (2, True), (3, False)])
+def test_a2t_recall_is_the_fields_hit_rate(seed, ties):
+    rng = np.random.default_rng(seed)
+    n_clips, per_clip = 30, 5
+    cci = np.repeat(np.arange(n_clips), per_clip)
+    rng.shuffle(cci)
+    sim = (rng.integers(0, 3, size=(len(cci), n_clips)).astype(np.float32) if ties   # many ties
+           else rng.standard_normal((len(cci), n_clips)))
+    out = evaluate_both(sim, cci)["a2t"]
+    ref = mei_a2t(sim, cci)
+    for k in ("R@1", "R@5", "R@10", "mAP@10"):
+        assert out[k] == pytest.approx(ref[k], abs=1e-12), k
+    assert out["R@1"] >= out["CR@1"] and out["R@10"] > out["CR@10"]  # a hit needs one caption, recall all five
+
+
+def test_chance_is_exact():
+    from math import comb
+
+    from atrlib.retrieval.metrics import chance_scores, expected_recall_at
+
+    n = 80
+    one = chance_scores([[0]] * 7, n)                        # one relevant clip per caption (t2a)
+    assert one["R@1"] == pytest.approx(1 / n) and one["R@10"] == pytest.approx(10 / n)
+    assert one["mAP@10"] == pytest.approx(sum(1 / r for r in range(1, 11)) / n)   # the harmonic formula
+    assert expected_recall_at(n, 5, 10, "hit") == pytest.approx(1 - comb(75, 10) / comb(80, 10))
+    assert expected_recall_at(4, 5 - 1, 10, "hit") == 1.0 and expected_recall_at(8, 1, 10) == 1.0
+    # against random rankings, drawn independently (a2t: five relevant captions of 400)
+    rng = np.random.default_rng(0)
+    n_caps, rel = 400, [list(range(5))]
+    draws = np.array([(rng.permutation(n_caps)[:10] < 5).any() for _ in range(20000)])
+    ch = chance_scores(rel, n_caps, recall="hit")
+    assert abs(ch["R@10"] - draws.mean()) < 4 * np.sqrt(ch["R@10"] * (1 - ch["R@10"]) / len(draws))
 
 
 def test_clear_errors():
