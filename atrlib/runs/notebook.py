@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -96,6 +97,36 @@ def quiet(log_file: Optional[Path] = None):
         finally:
             if log_file is not None:
                 Path(log_file).write_text(buf.getvalue(), encoding="utf-8")
+
+
+def is_p_column(name) -> bool:
+    """``p``, ``p_value``, ``p_vs_x``, ``p16_vs_x``: a column of p-values."""
+    return bool(re.match(r"^p(16)?(_value|_vs_.+)?$", str(name)))
+
+
+def format_number(v, digits: int = 3, p_value: bool = False) -> str:
+    """One rule for a number in a table or a sentence: ``digits`` decimals, '—' when missing
+    (None or NaN), and a p-value below 0.001 as '< 0.001' (never '0.000')."""
+    if v is None or (isinstance(v, float) and v != v):
+        return "—"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if p_value and v < 0.001:
+        return "< 0.001"
+    return str(v) if isinstance(v, int) else f"{v:.{digits}f}"
+
+
+def numbers_table(df, digits: int = 3):
+    """A table of numbers for display (:func:`format_number` on every cell; p-value columns
+    by :func:`is_p_column`). The DataFrame itself keeps the full values."""
+    import html
+
+    import numpy as np
+
+    def cell(p_value):  # the Styler shows the text as HTML: "< 0.001" must be escaped here
+        return lambda v: html.escape(format_number(v.item() if isinstance(v, np.generic) else v, digits, p_value))
+
+    return df.style.format({c: cell(is_p_column(c)) for c in df.columns})
 
 
 def text_table(df):

@@ -74,3 +74,21 @@ def test_tour_worked_example_matches_hand_computation():
     sim, per, m = worked_example()
     assert list(per["rank of correct clip"]) == [1, 2, 3]
     assert m == pytest.approx({"R@1": 1 / 3, "R@2": 2 / 3, "mAP@10": (1 + 1 / 2 + 1 / 3) / 3})
+
+
+def test_one_rule_for_numbers_in_tables():
+    import numpy as np
+    import pandas as pd
+
+    from atrlib.runs.notebook import format_number, is_p_column, numbers_table
+
+    assert [format_number(v) for v in (0.29345, float("nan"), None, 3, "infonce")] == ["0.293", "—", "—", "3", "infonce"]
+    assert format_number(0.0004, p_value=True) == "< 0.001" and format_number(0.0004) == "0.000"
+    assert format_number(0.514, p_value=True) == "0.514"
+    assert [is_p_column(c) for c in ("p", "p_value", "p_vs_infonce", "p16_vs_x", "pairs", "mAP@10")] == \
+        [True, True, True, True, False, False]
+    df = pd.DataFrame({"mAP@10": [0.2934, np.nan], "p_value": [0.0002, 0.51], "seeds": [2, 3]}, index=["a", "b"])
+    html = numbers_table(df).to_html()
+    assert "NaN" not in html and "nan" not in html and "0.000" not in html
+    assert "&lt; 0.001" in html and "—" in html and "0.293" in html and "0.510" in html
+    assert df.loc["a", "mAP@10"] == 0.2934  # the data keep their full values

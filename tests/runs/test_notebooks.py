@@ -228,6 +228,18 @@ def test_ablation_stage(smoke_run):
         assert 0 <= r["low"] <= r["mAP@10"] <= r["high"] <= 1
     page = _html(smoke_run, "04_loss_ablation")
     assert "Cross-modal objectives and re-ranking" in page and "Re-ranking the top 4" in page
+    _tables_say_missing_and_tiny_p_in_words(page)
+
+
+def _tables_say_missing_and_tiny_p_in_words(page):
+    """One rule for numbers in the pages' tables (atrlib.runs.notebook.numbers_table): a missing
+    value (the baseline's own p-value, the best single system's difference) shows as '—', not NaN."""
+    import re
+
+    tables = "".join(re.findall(r"<table.*?</table>", page, flags=re.S))
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", tables)
+    assert cells and not {"NaN", "nan"} & {c.strip() for c in cells}
+    assert "—" in {c.strip() for c in cells}
 
 
 def test_ensemble_stage(smoke_run):
@@ -246,3 +258,4 @@ def test_ensemble_stage(smoke_run):
     # which ensemble method wins on validation depends on near-ties between fitted weights (and on whether
     # the tag-bridge weights are on the machine), so the rule is checked above, not the name
     assert m["best_single"] == "pair_loss-s0"
+    _tables_say_missing_and_tiny_p_in_words(_html(smoke_run, "05_ensemble"))
