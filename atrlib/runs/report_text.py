@@ -63,7 +63,7 @@ def terms_section(words: Iterable[str]) -> str:
         key = _lookup(w)
         if key:
             parts.append(f'<a id="{anchor(key)}"></a>**{key}** — {glossary()[key]}')
-    parts.append("All terms: `atrlib/resources/glossary.md` (the glossary shipped with atrlib).")
+    parts.append("All terms: the run folder's glossary page (`glossary.html`, from `atrlib/resources/glossary.md`).")
     return "\n\n".join(parts)
 
 

@@ -206,9 +206,12 @@ def _stage_title(name: str, st: Mapping[str, Any]) -> str:
 
 
 def _glossary_link(run_dir: Path) -> str:
-    """A link to the glossary shipped in the package, relative to the run folder ('' when absent)."""
+    """A link to the run's own ``glossary.html`` (:mod:`atrlib.runs.pages`), else to the glossary
+    shipped in the package, relative to the run folder ('' when neither exists)."""
     from atrlib.paths import GLOSSARY_PATH as g
 
+    if (run_dir / "glossary.html").is_file():
+        return 'Terms: <a href="glossary.html">glossary</a>.'
     if not g.is_file():
         return ""
     rel = os.path.relpath(g, run_dir.resolve())
@@ -350,7 +353,12 @@ def write_index(run_dir: str | os.PathLike, result: Any) -> Path:
 
     ``result`` is a :class:`atrlib.runs.records.RunResult` or its dict form (``run.json``).
     """
+    from atrlib.runs.pages import link_pages
+
     run_dir = Path(run_dir)
+    r = _as_dict(result)
+    link_pages(run_dir, [(str(st.get("name") or ""), (run_dir / rel) if (rel := _rel(run_dir, st.get("html"))) else None)
+                         for st in r.get("stages") or []])  # glossary.html, and each page's header
     write_text_atomic(run_dir / "summary.md", render_summary_md(run_dir, result))
     return write_text_atomic(run_dir / "index.html", render_index_html(run_dir, result))
 

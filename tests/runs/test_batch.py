@@ -189,7 +189,8 @@ def test_rerun_refuses_then_moves_old_run_aside(tmp_path, capsys):
     assert len(prev) == 1 and (prev[0] / "stale.txt").read_text() == "from an old run"
     assert f"moved the previous run {out} -> {prev[0]}" in capsys.readouterr().out
     assert not (out / "stale.txt").exists()  # nothing mixed
-    assert sorted(p.name for p in out.iterdir()) == ["index.html", "ok_metrics", "params.json", "run.json", "summary.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["glossary.html", "index.html", "ok_metrics", "params.json", "run.json",
+                                                  "summary.md"]
     assert sorted(p.name for p in (out / "ok_metrics").iterdir() if p.name.startswith(".")) == []  # no partial notebook
     assert read_json(out / "ok_metrics" / "metrics.json")["score"] == 6.0
     assert read_json(out / "run.json")["stages"][0]["status"] == "ok"

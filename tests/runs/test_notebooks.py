@@ -15,11 +15,12 @@ import pytest
 import yaml
 
 from atrlib.retrieval.simfile import load_similarity
+from atrlib.runs.profiles import load_profile
 
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-STAGES = ("00_tour", "01_data", "02_train", "03_evaluate", "04_loss_ablation", "05_ensemble")
+STAGES = tuple(s.name for s in load_profile("smoke").stages)  # the smoke run's stages, from the profile
 RUNNER_SET = {"out_dir", "run_dir"}   # always given by the batch runner
 # the same name, a different meaning per notebook (01 describes the train split, 03 scores test)
 PER_NOTEBOOK = {"split"}
@@ -133,6 +134,31 @@ def test_index_links_every_stage(smoke_run):
         assert (smoke_run / stage / f"{stage}.html").stat().st_size > 10_000
     run = json.loads((smoke_run / "run.json").read_text())
     assert [s["status"] for s in run["stages"]] == ["ok"] * len(STAGES)
+
+
+def test_every_page_links_its_neighbours_the_index_and_a_glossary_inside_the_run(smoke_run):
+    import re
+
+    glossary = (smoke_run / "glossary.html").read_text()
+    ids = set(re.findall(r'id="([^"]+)"', glossary))
+    assert {"term-map10", "term-rk", "term-chancelevel", "term-a2t", "term-seedspread"} <= ids
+    assert 'href="glossary.html"' in (smoke_run / "index.html").read_text()
+    for i, stage in enumerate(STAGES):
+        page = _html(smoke_run, stage)
+        nav = page.split("<!-- atrlib-nav -->", 1)[1].split("<!-- /atrlib-nav -->", 1)[0]
+        links = re.findall(r'href="([^"]+)"', nav)
+        assert "../index.html" in links and "../glossary.html" in links
+        assert (f"../{STAGES[i - 1]}/{STAGES[i - 1]}.html" in links) == (i > 0)
+        nxt = STAGES[i + 1] if i + 1 < len(STAGES) else None
+        assert (f"../{nxt}/{nxt}.html" in links) == (nxt is not None)
+        for href in links:
+            assert (smoke_run / stage / href).resolve().is_file(), (stage, href)
+        # every in-page link (a term's glossary entry at the page end) has its target on the page
+        targets = set(re.findall(r'\bid="([^"]+)"', page)) | set(re.findall(r'\bname="([^"]+)"', page))
+        missing = {h for h in re.findall(r'href="#([^"]+)"', page) if h not in targets}
+        assert not missing, (stage, missing)
+        # every term a page links to is in the glossary
+        assert {h for h in re.findall(r'href="#(term-[^"]+)"', page)} <= ids, stage
 
 
 def test_reports_are_readable_and_offline(smoke_run):
