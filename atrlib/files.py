@@ -29,7 +29,7 @@ import numpy as np
 from atrlib.errors import DiskWriteError
 
 __all__ = [
-    "atomic_path", "write_text_atomic", "save_npy_atomic", "file_mode", "dir_mode", "DiskWriteError",
+    "atomic_path", "write_text_atomic", "write_bytes_atomic", "save_npy_atomic", "file_mode", "dir_mode", "DiskWriteError",
     "move_aside", "check_writable",
     "write_json", "read_json", "write_metrics", "read_metrics",
     "file_sha256", "content_hash",
@@ -141,7 +141,11 @@ def move_aside(path: str | os.PathLike) -> Path:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically, flushed to disk before the rename."""
-    data = text.encode("utf-8")
+    return write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, flushed to disk before the rename."""
     with atomic_path(path, needed_bytes=len(data)) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -40,7 +40,7 @@ def _rss_mb() -> float:
 
 
 def _run(name: str, clips: int, seconds: float, repeat: int, queue) -> None:
-    import atrlib.models  # noqa: F401  (registers the towers)
+    import atrlib.models  # noqa: F401  (not needed: the tower registry finds its modules on first look-up)
     from torch.utils.flop_counter import FlopCounterMode
 
     from atrlib.models.towers import AUDIO_TOWERS

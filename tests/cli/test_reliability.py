@@ -338,7 +338,7 @@ def test_very_short_clips_give_finite_embeddings(tmp_path, tower_name, seconds):
     from atrlib.data.base import AudioCaptionDataset, ClipItem
     from atrlib.audio.embeddings import audio_tower_embeddings
     from atrlib.models.towers import AUDIO_TOWERS
-    import atrlib.models  # noqa: F401  (registers towers)
+    import atrlib.models  # noqa: F401  (not needed: the tower registry finds its modules on first look-up)
 
     torch.manual_seed(0)
     tower = AUDIO_TOWERS.get(tower_name)().eval()

@@ -85,3 +85,18 @@ def test_real_mpnet_tower_if_installed():
                     progress=False)
     assert e.shape == (3, 768)
     assert e[0] @ e[1] > 0.8 and e[0] @ e[2] < 0.3                  # measured 0.905 and 0.148
+
+
+def test_download_ontology_writes_the_checked_file_into_the_cache(tmp_path, monkeypatch):
+    """The download path, offline: a served ontology is parsed, then written atomically into the cache."""
+    import io
+    import json
+    import urllib.request
+
+    from atrlib.data.ontology import download_ontology
+
+    rows = [{"id": "/m/0bt9lr", "name": "Dog", "description": "", "child_ids": [], "restrictions": []}]
+    monkeypatch.setenv("ATRLIB_CACHE", str(tmp_path))
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout=None: io.BytesIO(json.dumps(rows).encode()))
+    dest = download_ontology("https://example.invalid/ontology.json")
+    assert dest == tmp_path / "ontology.json" and json.loads(dest.read_text()) == rows
