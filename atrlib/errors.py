@@ -13,6 +13,7 @@ keeps its traceback. Each class also derives from the built-in error it used to 
     │   ├── WeightsNotFoundError   no copy found or downloadable                        (FileNotFoundError)
     │   └── ChecksumError          a download's checksum or size differs                (ValueError)
     ├── ConfigError             a parameter, a config or a set-up                       (ValueError)
+    │   ├── UnknownNameError       a name no registry holds (model, loss, tower, dataset)  (KeyError)
     │   ├── PreflightError         caught before a training run starts
     │   ├── ProfileError           a profile, an override or a stage selection
     │   └── SweepError             a sweep spec or its trials
@@ -53,6 +54,13 @@ class ChecksumError(WeightsError, ValueError):
 
 class ConfigError(AtrlibError, ValueError):
     """A parameter value, a config or a set-up that cannot work."""
+
+
+class UnknownNameError(ConfigError, KeyError):
+    """A name that no registry holds; the message lists the registered names."""
+
+    def __str__(self) -> str:  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
 
 
 class PreflightError(ConfigError):

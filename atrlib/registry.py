@@ -7,7 +7,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Dict, Generic, Iterable, Iterator, Optional, Sequence, Tuple, TypeVar, Union
 
-from atrlib.errors import RegistryError
+from atrlib.errors import RegistryError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -77,7 +77,7 @@ class Registry(Generic[T]):
         self.discover()
         key = name.lower()
         if key not in self._items:
-            raise KeyError(
+            raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; registered: {', '.join(sorted(self._items)) or '(none)'}"
             )
         return self._items[key]
@@ -124,5 +124,5 @@ def name_or_path(text: Union[str, Path], names: Iterable[str], kind: str,
         return "name", known[str(text).lower()]
     if p.exists():
         return "path", p
-    raise KeyError(f"unknown {kind} {str(text)!r}: neither a registered name ({', '.join(sorted(known.values())) or 'none'}) "
+    raise UnknownNameError(f"unknown {kind} {str(text)!r}: neither a registered name ({', '.join(sorted(known.values())) or 'none'}) "
                    f"nor an existing path")

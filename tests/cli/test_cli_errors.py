@@ -58,3 +58,18 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
     out = subprocess.run([sys.executable, "-m", "atrlib", "search", "--system", "tagbridge", "--audio",
                           str(tmp_path / "missing"), "--query", "a dog"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "Traceback" not in out.stderr and "missing" in out.stderr
+
+
+def test_an_unknown_name_is_a_user_error_listing_the_names(tmp_path):
+    from atrlib.errors import UnknownNameError
+    from atrlib.losses import get_loss
+
+    with pytest.raises(UnknownNameError, match="unknown loss 'infonse'; registered: .*infonce") as e:
+        get_loss("infonse")
+    assert isinstance(e.value, KeyError) and not str(e.value).startswith("'")  # no KeyError quotes
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("epochs: 1\nmodel: no_such_model\n")
+    out = subprocess.run([sys.executable, "-m", "atrlib", "train", "--config", str(cfg), f"out_dir={tmp_path / 'run'}"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr + out.stdout
+    assert "no_such_model" in out.stderr + out.stdout and "synth-stats-minilm" in out.stderr + out.stdout
