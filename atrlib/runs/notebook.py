@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 from atrlib.runs.profiles import default_reports_dir
+from atrlib.runs.report_text import format_number  # noqa: F401  (the one rule; numbers_table applies it)
 
 LAB_RUN = "lab"  # reports/lab/: runs started by hand in JupyterLab
 
@@ -102,18 +103,6 @@ def quiet(log_file: Optional[Path] = None):
 def is_p_column(name) -> bool:
     """``p``, ``p_value``, ``p_vs_x``, ``p16_vs_x``: a column of p-values."""
     return bool(re.match(r"^p(16)?(_value|_vs_.+)?$", str(name)))
-
-
-def format_number(v, digits: int = 3, p_value: bool = False) -> str:
-    """One rule for a number in a table or a sentence: ``digits`` decimals, '—' when missing
-    (None or NaN), and a p-value below 0.001 as '< 0.001' (never '0.000')."""
-    if v is None or (isinstance(v, float) and v != v):
-        return "—"
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return str(v)
-    if p_value and v < 0.001:
-        return "< 0.001"
-    return str(v) if isinstance(v, int) else f"{v:.{digits}f}"
 
 
 def numbers_table(df, digits: int = 3):

@@ -86,8 +86,21 @@ def p_text(p: Optional[float]) -> str:
     """``'p = 0.034, significant'`` / ``'p = 0.41, not significant'`` (at 0.05)."""
     if p is None or p != p:
         return "no test"
-    shown = "< 0.001" if p < 0.001 else f"= {p:.3f}"
-    return f"p {shown}, {'significant' if p < ALPHA else 'not significant'}"
+    shown = format_number(p, p_value=True)
+    return f"p {shown if shown.startswith('<') else '= ' + shown}, {'significant' if p < ALPHA else 'not significant'}"
+
+
+def format_number(v, digits: int = 3, p_value: bool = False) -> str:
+    """One rule for a number in a table or a sentence: ``digits`` decimals, '—' when missing
+    (None or NaN), and a p-value below 0.001 as '< 0.001' (never '0.000')."""
+    if v is None or (isinstance(v, float) and v != v):
+        return "—"
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if p_value and v < 0.001:
+        return "< 0.001"
+    return str(v) if isinstance(v, int) else f"{v:.{digits}f}"
+
 
 
 def sentences(lines: Sequence[str]) -> str:
