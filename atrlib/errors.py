@@ -19,9 +19,15 @@ keeps its traceback. Each class also derives from the built-in error it used to 
     │   └── SweepError             a sweep spec or its trials
     ├── InputFileError          another file a user hands in                            (ValueError)
     │   ├── ParaphraseFileError    a paraphrase file
-    │   └── RelevanceFileError     a DCASE 2025 relevance file
+    │   ├── RelevanceFileError     a DCASE 2025 relevance file
+    │   ├── MomentsFileError       a moment-retrieval JSONL file (ground truth or predictions)
+    │   ├── StoreError             an embedding store folder (corrupt, empty, paths outside it)
+    │   ├── TeacherFileError       a distillation teacher's similarity file
+    │   └── WeightsFileError       a weight file that cannot be read (corrupt, truncated, not weights)
     ├── RunError                a run folder
     │   └── RunExistsError         the folder exists and holds something               (FileExistsError)
+    ├── OutputExistsError       an output path --overwrite may not replace: an input,   (FileExistsError)
+    │                           a user's own file or folder, another command's result
     ├── DiskWriteError          a write failed: disk full, read-only, permissions       (OSError)
     └── RegistryError           a registered module or entry point failed to import    (ImportError)
 """
@@ -87,12 +93,36 @@ class RelevanceFileError(InputFileError):
     """A relevance file that cannot be read as the DCASE 2025 format; names file, row and fix."""
 
 
+class MomentsFileError(InputFileError):
+    """A moment-retrieval JSONL file (ground truth or predictions) that cannot be read;
+    names the file, the line and the fix."""
+
+
+class StoreError(InputFileError):
+    """An embedding store that cannot be used: a corrupt or missing file, a path outside the
+    store folder, no clips; names the store and the fix."""
+
+
+class TeacherFileError(InputFileError):
+    """A distillation teacher's similarity file that cannot be used (malformed, NaN, wrong shape)."""
+
+
+class WeightsFileError(WeightsError, InputFileError):
+    """A weight or model file that cannot be read (corrupt, truncated, empty, not a state dict)."""
+
+
 class RunError(AtrlibError):
     """A run folder that cannot be used as asked."""
 
 
 class RunExistsError(RunError, FileExistsError):
     """The run folder exists and is not empty, and ``overwrite`` was not given."""
+
+
+class OutputExistsError(AtrlibError, FileExistsError):
+    """An output path that exists and may not be replaced: ``--overwrite`` moves aside only an
+    earlier result of the same command (recognised by its own files), never an input of the
+    command, a user's own file or folder, or a run of another kind."""
 
 
 class DiskWriteError(AtrlibError, OSError):

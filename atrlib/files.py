@@ -26,11 +26,11 @@ from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
 
 import numpy as np
 
-from atrlib.errors import DiskWriteError
+from atrlib.errors import DiskWriteError, OutputExistsError
 
 __all__ = [
     "atomic_path", "write_text_atomic", "write_bytes_atomic", "save_npy_atomic", "file_mode", "dir_mode", "DiskWriteError",
-    "move_aside", "check_writable",
+    "move_aside", "check_writable", "output_kind", "check_output", "claim_output", "OUTPUT_MARKER",
     "write_json", "read_json", "write_metrics", "read_metrics",
     "file_sha256", "content_hash",
 ]
@@ -136,6 +136,129 @@ def move_aside(path: str | os.PathLike) -> Path:
         moved = path.with_name(f"{path.name}.prev-{stamp}-{k}")
         k += 1
     os.rename(path, moved)
+    return moved
+
+
+# --------------------------------------------------------------------------------------
+# Outputs: what ``--overwrite`` may move aside (only what the command itself wrote before)
+# --------------------------------------------------------------------------------------
+OUTPUT_MARKER = "atrlib_output"  # key of an output folder's metrics.json naming its kind ("evaluation")
+SEARCH_COLUMNS = ("query", "rank", "file", "score")  # the first columns of a ranking CSV `atrlib search` writes
+_EVALUATION_FILES = ("metrics.json", "params.json", "rerank.json")  # with sim_*.npz: all `atrlib evaluate` writes
+OUTPUT_KINDS = {  # kind -> how a message names it (and the files that mark it)
+    "search": "a ranking CSV written by `atrlib search` (columns query,rank,file,score)",
+    "evaluation": "an evaluation written by `atrlib evaluate` (metrics.json, sim_*.npz)",
+    "training": "a training run (best/, last/, history.json)",
+    "run": "a run folder of `atrlib run` (run.json)",
+    "store": "an embedding store (store.json)",
+    "sweep": "a sweep folder (sweep.json)",
+    "model": "a saved model (config.json + model.safetensors)",
+}
+
+
+def _csv_columns(path: Path) -> Tuple[str, ...]:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096).split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+    except OSError:
+        return ()
+    return tuple(c.strip().strip('"') for c in head.split(","))
+
+
+def output_kind(path: str | os.PathLike) -> Optional[str]:
+    """Which atrlib output ``path`` is, recognised by the files each writer leaves: a key of
+    :data:`OUTPUT_KINDS`, or None for anything else (a user's own file or folder, a missing path).
+
+    An evaluation folder carries ``"atrlib_output": "evaluation"`` in its ``metrics.json``; one
+    written before that marker existed is recognised when it holds nothing but what
+    ``atrlib evaluate`` writes. A training run is recognised by ``best/``, ``last/`` or
+    ``history.json``; a batch run by ``run.json``; a ranking CSV by its header."""
+    p = Path(path)
+    if p.is_file():
+        return "search" if _csv_columns(p)[:len(SEARCH_COLUMNS)] == SEARCH_COLUMNS else None
+    if not p.is_dir():
+        return None
+    for marker, kind in (("run.json", "run"), ("sweep.json", "sweep"), ("store.json", "store")):
+        if (p / marker).is_file():
+            return kind
+    if any((p / m).exists() for m in ("best", "last", "last.old", "history.json")):
+        return "training"
+    if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
+        return "model"
+    try:
+        data = read_json(p / "metrics.json") if (p / "metrics.json").is_file() else None
+    except (OSError, ValueError):
+        data = None
+    if isinstance(data, dict) and data.get(OUTPUT_MARKER) in OUTPUT_KINDS:
+        return str(data[OUTPUT_MARKER])
+    names = [c.name for c in p.iterdir()]
+    if names and all(n in _EVALUATION_FILES or (n.startswith("sim_") and n.endswith(".npz")) for n in names) \
+            and any(n == "metrics.json" or n.endswith(".npz") for n in names):
+        return "evaluation"
+    return None
+
+
+def _same_or_inside(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def check_output(path: str | os.PathLike, kind: str, overwrite: bool = False, inputs: Iterable[Any] = (),
+                 what: str = "--out", error: type = OutputExistsError, also: str = "") -> bool:
+    """Check, before any work, that ``path`` may receive a new output of ``kind`` (a key of
+    :data:`OUTPUT_KINDS`); True when an earlier output of that kind is there to move aside.
+
+    The one rule of every command with ``--overwrite``: a new or empty path is fine; an
+    existing one is refused unless ``overwrite``, and even then only an earlier output of the
+    same ``kind`` (:func:`output_kind`) is moved — never one of ``inputs`` (the files and
+    folders the command reads) or a folder holding one, never a user's own file or folder, never
+    a run of another kind, never the working directory. ``error`` is raised (default
+    :class:`OutputExistsError`) with a message saying why and what to do; ``also`` adds an
+    option to the "pass --overwrite" hint (e.g. ``", --resume to continue it"``).
+    """
+    out = Path(path)
+    real = Path(os.path.realpath(out))
+    for inp in inputs:
+        if inp is None or str(inp) == "" or not Path(inp).exists():
+            continue
+        src = Path(os.path.realpath(inp))
+        if _same_or_inside(src, real):
+            which = "is" if src == real else f"holds {inp}, which is"
+            raise error(f"{what} {out} {which} an input of this command; an output never replaces or moves "
+                        f"what the command reads. Choose another {what}")
+    file_kind = kind == "search"
+    if out.exists() and out.is_dir() == file_kind:
+        shape = "a folder; it names the CSV file to write" if file_kind else "a file; it names the folder to write into"
+        raise error(f"{what} {out} is {shape}. Choose another {what}")
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        check_writable(out, what)
+        return False
+    found = output_kind(out)
+    noun = OUTPUT_KINDS[kind].split(" (")[0]
+    if found == kind and not overwrite:
+        raise error(f"{what} {out} already holds {OUTPUT_KINDS[kind]} (it already exists); refusing to replace an "
+                    f"earlier result. Pass --overwrite to move it aside to {out.name}.prev-<time>{also}, or choose "
+                    f"another {what}")
+    if found != kind:
+        is_what = OUTPUT_KINDS[found] if found else "not something atrlib wrote (a file or folder of your own)"
+        verb = "--overwrite only moves aside" if overwrite else "an existing path is replaced only by --overwrite, " \
+                                                                 "which moves aside"
+        raise error(f"{what} {out} already exists and is {is_what}, not {noun}; {verb} an earlier output of this "
+                    f"command, never other files or runs. Choose a new or empty {what}")
+    cwd = Path.cwd().resolve()
+    if _same_or_inside(cwd, real):
+        raise error(f"{what} {out} holds the current working directory; run from elsewhere to move it aside")
+    check_writable(out.parent, what)
+    return True
+
+
+def claim_output(path: str | os.PathLike, kind: str, overwrite: bool = False, inputs: Iterable[Any] = (),
+                 what: str = "--out", error: type = OutputExistsError, also: str = "") -> Optional[Path]:
+    """:func:`check_output`, then move the earlier output aside; returns where it went (None: nothing moved)."""
+    if not check_output(path, kind, overwrite, inputs, what, error, also):
+        return None
+    moved = move_aside(path)
+    short = {"search": "ranking", "training": "training run"}.get(kind, kind)
+    print(f"moved the previous {short} {Path(path)} -> {moved}")
     return moved
 
 

@@ -1,9 +1,12 @@
 """``python -m atrlib evaluate``: score a retriever or a trained run on a dataset split and
 write ``sim_<split>.npz`` (the :mod:`atrlib.retrieval.simfile` format) and ``metrics.json``.
 
-An output folder that already holds results (``metrics.json`` or a ``sim_*.npz``) is refused
-unless ``--overwrite``, which moves it aside to ``<out>.prev-<time>``: a folder never mixes
-two evaluations. ``--on-error skip`` leaves out (and lists) clips that cannot be read.
+An output folder that already holds an evaluation (its ``metrics.json`` is marked
+``"atrlib_output": "evaluation"``) is refused unless ``--overwrite``, which moves it aside to
+``<out>.prev-<time>``: a folder never mixes two evaluations. ``--overwrite`` never moves
+anything else (:func:`atrlib.files.check_output`): not the ``--system`` run or the dataset it
+reads, not a training run, not a folder of the user's own. ``--on-error skip`` leaves out (and
+lists) clips that cannot be read.
 """
 from __future__ import annotations
 
@@ -37,14 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(several relevant clips per caption, mAP@16) beside the one-clip-per-caption one")
 
 
-def _holds_results(out: Path) -> bool:
-    return out.is_dir() and ((out / "metrics.json").exists() or any(out.glob("sim_*.npz")))
-
-
 def main(args) -> int:
     from atrlib.data import AudioCaptionDataset, load_dataset
     from atrlib.errors import DatasetError
-    from atrlib.files import check_writable, move_aside, write_metrics
+    from atrlib.files import OUTPUT_MARKER, check_output, move_aside, write_metrics
     from atrlib.errors import DiskWriteError
     from atrlib.retrieval.search import embed_audio_checked
     from atrlib.retrieval.simfile import save_similarity
@@ -52,11 +51,7 @@ def main(args) -> int:
     out = Path(args.out)
     # 1. the output folder: writable, and never mixed with an earlier evaluation
     try:
-        earlier = _holds_results(out)
-        if earlier and not args.overwrite:
-            raise FileExistsError(f"{out} already holds an evaluation (metrics.json / sim_*.npz); pass --overwrite "
-                                  f"to move it aside to {out.name}.prev-<time>, or choose another --out")
-        check_writable(out, "--out")
+        earlier = check_output(out, "evaluation", args.overwrite, inputs=[args.model, args.root, args.relevance])
         # 2. the data (bad rows / clips: an error naming the line, or skipped with --on-error skip)
         kw = {"size": args.size} if args.dataset == "synth" else {"encoding": args.encoding}
         ds = load_dataset(args.dataset, root=args.root, split=args.split, on_error=args.on_error, **kw)
@@ -88,6 +83,7 @@ def main(args) -> int:
     sm = score_split(retriever, ds, system=system)
     both = split_metrics(sm, ds)
     both["skipped_clips"] = skipped
+    both[OUTPUT_MARKER] = "evaluation"  # what --overwrite recognises as this command's own output
     if args.relevance:  # the 2025 protocol beside the 2024 one (atrlib.retrieval.protocol2025)
         from atrlib.retrieval.protocol2025 import both_protocols, protocol_metrics
 

@@ -40,8 +40,9 @@ def main(args) -> int:
                 raise ValueError(f"--like {f}: no such audio file")
         if args.top < 1:
             raise ValueError(f"--top must be at least 1, got {args.top}")
-        if args.out:
-            prepare_output(args.out, args.overwrite)
+        if args.out:  # only an earlier ranking CSV is ever moved aside, never an input or a file of the user's
+            prepare_output(args.out, args.overwrite,
+                           inputs=[args.audio, args.index, args.queries, args.model, *(args.like or [])])
         if args.rerank:
             from atrlib.retrieval.rerank import parse_weight
 

@@ -6,7 +6,10 @@ The YAML holds :class:`~atrlib.train.config.TrainConfig` fields; ``key=value`` o
 the type of the field they set (``epochs=3`` is an int, ``lr=1e-3`` a float, ``root=no`` the
 string "no"; ``epochs=abc`` is an error naming ``epochs``). Unknown keys are an error that
 lists the known ones. Values are checked before any data is read; an ``out_dir`` that holds
-a run is refused unless ``resume=true`` (same configuration) or ``--overwrite``.
+a run is refused unless ``resume=true`` (same configuration) or ``--overwrite``, which moves
+only an earlier training run aside — never the dataset, the config, ``init_from`` or a folder of
+the user's own (:func:`atrlib.files.check_output`). An empty ``out_dir`` is refused (it would
+mean the current folder); leave it out for the default ``runs/train``.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import yaml
 from atrlib.config import parse_value
 from atrlib.errors import PreflightError
 from atrlib.train.config import typed_value
+
 
 def build_config(config: str | None, overrides: List[str]):
     from atrlib.train.config import TrainConfig
@@ -40,7 +44,23 @@ def build_config(config: str | None, overrides: List[str]):
         k, v = ov.split("=", 1)
         k = k.strip()
         d[k] = typed_value(k, v, defaults[k]) if k in defaults else parse_value(v)
+    if "out_dir" in d and (d["out_dir"] is None or not str(d["out_dir"]).strip()):
+        raise PreflightError(f"out_dir is empty{f' in {config}' if config else ''}; that would train into the current "
+                             f"folder. Name a folder (out_dir=runs/my-run), or leave out_dir out for the default "
+                             f"{defaults['out_dir']}")
     return TrainConfig.from_dict(d)
+
+
+def check_out_dir(cfg, config: str | None = None) -> None:
+    """Before any data is read: ``cfg.out_dir`` may receive a training run. An existing folder
+    must hold an earlier training run (resumed, or moved aside with ``overwrite``); a folder
+    of the user's own, another command's result or an input of the training is refused."""
+    from atrlib.files import check_output, output_kind
+
+    if cfg.resume and output_kind(cfg.out_dir) == "training":
+        return  # prepare_out_dir checks that the configuration is unchanged
+    check_output(cfg.out_dir, "training", cfg.overwrite, inputs=[cfg.root, cfg.init_from, config, cfg.paraphrases],
+                 what="out_dir", error=PreflightError, also=", resume=true to continue it")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,6 +95,7 @@ def main(args) -> int:
     try:
         from atrlib.train.preflight import prepare_out_dir
 
+        check_out_dir(cfg, args.config)
         prepare_out_dir(cfg)  # before any data is read: refuse / move aside an earlier run
         result = run_training(cfg)
     except PreflightError as e:

@@ -191,17 +191,13 @@ def read_queries(query: Optional[Sequence[str]] = None, queries_file: Optional[s
     return clean_queries(list(query or []))
 
 
-def prepare_output(path: str | Path, overwrite: bool = False) -> Path:
-    """Check, before any work, that an output file or folder can be written and would not
-    replace an earlier result: an existing one is refused (``FileExistsError``) unless
-    ``overwrite``, which moves it aside to ``<path>.prev-<time>``."""
-    from atrlib.files import check_writable, move_aside
+def prepare_output(path: str | Path, overwrite: bool = False, inputs: Sequence = ()) -> Path:
+    """Check, before any work, that the ranking CSV ``path`` can be written and would not
+    replace anything but an earlier ranking (:func:`atrlib.files.claim_output`, kind
+    ``"search"``): an existing file is refused unless ``overwrite``, which moves an earlier
+    ranking CSV aside to ``<path>.prev-<time>`` — never a folder, an input (``inputs``: the
+    audio folder or CSV, the store, the example clips) or a file of the user's own."""
+    from atrlib.files import check_writable, claim_output
 
-    path = Path(path)
-    if path.exists() and (path.is_file() or any(path.iterdir())):
-        if not overwrite:
-            raise FileExistsError(f"{path} already exists; refusing to replace an earlier result. Pass --overwrite "
-                                  f"to move it aside to {path.name}.prev-<time>, or choose another output")
-        check_writable(path.parent)
-        print(f"moved the earlier {path} -> {move_aside(path)}")
+    claim_output(path, "search", overwrite, inputs)
     return check_writable(path)

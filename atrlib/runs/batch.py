@@ -94,31 +94,15 @@ def _check_resume(out: Path, prof: "Profile", ov: Mapping[str, Any]) -> "RunResu
     return previous
 
 
-def _prepare_out(out: Path, overwrite: bool) -> Optional[Path]:
-    """Make ``out`` a fresh empty folder; move a previous run folder aside if allowed."""
-    from atrlib.files import check_writable, move_aside
+def _prepare_out(out: Path, overwrite: bool, inputs: Sequence[Any] = ()) -> Optional[Path]:
+    """Make ``out`` a fresh empty folder; move a previous run folder aside if allowed
+    (:func:`atrlib.files.claim_output`: only a run folder, never a folder holding ``inputs``)."""
+    from atrlib.files import claim_output
 
-    if out.exists() and not out.is_dir():
-        raise RunExistsError(f"{out} exists and is not a folder")
-    moved = None
-    if out.is_dir() and any(out.iterdir()):
-        if is_run_folder(out):
-            mark_interrupted(out)
-        if not overwrite:
-            raise RunExistsError(
-                f"run folder {out} already exists and is not empty; pass overwrite=True (--overwrite) "
-                f"to move it aside to {out.name}.prev-<time>, --resume to continue it, or choose another --out"
-            )
-        if not is_run_folder(out):
-            raise RunExistsError(
-                f"{out} is not a run folder (no run.json) and is not empty; --overwrite only moves earlier runs "
-                "aside, never other folders. Choose an empty or new --out")
-        cwd = Path.cwd().resolve()
-        if out == cwd or out in cwd.parents:
-            raise RunExistsError(f"{out} holds the current working directory; run from elsewhere to move it aside")
-        moved = move_aside(out)
-        print(f"moved the previous run {out} -> {moved}")
-    check_writable(out, "run folder")
+    if out.is_dir() and is_run_folder(out):
+        mark_interrupted(out)  # a run still in progress is never moved
+    moved = claim_output(out, "run", overwrite, inputs, what="run folder", error=RunExistsError,
+                         also=", --resume to continue it")
     out.mkdir(parents=True, exist_ok=True)
     return moved
 
@@ -273,7 +257,7 @@ def run_profile(
 
     # 2. a fresh run folder (or the one resumed), params.json
     if previous is None:
-        _prepare_out(out_dir, overwrite)
+        _prepare_out(out_dir, overwrite, inputs=[prof.path, prof.notebooks_dir])
     started = _dt.datetime.now()
     env_info = environment_info()
     kept = {s.name: s for s in (previous.stages if previous else []) if s.status == "ok"}
