@@ -1,0 +1,12 @@
+"""Audio moment retrieval (DCASE 2026 Task 6): find *when* in a long recording a sentence happens.
+
+A query is a sentence and one long recording; the answer is a ranked list of time windows
+``[start, end, score]``, scored against the annotated windows by R1@IoU and mAP (the
+Moment-DETR / Lighthouse evaluator).
+
+    formats.py    the JSONL files: ground truth (queries, windows) and predictions; every error names file and line
+    metrics.py    IoU, R1@0.5/0.7, mAP over IoU 0.5:0.05:0.95, per query, with CIs and paired tests (pure)
+    baselines.py  chance predictions: the whole recording, random windows
+    generate.py   Clotho-Moment-style long recordings from any clip collection (background bed + events)
+    datasets.py   loaders of the Clotho-Moment and CASTELLA layouts (annotations + audio named by vid)
+"""
