@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("atrlib.cli.bench:main", "run the benchmark scripts and print their tables"),
     "sweep": ("atrlib.cli.sweep:main", "run a grid of trials of a profile on Ray (resumable) into one sweep index"),
     "index": ("atrlib.cli.index:main", "build an embedding store with a faiss index for large collections"),
+    "moments": ("atrlib.cli.moments:main", "audio moment retrieval: evaluate predicted windows (R1@IoU, mAP), generate recordings"),
 }
 
 
