@@ -9,9 +9,12 @@ line to :data:`COMMANDS`::
 Only the chosen command's module is imported, so a slow import (torch) in one command
 never slows down, or breaks, the others.
 
-A user's mistake (any :class:`atrlib.errors.AtrlibError`: a bad file, value or folder) is
-printed as its one message, without a traceback, and the exit code is 2; ``--debug`` (before
-the command) shows the traceback too. Anything else that escapes is a bug and keeps its traceback.
+A user's mistake is printed as one message naming the path and the fix, without a traceback,
+and the exit code is 2; ``--debug`` (before the command) shows the traceback too. User
+mistakes are any :class:`atrlib.errors.AtrlibError` (a bad file, value or folder) and the
+well-known OS-level ones — a missing file, a folder for a file, a permission, a full disk, a
+read-only file system, a text file in another encoding (:func:`atrlib.cli.user_error_message`).
+Anything else that escapes is a bug and keeps its traceback.
 """
 import atrlib  # noqa: F401  (first: thread settings before anything imports torch)
 
@@ -21,7 +24,7 @@ import sys
 import traceback
 from typing import Callable, Optional, Sequence
 
-from atrlib.errors import AtrlibError
+from atrlib.cli import user_error_message
 
 # command name -> ("module:function", one-line help). The module also has add_arguments(parser).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -65,17 +68,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # a usage error (exit 2, argparse printed it) or --help / --version (0)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     func: Optional[Callable] = getattr(args, "_main", None)
     if func is None:
         parser.print_help()
         return 2
     try:
         return int(func(args) or 0)
-    except AtrlibError as e:
+    except Exception as e:
+        message = user_error_message(e)
+        if message is None:
+            raise  # a bug: its traceback is the report
         if args.debug:
             traceback.print_exc()
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {message}", file=sys.stderr)
         return 2
 
 

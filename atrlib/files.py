@@ -240,10 +240,9 @@ def check_output(path: str | os.PathLike, kind: str, overwrite: bool = False, in
                     f"another {what}")
     if found != kind:
         is_what = OUTPUT_KINDS[found] if found else "not something atrlib wrote (a file or folder of your own)"
-        verb = "--overwrite only moves aside" if overwrite else "an existing path is replaced only by --overwrite, " \
-                                                                 "which moves aside"
-        raise error(f"{what} {out} already exists and is {is_what}, not {noun}; {verb} an earlier output of this "
-                    f"command, never other files or runs. Choose a new or empty {what}")
+        tail = ("--overwrite only moves aside an earlier output of this command, never other files or runs"
+                if overwrite else "refusing to write into it")
+        raise error(f"{what} {out} already exists and is {is_what}, not {noun}; {tail}. Choose a new or empty {what}")
     cwd = Path.cwd().resolve()
     if _same_or_inside(cwd, real):
         raise error(f"{what} {out} holds the current working directory; run from elsewhere to move it aside")

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from atrlib.cli import add_input_options, add_scoring_options
+from atrlib.cli import add_input_options, add_scoring_options, report, require_matching_head
 from atrlib.retrieval.scoring import score_split, split_metrics
 from atrlib.retrieval.search import resolve_retriever
 
@@ -55,8 +55,6 @@ def main(args) -> int:
         # 2. the data (bad rows / clips: an error naming the line, or skipped with --on-error skip)
         kw = {"size": args.size} if args.dataset == "synth" else {"encoding": args.encoding}
         ds = load_dataset(args.dataset, root=args.root, split=args.split, on_error=args.on_error, **kw)
-        if earlier:
-            print(f"moved the earlier evaluation {out} -> {move_aside(out)}")
         val_ds = None
         if args.rerank and str(args.rerank_weight).strip().lower() == "val":
             val_ds = load_dataset(args.dataset, root=args.root, split="val", on_error=args.on_error, **kw)
@@ -65,13 +63,17 @@ def main(args) -> int:
 
             parse_weight(args.rerank_weight)  # a typo is refused before any scoring
     except (OSError, ValueError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(report(e), file=sys.stderr)
         return 2
     try:
         retriever = resolve_retriever(args.model, **({"score": args.score} if args.score != "dual" else {}))
+        if args.rerank:
+            require_matching_head(retriever, args.rerank, args.model)
     except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(report(e), file=sys.stderr)
         return 2
+    if earlier:  # everything checked: only now is the earlier evaluation moved aside
+        print(f"moved the previous evaluation {out} -> {move_aside(out)}")
     skipped = list(ds.skipped)
     if args.on_error == "skip":  # clips whose header reads but whose audio does not decode
         _, kept, bad = embed_audio_checked(retriever, ds.audio_paths, "skip", progress=sys.stderr.isatty())
@@ -90,7 +92,7 @@ def main(args) -> int:
         try:
             both.update(protocol_metrics(both_protocols(sm, ds, args.relevance)))
         except (OSError, ValueError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(report(e), file=sys.stderr)
             return 2
     try:
         save_similarity(out / f"sim_{ds.split}.npz", sm)
@@ -98,7 +100,7 @@ def main(args) -> int:
                       key_metrics=["t2a/mAP@10", "t2a/R@1", "a2t/mAP@10"]
                       + (["protocol_2025/mAP@16"] if args.relevance else []))
     except DiskWriteError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(report(e), file=sys.stderr)
         return 1
     if args.rerank:
         from atrlib.retrieval.rerank import evaluate_rerank, format_summary

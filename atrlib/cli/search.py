@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
-from atrlib.cli import add_input_options, add_scoring_options
+from atrlib.cli import add_input_options, add_scoring_options, report, require_matching_head
 from atrlib.retrieval.search import list_audio, prepare_output, rank, read_queries, resolve_retriever
 
 
@@ -32,14 +33,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         weight_help="'head': the top K ordered by the matching head alone; a number w: by similarity + w x "
                     "match probability (choose w on validation: atrlib evaluate --rerank K --rerank-weight val)")
 
+def _check_like(files) -> None:
+    """Each ``--like`` example is a readable audio file with finite samples (decoded and checked
+    whole, before any ranking), else an error naming it."""
+    from atrlib.audio.io import audio_info
+    from atrlib.errors import AudioError
+    from atrlib.retrieval.search import AUDIO_SUFFIXES
+
+    for f in files:
+        if not Path(f).is_file():
+            raise AudioError(f"--like {f}: no such audio file")
+        if Path(f).suffix.lower() not in AUDIO_SUFFIXES:
+            raise AudioError(f"--like {f}: not an audio file ({', '.join(AUDIO_SUFFIXES)}); give an example sound")
+        audio_info(f)  # decodes every sample: NaN / inf / undecodable -> AudioError naming the file
+
+
+def _check_rerank(args, retriever) -> None:
+    """``--rerank K`` needs a trained run with a matching head and clips to read (not a store)."""
+    from atrlib.errors import ConfigError
+
+    if args.index:
+        raise ConfigError(f"--rerank {args.rerank} with --index {args.index}: re-ranking scores each query's top K "
+                          "clips with the run's matching head over the clips' frames, and a store holds one pooled "
+                          "vector per clip. Search the store without --rerank, or rank the folder with --audio "
+                          "and --rerank")
+    require_matching_head(retriever, args.rerank, args.model or "tagbridge")
+
+
 def main(args) -> int:
     try:  # everything a person typed is checked before any audio is read
         queries = [] if args.like else read_queries(args.query, args.queries)
-        for f in args.like or []:
-            if not Path(f).is_file():
-                raise ValueError(f"--like {f}: no such audio file")
         if args.top < 1:
             raise ValueError(f"--top must be at least 1, got {args.top}")
+        _check_like(args.like or [])
         if args.out:  # only an earlier ranking CSV is ever moved aside, never an input or a file of the user's
             prepare_output(args.out, args.overwrite,
                            inputs=[args.audio, args.index, args.queries, args.model, *(args.like or [])])
@@ -52,19 +78,29 @@ def main(args) -> int:
                              "the dual score (one vector per clip)")
         score_kw = {"score": args.score} if args.score != "dual" else {}
         retriever = resolve_retriever(args.model or "tagbridge", **score_kw) if (args.model or not args.index) else None
+        if args.rerank:
+            _check_rerank(args, retriever)
     except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(report(e), file=sys.stderr)
         return 2
     skipped: list = []
     if args.index:
         from atrlib.retrieval.store import search_index
 
         table = search_index(args.index, queries, top=args.top, retriever=retriever)
+        for path in table.attrs.get("deleted", []):
+            print(f"skipped: {path}: deleted since the store was built (rebuild it: atrlib index build)", file=sys.stderr)
+        changed = sorted(set(table.loc[table["note"] != "", "path"]))
+        for path in changed:
+            print(f"note: {path}: changed since the store was built; its score is for the old content "
+                  "(rebuild it: atrlib index build)", file=sys.stderr)
+        if not changed:
+            table = table.drop(columns="note")
     else:
         try:
             files = list_audio(args.audio, on_error=args.on_error, encoding=args.encoding, skipped=skipped)
         except (ValueError, OSError) as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(report(e), file=sys.stderr)
             return 2
         if args.like:
             from atrlib.retrieval.explain import rank_like
@@ -82,6 +118,12 @@ def main(args) -> int:
                          progress=sys.stderr.isatty(), on_error=args.on_error, skipped=skipped)
     for msg in skipped:
         print(f"skipped: {msg}", file=sys.stderr)
+    if not table["score"].map(math.isfinite).all():
+        from atrlib.errors import AudioError
+
+        bad = table.loc[~table["score"].map(math.isfinite), "path"].tolist()
+        raise AudioError(f"{bad[0]}: scored NaN or infinite against the query; the clip or the model is broken "
+                         "(check the clip, or --on-error skip it)")
     if args.explain:
         from atrlib.retrieval.explain import add_why
 
@@ -95,5 +137,6 @@ def main(args) -> int:
         for q, g in table.groupby("query", sort=False):
             print(f"\n{q}")
             for _, r in g.iterrows():
-                print(f"  {r['rank']:>3}  {r['score']:+.4f}  {r['file']}" + (f"   [{r['why']}]" if r.get("why") else ""))
+                print(f"  {r['rank']:>3}  {r['score']:+.4f}  {r['file']}" + (f"   [{r['why']}]" if r.get("why") else "")
+                      + (f"   (note: {r['note']})" if r.get("note") else ""))
     return 0

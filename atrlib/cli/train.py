@@ -19,6 +19,7 @@ from typing import Any, Dict, List
 
 import yaml
 
+from atrlib.cli import report
 from atrlib.config import parse_value
 from atrlib.errors import PreflightError
 from atrlib.train.config import typed_value
@@ -90,7 +91,7 @@ def main(args) -> int:
         if getattr(args, "overwrite", False):
             cfg = replace(cfg, overwrite=True)
     except (ValueError, FileNotFoundError, TypeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(report(e), file=sys.stderr)
         return 2
     try:
         from atrlib.train.preflight import prepare_out_dir
@@ -99,10 +100,10 @@ def main(args) -> int:
         prepare_out_dir(cfg)  # before any data is read: refuse / move aside an earlier run
         result = run_training(cfg)
     except PreflightError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(report(e), file=sys.stderr)
         return 2
     except DiskWriteError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(report(e), file=sys.stderr)
         return 1
     m = result["metrics"]
     if "test" in m:

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from atrlib.errors import TeacherFileError
 from atrlib.losses import LOSSES, Terms
 from atrlib.losses.crossmodal import CrossBatch, CrossModalTerm
 from atrlib.losses.distributed import gather_with_grad
@@ -55,10 +56,10 @@ def teacher_sim(source: Union[str, Path], dataset, progress: bool = False) -> Si
     the folder itself) and the matrix saved there for the next student."""
     p = Path(source)
     if p.suffix == ".npz":
-        return load_similarity(p)
+        return read_teacher_file(p)
     f = p / f"sim_{dataset.split}.npz"
     if f.exists():
-        return load_similarity(f)
+        return read_teacher_file(f)
     weights = p / "best" if (p / "best" / "model.safetensors").exists() else p
     if not (weights / "model.safetensors").exists():
         raise FileNotFoundError(f"teacher {p}: neither {f.name} nor a saved model (best/model.safetensors); "
@@ -68,6 +69,32 @@ def teacher_sim(source: Union[str, Path], dataset, progress: bool = False) -> Si
 
     sm = evaluate_model(load_model(weights), dataset, progress=progress, system=str(p))
     save_similarity(f, sm)
+    return sm
+
+
+def read_teacher_file(path: Path) -> SimilarityMatrix:
+    """A teacher's ``sim_<split>.npz``, checked where it enters: readable as a similarity file,
+    a 2-D matrix matching its ids, every score finite; else :class:`TeacherFileError` naming it."""
+    import zipfile
+
+    if not path.is_file():
+        raise FileNotFoundError(f"teacher {path}: no such similarity file; give a sim_<train split>.npz file "
+                                "or a finished training run")
+    try:
+        sm = load_similarity(path)
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as e:
+        raise TeacherFileError(f"teacher {path}: not a readable similarity file ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''}); write it with "
+                               "atrlib.retrieval.simfile.save_similarity (sim, query_ids, item_ids, relevance)") from e
+    sim = np.asarray(sm.sim)
+    if sim.ndim != 2 or not np.issubdtype(sim.dtype, np.number):
+        raise TeacherFileError(f"teacher {path}: 'sim' must be a 2-D numeric matrix (captions x clips), got "
+                               f"shape {sim.shape} of {sim.dtype}")
+    bad = ~np.isfinite(sim)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise TeacherFileError(f"teacher {path}: {int(bad.sum())} NaN or infinite score(s), the first at caption "
+                               f"{sm.query_ids[r]!r}, clip {sm.item_ids[c]!r}; the teacher is broken — score it again")
     return sm
 
 
@@ -83,7 +110,12 @@ def _rows_cols(sm: SimilarityMatrix, dataset, name: str):
         what = f"clip {missing_clip!r}"
     else:
         what = f"caption {missing!r}"
-    raise ValueError(f"teacher {name}: its matrix ({len(sm.query_ids)} captions x {len(sm.item_ids)} clips, split "
+    captions, clips = set(dataset.caption_ids()), set(dataset.clip_ids)
+    if captions <= set(sm.item_ids) and clips <= set(sm.query_ids):
+        raise TeacherFileError(f"teacher {name}: the matrix is transposed ({len(sm.query_ids)} clips x "
+                               f"{len(sm.item_ids)} captions); a teacher holds text-to-audio scores, captions x clips "
+                               "(SimilarityMatrix.transposed() turns it round)")
+    raise TeacherFileError(f"teacher {name}: its matrix ({len(sm.query_ids)} captions x {len(sm.item_ids)} clips, split "
                      f"{sm.meta.get('split', '?')!r}) lacks {what} of the training split {dataset.split!r}; score the "
                      "teacher on the split the student trains on")
 

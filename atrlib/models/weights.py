@@ -18,10 +18,11 @@ array reconstructors allow-listed — numpy data, never arbitrary unpickling).
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from atrlib.errors import ChecksumError, WeightsNotFoundError
+from atrlib.errors import ChecksumError, WeightsFileError, WeightsNotFoundError
 from atrlib.paths import cache_dir, shared_dir
 from atrlib.remote import WeightSpec, download_file, file_digest, verify_file  # noqa: F401  (part of this module's API)
 
@@ -192,14 +193,50 @@ def numpy_safe_globals() -> list:
     return out
 
 
+class UnsafeWeightsFileError(WeightsFileError, pickle.UnpicklingError):
+    """A weights file holding pickled objects beyond tensors and numpy data (refused, never run)."""
+
+
 def torch_load_weights_only(path: str | Path):
     """``torch.load(path, map_location="cpu", weights_only=True)`` that also accepts numpy
     arrays / scalars inside the file (training-state extras in released checkpoints, e.g.
     PANNs' sampler state). Anything else that needs unpickling is refused by torch."""
+    import zipfile
+
     import torch
 
-    with torch.serialization.safe_globals(numpy_safe_globals()):
-        return torch.load(str(path), map_location="cpu", weights_only=True)
+    check_weights_file(path)
+    try:
+        with torch.serialization.safe_globals(numpy_safe_globals()):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        text = str(e)
+        if "unsupported global" not in text.lower():  # not a refused object: bytes that are no pickle at all
+            detail = next((line.strip() for line in text.split("WeightsUnpickler error:")[-1].splitlines()
+                           if line.strip()), text.strip())
+            raise UnsafeWeightsFileError(f"{path}: cannot be read as a weights file ({detail[:200]}); it is corrupt, "
+                                         "truncated or not a PyTorch checkpoint. Download it again, or pass the "
+                                         "right file") from e
+        raise UnsafeWeightsFileError(f"{path}: holds objects that weights-only loading refuses (only tensors and "
+                                     "numpy data are read: such a file could run code); use a checkpoint from a "
+                                     "trusted source, saved as a state dict") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, KeyError, AttributeError, ImportError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise WeightsFileError(f"{path}: cannot be read as a weights file ({type(e).__name__}: {first[:300]}); it is "
+                               "corrupt, truncated or not a PyTorch checkpoint. Download it again, or pass the "
+                               "right file") from e
+
+
+def check_weights_file(path: str | Path) -> Path:
+    """``path`` must be an existing, non-empty regular file: else an error naming it (before torch reads it)."""
+    p = Path(path)
+    if not p.exists():
+        raise WeightsNotFoundError(f"{p}: no such weights file; check the path (weights= / pretrained=)")
+    if not p.is_file():
+        raise WeightsFileError(f"{p}: is a folder, not a weights file; name the checkpoint file inside it")
+    if p.stat().st_size == 0:
+        raise WeightsFileError(f"{p}: the weights file is empty (0 bytes); download it again")
+    return p
 
 
 def tower_weights(name: str, published: Dict[str, str], pretrained=None, weights=None) -> Optional[Path]:
@@ -208,11 +245,11 @@ def tower_weights(name: str, published: Dict[str, str], pretrained=None, weights
     ``name`` (``published`` maps variant -> a :data:`KNOWN_WEIGHTS` name, resolved with
     :func:`resolve_weights`); ``None`` / ``False`` -> None (random initialisation)."""
     if weights is not None:
-        return Path(weights)
+        return check_weights_file(weights)
     if pretrained is None or pretrained is False:
         return None
     if isinstance(pretrained, (str, Path)):
-        return Path(pretrained)
+        return check_weights_file(pretrained)
     if name not in published:
         raise ValueError(f"no published weights for {name!r}; pass pretrained=<path to a checkpoint>")
     return Path(resolve_weights(published[name]))

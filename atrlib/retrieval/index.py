@@ -290,9 +290,20 @@ class AnnIndex:
     def load(cls, kind: str, path: Optional[Path], x: np.ndarray) -> "AnnIndex":
         if kind == "exact":
             return cls("exact", dense=np.ascontiguousarray(x, dtype=np.float32))
+        from atrlib.errors import StoreError
+
+        if kind not in KINDS or kind == "auto":
+            raise StoreError(f"{path}: unknown index kind {kind!r} in store.json; rebuild the store")
         faiss = _faiss()
-        # IVF lists are read into torch on first search: map the file instead of loading it twice
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if kind == "ivf" else 0)
+        try:  # IVF lists are read into torch on first search: map the file instead of loading it twice
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP if kind == "ivf" else 0)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise StoreError(f"{path}: cannot be read as a faiss index ({first[:200]}); the file is corrupt or "
+                             "truncated — rebuild the store with `python -m atrlib index build`") from None
+        if int(index.ntotal) != len(x) or int(index.d) != x.shape[1]:
+            raise StoreError(f"{path}: the index holds {index.ntotal} vectors of dimension {index.d}, the store "
+                             f"{len(x)} of dimension {x.shape[1]}; the files are from different builds — rebuild it")
         if kind == "ivfpq":  # codes in memory (dim / 8 bytes per vector); re-ranked on the memmap
             return cls("ivfpq", index, dense=x)
         if kind == "ivf":

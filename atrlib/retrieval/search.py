@@ -30,15 +30,31 @@ def resolve_retriever(name_or_dir: str, run_dir: Optional[str | Path] = None, **
     if run_dir is not None and text.lower() not in RETRIEVERS and not Path(text).exists() \
             and (Path(run_dir) / text).is_dir():
         text = str(Path(run_dir) / text)
+    from atrlib.errors import AtrlibError, ConfigError, WeightsFileError
+
     try:
         kind, key = name_or_path(text, RETRIEVERS.names(), "retriever")
     except (KeyError, FileNotFoundError) as e:
-        raise ValueError(f"{e} (a trained run directory{f'; also looked in {run_dir}' if run_dir else ''})") from None
+        msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        raise ConfigError(f"{msg} (a trained run directory{f'; also looked in {run_dir}' if run_dir else ''})") from None
     if kind == "name":
         return get_retriever(key, **kw)
     if not Path(key).is_dir():
-        raise ValueError(f"{key}: a trained run is a folder (with best/ or model.safetensors), not a file")
-    return TrainedRetriever(Path(key), **kw)
+        raise ConfigError(f"{key}: a trained run is a folder (with best/ or model.safetensors), not a file")
+    try:
+        return TrainedRetriever(Path(key), **kw)
+    except (AtrlibError, FileNotFoundError):
+        raise
+    except Exception as e:  # a corrupt, truncated or mismatched config.json / model.safetensors
+        if isinstance(e, ValueError) and "score" in str(e):  # a score the run cannot give (its own message)
+            raise ConfigError(str(e)) from e
+        if not isinstance(e, (OSError, ValueError, RuntimeError, KeyError, TypeError, EOFError)) \
+                and type(e).__name__ != "SafetensorError":
+            raise
+        raise WeightsFileError(f"{key}: the trained model cannot be loaded ({type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''}); its config.json / model.safetensors "
+                               "are corrupt, truncated or from another model. Restore them from a backup or train "
+                               "the run again") from e
 
 
 def _inside(path: Path, base: Path) -> bool:
@@ -103,7 +119,14 @@ def list_audio(source: str | Path, on_error: str = "raise", encoding: str = "utf
         if not out:
             raise FileNotFoundError(f"{source}: none of the listed files can be read: {skipped[:3]}")
         return out
-    raise FileNotFoundError(f"{source}: not a folder of audio files or a CSV with a file_name column")
+    if source.is_file():
+        from atrlib.errors import InputFileError
+
+        what = "one audio file" if source.suffix.lower() in AUDIO_SUFFIXES else "a file that is neither"
+        raise InputFileError(f"{source}: {what}; give a folder of audio files ({', '.join(AUDIO_SUFFIXES)}) or a "
+                             "CSV with a file_name column (put a single clip in a folder of its own)")
+    raise FileNotFoundError(f"{source}: no such folder or file; give a folder of audio files or a CSV with a "
+                            "file_name column")
 
 
 def clean_queries(queries: Sequence[str]) -> List[str]:

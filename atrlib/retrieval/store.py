@@ -14,6 +14,13 @@ drops clips whose file is gone, and writes a new generation; ``store.json`` is r
 last (atomically), so a killed build leaves the previous store intact (the retriever's
 feature cache keeps the network outputs computed so far).
 
+A store cannot lie: a build refuses NaN / infinite vectors (naming the clip) and a folder
+that is not a store (a training run, a folder of the user's own); ``store.json`` may only name
+files inside the store folder, and every file it names is checked when the store is opened
+(a corrupt, truncated or empty file is an error naming it); at query time each returned clip
+is checked against the size and mtime recorded at build time — a deleted clip is skipped, a
+changed one is listed with a ``note`` — and a store without clips says so.
+
 The index kinds, and how a build tunes the search breadth to a target recall on held-out
 clips, are in :mod:`atrlib.retrieval.index`; the chosen setting is stored in ``store.json``
 and used by every later search (:meth:`EmbeddingStore.search`, :func:`search_index`).
@@ -24,6 +31,7 @@ import csv
 import datetime as _dt
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -33,7 +41,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from atrlib.files import atomic_path, file_sha256, read_json, write_json
+from atrlib.errors import StoreError
+from atrlib.files import atomic_path, check_output, file_sha256, output_kind, read_json, write_json
 from atrlib.retrieval.index import AnnIndex, IndexConfig, build_index, tune_index
 
 STORE_VERSION = 1
@@ -42,6 +51,26 @@ __all__ = ["EmbeddingStore", "BuildReport", "build_store", "model_identity", "se
 
 
 CLIP_FIELDS = ("path", "sha256", "size", "mtime_ns")
+GENERATION_FILE = re.compile(r"^(embeddings|clips|index)-\d{8}-\d{6}-[0-9a-f]{6}\.(npy|csv|faiss)$")
+
+
+def _store_file(root: Path, name, what: str) -> Path:
+    """A file ``store.json`` names: a plain file name inside the store folder (no folders, no
+    ``..``, no absolute path, no link leading out), else :class:`StoreError`."""
+    meta = root / "store.json"
+    if not isinstance(name, str) or not name or name != Path(name).name or name in (".", ".."):
+        raise StoreError(f"{meta}: its {what} entry {name!r} is not a file name inside the store folder; a store only "
+                         "names its own files. The store.json was edited or damaged: rebuild the store")
+    path = root / name
+    real, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    if real.parent != base:
+        raise StoreError(f"{meta}: its {what} {name!r} leads outside the store folder ({real}); rebuild the store")
+    if not path.is_file():
+        raise StoreError(f"{path}: the store's {what} file is missing; the store is incomplete — rebuild it with "
+                         "`python -m atrlib index build`")
+    if path.stat().st_size == 0:
+        raise StoreError(f"{path}: the store's {what} file is empty (0 bytes); rebuild the store")
+    return path
 
 
 def model_identity(retriever) -> dict:
@@ -62,18 +91,41 @@ class EmbeddingStore:
         self.root = Path(root)
         meta = self.root / "store.json"
         if not meta.is_file():
-            raise FileNotFoundError(f"{self.root}: no embedding store here (store.json missing); build one with "
-                                    f"`python -m atrlib index build --model M --audio DIR --index {self.root}`")
-        self.info = read_json(meta)
-        if self.info.get("version") != STORE_VERSION:
-            raise ValueError(f"{meta}: store version {self.info.get('version')} is not {STORE_VERSION}; rebuild it")
-        with open(self.root / self.info["clips"], newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
+            raise StoreError(f"{self.root}: no embedding store here (store.json missing); build one with "
+                             f"`python -m atrlib index build --model M --audio DIR --index {self.root}`")
+        try:
+            self.info = read_json(meta)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise StoreError(f"{meta}: not valid JSON ({e}); the store is damaged — rebuild it") from None
+        if not isinstance(self.info, dict) or self.info.get("version") != STORE_VERSION:
+            got = self.info.get("version") if isinstance(self.info, dict) else None
+            raise StoreError(f"{meta}: store version {got} is not {STORE_VERSION}; rebuild it")
+        try:
+            dim, count = int(self.info["dim"]), int(self.info["count"])
+        except (KeyError, TypeError, ValueError):
+            raise StoreError(f"{meta}: no valid 'dim' / 'count'; the store is damaged — rebuild it") from None
+        clips_file = _store_file(self.root, self.info.get("clips"), "clip list")
+        try:
+            with open(clips_file, newline="", encoding="utf-8") as f:
+                rows = list(csv.DictReader(f))
+            self._stat = {r["path"]: (int(r["size"]), int(r["mtime_ns"]), r["sha256"]) for r in rows}
+        except (KeyError, TypeError, ValueError, csv.Error) as e:
+            raise StoreError(f"{clips_file}: not a clip list ({', '.join(CLIP_FIELDS)}): {e}; rebuild the store") from None
         self.clips = [r["path"] for r in rows]
         self.hashes = [r["sha256"] for r in rows]
-        self._stat = {r["path"]: (int(r["size"]), int(r["mtime_ns"]), r["sha256"]) for r in rows}
-        self.embeddings = (np.load(self.root / self.info["embeddings"], mmap_mode="r") if self.clips
-                           else np.zeros((0, int(self.info["dim"])), np.float16))              # (n, d) float16
+        if len(rows) != count:
+            raise StoreError(f"{clips_file}: {len(rows)} clips, but store.json says {count}; rebuild the store")
+        self.embeddings = np.zeros((0, dim), np.float16)                                # (n, d) float16
+        if self.clips:
+            emb_file = _store_file(self.root, self.info.get("embeddings"), "embeddings")
+            try:
+                self.embeddings = np.load(emb_file, mmap_mode="r", allow_pickle=False)
+            except (ValueError, OSError, EOFError) as e:
+                raise StoreError(f"{emb_file}: cannot be read as the store's embeddings ({e}); the file is corrupt or "
+                                 "truncated — rebuild the store") from None
+            if self.embeddings.shape != (count, dim):
+                raise StoreError(f"{emb_file}: holds {self.embeddings.shape} vectors, but the store lists {count} "
+                                 f"clips of dimension {dim}; rebuild the store")
         self._index = None
 
     def __len__(self) -> int:
@@ -87,8 +139,12 @@ class EmbeddingStore:
     def index(self) -> AnnIndex:
         """The search index (read on first use; ``exact`` holds a float32 copy in memory)."""
         if self._index is None:
-            f = (self.info.get("index") or {}).get("file")
-            self._index = AnnIndex.load(self.kind, self.root / f if f else None, self.embeddings)
+            rep = self.info.get("index") or {}
+            path = _store_file(self.root, rep.get("file"), "index") if self.kind != "exact" else None
+            if path is not None and rep.get("bytes") is not None and path.stat().st_size != int(rep["bytes"]):
+                raise StoreError(f"{path}: {path.stat().st_size} bytes, but the build wrote {rep['bytes']}; the index "
+                                 "file is truncated or was replaced — rebuild the store")
+            self._index = AnnIndex.load(self.kind, path, self.embeddings)
             self._index.candidates = int((self.info.get("index") or {}).get("candidates") or self._index.candidates)
         return self._index
 
@@ -127,9 +183,11 @@ def build_store(root: str | Path, paths: Sequence[str | Path], embed: Callable[[
     cfg = cfg or IndexConfig()
     t_start = time.perf_counter()
     root = Path(root)
+    if output_kind(root) != "store":  # a new or empty folder, or an existing store: never a run or a user's folder
+        check_output(root, "store", what="--index", error=StoreError)
     old = EmbeddingStore(root) if (root / "store.json").is_file() else None
     if old is not None and old.info.get("model") != identity:
-        raise ValueError(f"{root}: this store was built with another model or settings ({old.info.get('model', {}).get('name')}); "
+        raise StoreError(f"{root}: this store was built with another model or settings ({old.info.get('model', {}).get('name')}); "
                          "use another --index folder for this model")
 
     # 1. the clip list: previous clips whose file still exists, then the new paths
@@ -165,7 +223,13 @@ def build_store(root: str | Path, paths: Sequence[str | Path], embed: Callable[[
     bar = tqdm(total=len(todo_unique), desc="embedding", disable=not progress or not todo_unique)
     for s in range(0, len(todo_unique), batch_size):
         chunk = [present[first_of[h]] for h in todo_unique[s:s + batch_size]]
-        v = _l2(embed(chunk))                                                            # (batch, d)
+        raw = np.asarray(embed(chunk), dtype=np.float32)                                 # (batch, d)
+        bad = [c for c, row in zip(chunk, raw) if not np.isfinite(row).all()]
+        if bad:
+            raise StoreError(f"{bad[0]}: the model gives a NaN or infinite vector for this clip"
+                             + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+                             + "; it would rank wrongly for every query. Check or remove the clip; nothing was written")
+        v = _l2(raw)                                                                     # (batch, d)
         if dim is None:
             dim = v.shape[1]
         elif v.shape[1] != dim:
@@ -175,7 +239,7 @@ def build_store(root: str | Path, paths: Sequence[str | Path], embed: Callable[[
         bar.update(len(chunk))
     bar.close()
     if dim is None:
-        raise ValueError("no audio files to index")
+        raise StoreError(f"{root}: no audio files to index")
     # 4. the new generation: embeddings, clip list, index, then store.json (the commit point)
     n = len(present)
     with atomic_path(root / emb_name, needed_bytes=n * dim * 2) as tmp:
@@ -195,8 +259,8 @@ def build_store(root: str | Path, paths: Sequence[str | Path], embed: Callable[[
             "embeddings": emb_name, "clips": clips_name, "updated": _dt.datetime.now().isoformat(timespec="seconds"),
             "index": index_report}
     write_json(root / "store.json", info)
-    for f in root.iterdir():  # earlier generations
-        if f.name.startswith(("embeddings-", "clips-", "index-")) and gen not in f.name:
+    for f in root.iterdir():  # earlier generations (only files named as a build names them)
+        if GENERATION_FILE.match(f.name) and gen not in f.name:
             f.unlink()
     report = BuildReport(str(root), n, len(todo_unique), n - len(todo), removed, hashed,
                          round(time.perf_counter() - t_start, 3), index_report)
@@ -222,7 +286,8 @@ def _index_for(root: Path, x: np.ndarray, cfg: IndexConfig, gen: str, progress: 
     name = f"index-{gen}.faiss"
     with atomic_path(root / name) as tmp:
         index.save(tmp)
-    rep.update({"file": name, "build_s": round(build_s, 3), "params": {k: v for k, v in asdict(cfg).items()}})
+    rep.update({"file": name, "bytes": (root / name).stat().st_size, "build_s": round(build_s, 3),
+                "params": {k: v for k, v in asdict(cfg).items()}})
     if kind in ("ivf", "ivfpq"):
         rep["nlist"] = int(index.nlist)
     if rep[f"recall@{cfg.k}"] < cfg.target_recall:
@@ -234,25 +299,67 @@ def _index_for(root: Path, x: np.ndarray, cfg: IndexConfig, gen: str, progress: 
 # --------------------------------------------------------------------------------------
 # searching a store with text
 # --------------------------------------------------------------------------------------
+def clip_note(store: EmbeddingStore, path: str) -> Optional[str]:
+    """None when the clip at ``path`` is as it was at build time (size and mtime); ``"deleted"``
+    when it is gone; else a note saying it changed (its vector describes the old content)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "deleted"
+    size, mtime, _ = store._stat.get(path, (None, None, None))
+    if (st.st_size, st.st_mtime_ns) != (size, mtime):
+        return "changed since the store was built: its score is for the old content; rebuild the store"
+    return None
+
+
 def search_index(store: EmbeddingStore | str | Path, queries: Sequence[str], top: int = 10, retriever=None):
     """Top ``top`` clips of the store for each sentence: a table ``query, rank, file, score,
-    path`` like :func:`atrlib.retrieval.search.rank`. The retriever defaults to the store's model."""
+    path, note`` like :func:`atrlib.retrieval.search.rank`. The retriever defaults to the store's model.
+
+    Each returned clip is checked against the size and mtime recorded at build time: a deleted
+    clip is skipped (the next one moves up), a changed one keeps its place with a ``note``
+    (its vector describes the old content). ``table.attrs["deleted"]`` lists the skipped clips.
+    A store without clips, or whose returned clips are all deleted, is a :class:`StoreError`."""
     import pandas as pd
 
     store = store if isinstance(store, EmbeddingStore) else EmbeddingStore(store)
+    if not len(store):
+        raise StoreError(f"{store.root}: the store holds no clips (every clip was removed when it was last built); "
+                         "add audio with `python -m atrlib index build --audio DIR --index STORE`")
     if retriever is None:
         from atrlib.retrieval.search import resolve_retriever
 
         model = store.info["model"]
         retriever = resolve_retriever(model.get("source") or model["name"])
     if model_identity(retriever).get("name") != store.info["model"].get("name"):
-        raise ValueError(f"the store was built with {store.info['model'].get('name')!r}, not {model_identity(retriever).get('name')!r}")
+        raise StoreError(f"{store.root}: the store was built with {store.info['model'].get('name')!r}, not "
+                         f"{model_identity(retriever).get('name')!r}; search it with its own model (leave out --system)")
     q = _l2(retriever.embed_text(list(queries)))                                         # (m, d)
-    scores, ids = store.search(q, k=top)
-    rows = []
-    for qi, text in enumerate(queries):
-        for r, (s, i) in enumerate(zip(scores[qi], ids[qi])):
-            if i >= 0:
-                rows.append({"query": text, "rank": r + 1, "file": Path(store.clips[i]).name, "score": float(s),
-                             "path": store.clips[i]})
-    return pd.DataFrame(rows, columns=["query", "rank", "file", "score", "path"])
+    notes: Dict[str, Optional[str]] = {}
+    k = min(top, len(store))
+    while True:  # deleted clips are skipped: ask for more until each query has ``top`` or the store is exhausted
+        scores, ids = store.search(q, k=k)
+        rows = []
+        for qi, text in enumerate(queries):
+            kept = 0
+            for s_, i in zip(scores[qi], ids[qi]):
+                if i < 0 or kept == top:
+                    continue
+                path = store.clips[i]
+                note = notes[path] if path in notes else notes.setdefault(path, clip_note(store, path))
+                if note == "deleted":
+                    continue
+                kept += 1
+                rows.append({"query": text, "rank": kept, "file": Path(path).name, "score": float(s_), "path": path,
+                             "note": note or ""})
+        short = any(sum(r["query"] == t for r in rows) < min(top, len(store)) for t in queries)
+        if not short or k >= len(store):
+            break
+        k = min(len(store), 2 * k)
+    deleted = sorted(p for p, n in notes.items() if n == "deleted")
+    if not rows:
+        raise StoreError(f"{store.root}: every clip the store returned has been deleted since it was built "
+                         f"({len(deleted)} checked); rebuild the store with `python -m atrlib index build`")
+    table = pd.DataFrame(rows, columns=["query", "rank", "file", "score", "path", "note"])
+    table.attrs["deleted"] = deleted
+    return table
