@@ -36,8 +36,12 @@ def main(args) -> int:
         s = EmbeddingStore(args.index)
         print(json.dumps({k: s.info[k] for k in ("count", "dim", "dtype", "updated", "model", "index")}, indent=2))
         return 0
+    from atrlib.errors import StoreError
+    from atrlib.files import check_output, output_kind
     from atrlib.retrieval.search import list_audio, resolve_retriever
 
+    if output_kind(args.index) != "store":  # before any model is loaded: never a run or a folder of the user's
+        check_output(args.index, "store", what="--index", error=StoreError, inputs=args.audio)
     retriever = resolve_retriever(args.model)
     source = str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model
     identity = dict(model_identity(retriever), source=source)
