@@ -26,7 +26,8 @@ def add_arguments(p) -> None:
     p.add_argument("--gpus-per-trial", type=float, help="GPUs each trial requests (overrides the spec's resources)")
     p.add_argument("--retry-failed", action="store_true", help="run failed trials again (ok ones are always skipped)")
     p.add_argument("--force", action="store_true", help="take over the folder's lock (sweep.lock) when you know the "
-                                                        "sweep holding it is gone, e.g. its machine died")
+                                                        "sweep holding it is gone, e.g. its machine died; a sweep "
+                                                        "still running on this host keeps its lock")
     p.add_argument("--list", action="store_true", help="list the trials and exit")
 
 

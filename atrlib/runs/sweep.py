@@ -18,7 +18,9 @@ A *sweep spec* is a YAML file::
 
 Trials are ``trials × grid × seeds × folds`` (an empty part counts as one), each merged onto
 ``parameters``. A trial's id is a readable label of the values it sets plus a hash of all its
-overrides, so editing the spec (adding seeds) keeps the finished trials' ids. Every trial is
+overrides, the profile and the stages, so editing the spec (adding seeds) keeps the finished
+trials' ids, while another profile's or another stage selection's finished trials never count
+(each status record also carries that identity, checked on resume). Every trial is
 validated against what the notebooks declare (:func:`atrlib.runs.profiles.resolve_parameters`) before
 anything runs.
 
@@ -27,7 +29,8 @@ Sweep folder::
     <sweep>/sweep.json             the spec, its trials (id, label, overrides), the executor
     <sweep>/index.html, summary.md the sweep index: every trial's key numbers (sortable), the chosen trial
     <sweep>/status/<id>.json       one trial's status (pending -> running -> ok | failed), written atomically
-    <sweep>/sweep.lock             while a sweep runs: its pid and host (a second sweep into the folder is refused)
+    <sweep>/sweep.lock             while a sweep runs: its pid and host (a second sweep into the folder is refused;
+                                   --force replaces only a stale lock, never a sweep still running on this host)
     <sweep>/trials/<id>/           the trial's run folder (index.html, params.json, <stage>/metrics.json, ...)
     <sweep>/attempts/<id>-<n>/     an earlier, interrupted or failed attempt moved aside on a re-run
 
@@ -69,7 +72,7 @@ from atrlib.files import write_json
 from atrlib.runs.environment import init_ray
 from atrlib.runs.reporting import format_duration
 from atrlib.runs.sweep_report import _status_path, sweep_table, trial_status, write_sweep_index
-from atrlib.runs.sweep_spec import SweepSpec, _validate, load_spec
+from atrlib.runs.sweep_spec import SweepSpec, _validate, load_spec, trial_identity
 
 FINISHED = ("ok", "failed")
 
@@ -92,12 +95,39 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _holder_running(held: Mapping[str, Any]) -> Optional[bool]:
+    """Whether the sweep holding a lock still runs: True / False for a lock of this host (its
+    pid alive and started before the lock was taken: a reused pid is not the holder), None when
+    this host cannot tell (another host's lock, or an unreadable one)."""
+    pid = held.get("pid") if held else None
+    if not held or held.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return None
+    if not _pid_alive(pid):
+        return False
+    taken_ns, started_ns = held.get("taken_ns"), _process_start_ns(pid)
+    if isinstance(taken_ns, int) and started_ns is not None and started_ns > taken_ns + 2_000_000_000:
+        return False  # the pid now belongs to a process that started after the lock was taken
+    return True
+
+
+def _process_start_ns(pid: int) -> Optional[int]:
+    """When process ``pid`` started (ns since the epoch), from /proc (Linux); None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return int((boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")) * 1e9)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 class SweepLock:
     """One sweep at a time per folder: ``<sweep>/sweep.lock`` (pid, host, start time, a token),
     created exclusively on entry and removed on exit. A lock left by a dead process on this host
-    is taken over (stale); one held by a live process, or by another host (whose processes cannot
-    be checked from here), is refused with :class:`SweepError` naming the folder, unless
-    ``force`` (for a lock you know is stale, e.g. its machine died)."""
+    is taken over (stale). One held by a live process on this host is always refused with
+    :class:`SweepError` naming the folder and the process — ``force`` never takes it. One held by
+    another host (whose processes cannot be checked from here), or an unreadable one, is refused
+    unless ``force`` (for a lock you know is stale, e.g. its machine died)."""
 
     def __init__(self, sweep_dir: Union[str, Path], force: bool = False):
         self.path = Path(sweep_dir) / LOCK_NAME
@@ -114,7 +144,8 @@ class SweepLock:
             return {}  # half-written or unreadable: its writer may still be running
 
     def __enter__(self) -> "SweepLock":
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "token": self.token}
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": _now(), "token": self.token,
+              "taken_ns": time.time_ns()}
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -122,11 +153,15 @@ class SweepLock:
                 held = self._holder()
                 if held is None:
                     continue  # released meanwhile: try again
-                stale = (held.get("host") == socket.gethostname() and isinstance(held.get("pid"), int)
-                         and not _pid_alive(held["pid"]))
-                if not (stale or self.force):
-                    who = (f"process {held.get('pid')} on host {held.get('host')} (since {held.get('started')})"
-                           if held else "a process (the lock file is unreadable)")
+                running = _holder_running(held)
+                who = (f"process {held.get('pid')} on host {held.get('host')} (since {held.get('started')})"
+                       if held else "a process (the lock file is unreadable)")
+                if running:  # a live sweep on this host: never taken, --force or not
+                    raise SweepError(
+                        f"another sweep is writing into {self.path.parent}: {who} holds {self.path} and is still "
+                        f"running on this host. Wait for it to finish, stop it (kill {held.get('pid')}), or use "
+                        "another --out folder; --force only replaces the lock of a sweep that is gone")
+                if running is None and not self.force:
                     raise SweepError(
                         f"another sweep is writing into {self.path.parent}: {who} holds {self.path}. Wait for it to "
                         "finish, or use another --out folder; if that process is gone (e.g. its machine died), "
@@ -162,7 +197,8 @@ def run_trial(task: Mapping[str, Any]) -> dict:
     rec = {"id": tid, "label": task["label"], "status": "running", "attempt": int(task["attempt"]),
            "started": _now(), "finished": None, "duration_s": None, "host": socket.gethostname(), "pid": os.getpid(),
            "gpus": os.environ.get("CUDA_VISIBLE_DEVICES"), "run_dir": str(run_dir), "overrides": task["overrides"],
-           "stages": {}, "error": None}
+           "identity": task.get("identity") or trial_identity(task["profile"], task["stages"]), "stages": {},
+           "error": None}
     write_json(_status_path(sweep_dir, tid), rec)
     if run_dir.exists() and any(run_dir.iterdir()):  # an interrupted or failed attempt: keep it, aside
         dest = sweep_dir / "attempts" / f"{tid}-{rec['attempt'] - 1}"
@@ -217,6 +253,7 @@ def _ray(tasks: List[dict], resources: dict, on_done: Callable[[dict, dict], Non
                     rec = ray.get(ref)
                 except Exception as e:  # the worker died (killed, out of memory): the trial failed
                     rec = dict(trial_status(task["sweep_dir"], task["id"]), status="failed", finished=_now(),
+                               identity=task["identity"],
                                error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
                     write_json(_status_path(Path(task["sweep_dir"]), task["id"]), rec)
                 on_done(task, rec)
@@ -289,9 +326,12 @@ def _run_locked(sp: SweepSpec, sweep_dir: Path, executor: str, address: Optional
     })
     records = {t.id: trial_status(sweep_dir, t.id) for t in sp.trials}
     wanted = ("ok", "failed") if not retry_failed else ("ok",)
-    skipped = [t.id for t in sp.trials if records[t.id].get("status") in wanted]
+    ident = trial_identity(sp.profile, sp.stages)
+    # a finished trial counts only when it ran this profile and these stages (its id says so; its record too)
+    skipped = [t.id for t in sp.trials if records[t.id].get("status") in wanted
+               and records[t.id].get("identity") == ident]
     tasks = [{"sweep_dir": str(sweep_dir), "id": t.id, "label": t.label, "profile": sp.profile, "stages": sp.stages,
-              "overrides": t.overrides, "attempt": int(records[t.id].get("attempt") or 0) + 1}
+              "identity": ident, "overrides": t.overrides, "attempt": int(records[t.id].get("attempt") or 0) + 1}
              for t in sp.trials if t.id not in skipped]
     if progress:
         print(f"sweep {sweep_dir}: {len(sp.trials)} trials, {len(skipped)} finished earlier, {len(tasks)} to run "

@@ -2,7 +2,9 @@
 
 :func:`load_spec` reads a spec (the format is in :mod:`atrlib.runs.sweep`) into a
 :class:`SweepSpec`; :func:`expand_trials` makes its trials, ``trials × grid × seeds × folds``
-merged onto the shared parameters, each with an id that stays the same when the spec grows.
+merged onto the shared parameters, each with an id that stays the same when the spec grows and
+changes with the profile or the stages (:func:`trial_identity`): another profile's finished
+trials never count.
 :func:`_validate` resolves every trial's parameters against the profile's notebooks. Nothing
 here touches a sweep folder.
 """
@@ -23,7 +25,7 @@ SPEC_KEYS = ("profile", "stages", "parameters", "trials", "grid", "seeds", "fold
              "description")
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory", "resources")  # Ray task options a trial may request
 
-__all__ = ["SweepError", "Trial", "SweepSpec", "load_spec", "expand_trials"]
+__all__ = ["SweepError", "Trial", "SweepSpec", "load_spec", "expand_trials", "trial_identity"]
 
 
 @dataclass
@@ -56,12 +58,20 @@ def _label_value(v: Any) -> str:
     return v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 
 
+def trial_identity(profile: str, stages: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """What a trial's id depends on beyond its overrides: the profile and the stages it runs
+    (``None``: all of the profile's), so a finished trial of another profile or another stage
+    selection never counts as this one."""
+    return {"profile": str(profile), "stages": sorted(str(s) for s in stages) if stages else "all"}
+
+
 def expand_trials(parameters: Mapping[str, Any], trials: Sequence[Mapping[str, Any]] = (),
                   grid: Optional[Mapping[str, Sequence[Any]]] = None, seeds: Sequence[Any] = (),
-                  folds: int = 0) -> List[Trial]:
+                  folds: int = 0, identity: Optional[Mapping[str, Any]] = None) -> List[Trial]:
     """``trials × grid × seeds × folds`` merged onto ``parameters`` (see the module docstring).
 
-    Raises :class:`SweepError` for an empty grid axis or two identical trials.
+    ``identity`` (:func:`trial_identity`: profile and stages) is hashed into every id with the
+    overrides. Raises :class:`SweepError` for an empty grid axis or two identical trials.
     """
     from atrlib.runs.profiles import parse_overrides
 
@@ -87,7 +97,8 @@ def expand_trials(parameters: Mapping[str, Any], trials: Sequence[Mapping[str, A
         for combo in itertools.product(*axes.values()):
             varied = dict(cfg, **dict(zip(axes, combo)))
             overrides = dict(base, **varied)
-            digest = hashlib.sha256(json.dumps(overrides, sort_keys=True, default=str).encode()).hexdigest()[:8]
+            key = overrides if identity is None else {"overrides": overrides, **identity}
+            digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:8]
             label = ",".join(f"{k}={_label_value(v)}" for k, v in varied.items()) or "base"
             tid = f"{_slug(label)}-{digest}"
             if tid in seen:
@@ -138,7 +149,7 @@ def load_spec(spec: Union[str, Path, Mapping[str, Any]]) -> SweepSpec:
 
     parameters = fix_floats(dict(spec.get("parameters") or {}))
     trials = expand_trials(parameters, fix_floats(list(spec.get("trials") or [])), fix_floats(spec.get("grid")),
-                           spec.get("seeds") or [], int(spec.get("folds") or 0))
+                           spec.get("seeds") or [], int(spec.get("folds") or 0), trial_identity(profile, stages))
     return SweepSpec(path=path, profile=profile, stages=list(stages) if stages else None,
                      parameters=parameters, trials=trials,
                      select_metric=str(metric) if metric else None, select_mode=mode, resources=resources,
