@@ -77,6 +77,7 @@ class FrontEnd:
     mel_hz: np.ndarray                 # centre frequency of each mel band, Hz
     transform: Callable[[np.ndarray], np.ndarray]  # (samples,) -> (n_mels, frames)
     source: str                        # what the front end is, in words
+    unit: str = "dB"                   # the level's unit: "dB" (10·log10 power), "ln power", "power"
 
     def __call__(self, path: str, max_seconds: float = 30.0) -> np.ndarray:
         from atrlib.audio.io import load_audio
@@ -118,5 +119,7 @@ def model_frontend(model: str) -> FrontEnd:
         with torch.no_grad():
             return found(torch.from_numpy(wave)[None])[0].numpy()                   # (n_mels, frames)
 
+    unit = {"db": "dB", "log": "ln power"}.get(str(fc.log).lower(), "power")
     return FrontEnd(fc.sample_rate, fc.hop_length, edges[1:-1], transform,
-                    f"{source}: {fc.n_mels} mel bands {fc.fmin:.0f}–{fmax:.0f} Hz at {fc.sample_rate} Hz")
+                    f"{source}: {fc.n_mels} mel bands {fc.fmin:.0f}–{fmax:.0f} Hz at {fc.sample_rate} Hz, level in {unit}",
+                    unit)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -34,16 +36,17 @@ def _ci(sm: SimilarityMatrix) -> Dict[str, float]:
 
 
 def collect_systems(patterns: Sequence[str], run_dir, base, variants: List[dict], out_dir, include_tagbridge: bool,
-                    dataset_kwargs: Optional[Mapping[str, Any]] = None
+                    dataset_kwargs: Optional[Mapping[str, Any]] = None, seeds: Sequence[int] = ()
                     ) -> Tuple[Dict[str, SimilarityMatrix], Dict[str, SimilarityMatrix], List[str]]:
     """Stored runs matching ``patterns`` under ``run_dir``, ``variants`` trained into
-    ``out_dir/variants``, and the tag-bridge retriever (skipped with a note when its
-    weights are missing). Returns aligned (validation systems, test systems, notes)."""
+    ``out_dir/variants`` (once per seed of ``seeds``, named ``<name>-s<seed>``), and the
+    tag-bridge retriever (skipped with a note when its weights are missing). Returns aligned
+    (validation systems, test systems, notes)."""
     from atrlib.data import load_dataset
 
     out = Path(out_dir)
     folders = find_systems(patterns, base=run_dir, val_split=base.val_split, test_split=base.test_split)
-    folders.update(train_variants(base, variants, out / "variants"))
+    folders.update(train_variants(base, variants, out / "variants", seeds=seeds))
     notes = []
     if include_tagbridge:
         try:
@@ -60,6 +63,66 @@ def collect_systems(patterns: Sequence[str], run_dir, base, variants: List[dict]
     for sm in val.values():  # these matrices come from the validation split: fitting may use them
         sm.meta["role"] = "validation"
     return val, test, notes
+
+
+def seed_groups(names: Sequence[str], seeds: Sequence[int]) -> Dict[Optional[int], List[str]]:
+    """seed -> the systems of that seed: those named ``…-s<seed>`` (04's runs, variants trained
+    per seed) plus every system without a seed in its name (the zero-shot tag-bridge, a user's
+    folder), which belongs to every seed. ``{None: names}`` when no name carries one of
+    ``seeds``."""
+    tagged = {n: int(m.group(1)) for n in names if (m := _SEEDED.search(n))}
+    groups = {int(s): [n for n in names if tagged.get(n, int(s)) == int(s)] for s in seeds}
+    groups = {s: g for s, g in groups.items() if any(n in tagged for n in g)}
+    return groups or {None: list(names)}
+
+
+_SEEDED = re.compile(r"-s(\d+)$")
+
+
+def subset(systems: Mapping[str, SimilarityMatrix], names: Sequence[str]) -> Dict[str, SimilarityMatrix]:
+    return {n: systems[n] for n in names}
+
+
+def candidate_matrix(method: str, fits: Mapping[str, E.EnsembleResult], test: Mapping[str, SimilarityMatrix]):
+    """The test matrix of one row of :func:`results_table`: the best single system, a fitted
+    method or RRF."""
+    if method.startswith(SINGLE):
+        return test[method.split(": ", 1)[1]]
+    if method == "RRF":
+        return E.apply({n: 1.0 for n in test}, test, norm="rrf", name="rrf")
+    return E.apply(fits[method], test)
+
+
+def seed_check(val: Mapping[str, SimilarityMatrix], test: Mapping[str, SimilarityMatrix],
+               groups: Mapping[Optional[int], Sequence[str]], norm: str = "zscore", n: int = 10000) -> pd.DataFrame:
+    """The whole study repeated on each seed's systems: the best single system and the
+    candidate chosen on validation, both on test. One row per seed; ``attrs["check"]`` is
+    :func:`atrlib.retrieval.summaries.seed_verdict` over the per-seed differences, with a paired
+    bootstrap test on per-caption test AP@10 averaged over seeds."""
+    from atrlib.retrieval.metrics import paired_test
+    from atrlib.retrieval.summaries import seed_verdict
+
+    rows, ap_chosen, ap_single = {}, [], []
+    for seed, names in groups.items():
+        v_s, t_s = subset(val, names), subset(test, names)
+        single = systems_table(v_s, t_s)
+        fits = fit_methods(v_s, norm=norm)
+        res = results_table(fits, v_s, t_s, best_single=single.index[0])
+        v = verdict(res)
+        chosen = candidate_matrix(v["method"], fits, t_s)
+        first = next(iter(t_s.values()))
+        ap_chosen.append(per_query_metrics(chosen.sim, first.relevant)["AP@10"])
+        ap_single.append(per_query_metrics(t_s[v["best_single"]].sim, first.relevant)["AP@10"])
+        rows["all" if seed is None else int(seed)] = {
+            "systems": len(names), "best single": v["best_single"], "its test mAP@10": float(ap_single[-1].mean()),
+            "chosen": v["method"], "chosen test mAP@10": float(ap_chosen[-1].mean()),
+            "difference": float(ap_chosen[-1].mean() - ap_single[-1].mean())}
+    table = pd.DataFrame(rows).T
+    table.index.name = "seed"
+    a, b = np.mean(ap_chosen, axis=0), np.mean(ap_single, axis=0)
+    p = None if np.allclose(a, b) else paired_test(a, b, method="bootstrap", n=n)["p_value"]
+    table.attrs["check"] = seed_verdict(table["difference"].astype(float), p)
+    return table
 
 
 def systems_table(val: Mapping[str, SimilarityMatrix], test: Mapping[str, SimilarityMatrix]) -> pd.DataFrame:
@@ -176,9 +239,31 @@ def verdict(results: pd.DataFrame, curve: Optional[pd.DataFrame] = None,
     return out
 
 
+def headline(results: pd.DataFrame, v: Mapping[str, Any], check: Optional[Mapping[str, Any]],
+             chance: Optional[float] = None) -> List[dict]:
+    """05's key numbers for the run index: the candidate chosen on validation and the best single
+    system on test (CI, chance), and their difference over seeds with its verdict."""
+    from atrlib.runs.notebook import headline_item
+
+    items = [headline_item("Chosen on validation", v["method"])]
+    rows = [(f"Test mAP@10 of {v['method']}", v["method"])]
+    if v["method"] != v["best_single_label"]:
+        rows.append((f"Test mAP@10 of the best single system, {v['best_single']}", v["best_single_label"]))
+    for label, row in rows:
+        r = results.loc[row]
+        items.append(headline_item(label, r["test mAP@10"], r["low"], r["high"], chance))
+    if check:
+        items.append(headline_item("Chosen ensemble − best single system, test mAP@10", check["mean"], sd=check["sd"],
+                                   n_seeds=check["n"],
+                                   note="distinguishable" if check["distinguishable"] else "not distinguishable"))
+    return items
+
+
 def ensemble_metrics(single: pd.DataFrame, results: pd.DataFrame, fits: Mapping[str, E.EnsembleResult],
-                     curve: pd.DataFrame, v: Mapping[str, Any], notes: Sequence[str]) -> Dict[str, Any]:
-    """05's ``metrics.json``: every number, chosen-on-validation keys first."""
+                     curve: pd.DataFrame, v: Mapping[str, Any], notes: Sequence[str],
+                     seeds: Optional[pd.DataFrame] = None, chance: Optional[float] = None) -> Dict[str, Any]:
+    """05's ``metrics.json``: every number, chosen-on-validation keys first, and the index's
+    headline."""
     def clean(x):
         return None if x is None or (isinstance(x, float) and np.isnan(x)) else float(x)
 
@@ -195,4 +280,8 @@ def ensemble_metrics(single: pd.DataFrame, results: pd.DataFrame, fits: Mapping[
         "size_curve": {"n": [int(x) for x in curve["n"]], "val": [float(x) for x in curve["val mAP@10"]],
                        "test": [float(x) for x in curve["test mAP@10"]], "chosen_n": v.get("size_k")},
         "kfold": v.get("kfold"), "notes": list(notes),
+        "seed_check": None if seeds is None else seeds.attrs.get("check"),
+        "headline": headline(results, v, None if seeds is None else seeds.attrs.get("check"), chance),
+        "per_seed": None if seeds is None else {str(k): {c: (x if isinstance(x, str) else float(x)) for c, x in r.items()}
+                                                for k, r in seeds.iterrows()},
     }

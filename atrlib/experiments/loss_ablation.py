@@ -10,20 +10,19 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from atrlib.data.splits import load_splits
+from atrlib.experiments.systems import train_or_reuse
 from atrlib.files import read_json
 from atrlib.retrieval.ensemble import choose_on_validation
 from atrlib.retrieval.metrics import jackknife_ci, paired_test, per_query_metrics
 from atrlib.retrieval.simfile import load_similarity, sim_path
-from atrlib.retrieval.summaries import clip_interval
+from atrlib.retrieval.summaries import clip_interval, seed_verdict
 from atrlib.train.config import TrainConfig
-from atrlib.train.loop import run_training
-from atrlib.train.preflight import config_differences
 
 
 def run_grid(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], out_dir: str | Path,
@@ -40,16 +39,8 @@ def run_grid(base: TrainConfig, losses: Sequence[str], seeds: Sequence[int], out
     runs: Dict[str, List[Path]] = {}
     grid = [(l, s) for l in losses for s in seeds]
     for loss, seed in tqdm(grid, desc="ablation runs", disable=not progress):
-        run = out / f"{loss}-s{seed}"
-        cfg = replace(base, loss=loss, seed=seed, out_dir=str(run), progress=False)
-        params = run / "params.json"
-        if not ((run / "metrics.json").exists() and params.exists()
-                and not config_differences(read_json(params), cfg.to_dict())):
-            # a killed run of this config continues from its checkpoint; another config's is moved aside
-            state = run / "last" / "state.json"
-            same = state.exists() and not config_differences(read_json(state).get("config", {}), cfg.to_dict())
-            run_training(replace(cfg, resume=True) if same else replace(cfg, overwrite=True), data=data)
-        runs.setdefault(loss, []).append(run)
+        cfg = replace(base, loss=loss, seed=seed, out_dir=str(out / f"{loss}-s{seed}"), progress=False)
+        runs.setdefault(loss, []).append(train_or_reuse(cfg, data=data))
     return runs
 
 
@@ -90,16 +81,59 @@ def summarise(runs: Dict[str, List[Path]], baseline: str = "infonce", split: str
     return table
 
 
+def seed_differences(runs: Dict[str, List[Path]], a: str, b: str, split: str = "test") -> List[float]:
+    """Test mAP@10 of loss ``a`` minus that of loss ``b``, one difference per seed the two
+    share (runs ``<loss>-s<seed>``), in seed order."""
+    def by_seed(rs):
+        return {Path(r).name.rsplit("-s", 1)[-1]: r for r in rs}
+
+    ra, rb = by_seed(runs[a]), by_seed(runs[b])
+    return [float(per_query_ap(ra[s], split).mean() - per_query_ap(rb[s], split).mean()) for s in ra if s in rb]
+
+
+def seed_check(table: pd.DataFrame, runs: Dict[str, List[Path]], baseline: str, split: str = "test") -> Optional[dict]:
+    """Does the chosen loss's difference from ``baseline`` survive the seed?
+    (:func:`atrlib.retrieval.summaries.seed_verdict` over the per-seed test differences, with
+    the seed-averaged permutation test's p-value.) None when the baseline was chosen or absent."""
+    best = chosen_loss(table)
+    if best == baseline or baseline not in runs:
+        return None
+    p = table.loc[best].get("p_value", float("nan"))
+    return seed_verdict(seed_differences(runs, best, baseline, split), None if pd.isna(p) else float(p))
+
+
 def chosen_loss(table: pd.DataFrame) -> str:
     """The loss with the best validation mAP@10 (ties: the earlier row of the grid)."""
     return choose_on_validation(table["val_mAP@10"].to_dict())
 
 
-def ablation_metrics(table: pd.DataFrame, baseline: str, runs: Dict[str, List[Path]]) -> dict:
+def headline(table: pd.DataFrame, baseline: str, check: Optional[dict], chance: Optional[float] = None) -> List[dict]:
+    """04's key numbers for the run index (:func:`atrlib.runs.notebook.headline_item`): the loss
+    chosen on validation, its test mAP@10 and the baseline's (CI, chance, seed spread), and the
+    difference over seeds with its verdict."""
+    from atrlib.runs.notebook import headline_item
+
+    best = chosen_loss(table)
+    rows = [baseline] if baseline in table.index and baseline != best else []
+    items = [headline_item("Loss chosen on validation", best)]
+    for name, what in [(best, ""), *((b, "the baseline ") for b in rows)]:
+        r = table.loc[name]
+        items.append(headline_item(f"Test mAP@10 of {what}{name}", r["mAP@10"], r["low"], r["high"], chance,
+                                   sd=r["seed_sd"], n_seeds=r["seeds"]))
+    if check:
+        items.append(headline_item(f"{best} − {baseline}, test mAP@10", check["mean"], sd=check["sd"], n_seeds=check["n"],
+                                   note="distinguishable" if check["distinguishable"] else "not distinguishable"))
+    return items
+
+
+def ablation_metrics(table: pd.DataFrame, baseline: str, runs: Dict[str, List[Path]],
+                     chance: Optional[float] = None) -> dict:
     """04's ``metrics.json``: the loss chosen on validation with its test score and p-value
-    against ``baseline``, then every loss's row."""
+    against ``baseline``, the same comparison over seeds, the index's headline, then every
+    loss's row."""
     best = chosen_loss(table)
     r = table.loc[best]
+    check = seed_check(table, runs, baseline)
 
     def clean(v):
         return None if pd.isna(v) else float(v)
@@ -111,6 +145,7 @@ def ablation_metrics(table: pd.DataFrame, baseline: str, runs: Dict[str, List[Pa
             "baseline": baseline,
             "baseline_test_mAP@10": float(table.loc[baseline, "mAP@10"]) if baseline in table.index else None,
             "losses": {k: {c: clean(v) for c, v in row.items()} for k, row in table.iterrows()},
+            "best_loss_seed_check": check, "headline": headline(table, baseline, check, chance),
             "runs": {k: [Path(p).name for p in v] for k, v in runs.items()}}
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import glob
 from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping
+from typing import Dict, Iterable, List, Mapping, Sequence
 
 from atrlib.retrieval.simfile import SimilarityMatrix, load_similarity, save_similarity, sim_path
 
@@ -48,24 +48,42 @@ def load_systems(folders: Mapping[str, Path], split: str) -> Dict[str, Similarit
     return {name: load_similarity(sim_path(d, split)) for name, d in folders.items()}
 
 
-def train_variants(base, variants: List[dict], out_dir: str | Path, data=None) -> Dict[str, Path]:
+def train_or_reuse(cfg, data=None) -> Path:
+    """Train ``cfg`` into ``cfg.out_dir`` unless that folder already holds a finished run of the
+    same config (``metrics.json`` + a ``params.json`` with no differing field), which is reused.
+    A killed run of the same config continues from its checkpoint; a folder from another
+    config (say, fewer epochs) is moved aside and trained again, never silently reused."""
+    from atrlib.files import read_json
+    from atrlib.train.loop import run_training
+    from atrlib.train.preflight import config_differences
+
+    run = Path(cfg.out_dir)
+    params = run / "params.json"
+    if (run / "metrics.json").exists() and params.exists() and not config_differences(read_json(params), cfg.to_dict()):
+        return run
+    state = run / "last" / "state.json"
+    same = state.exists() and not config_differences(read_json(state).get("config", {}), cfg.to_dict())
+    run_training(replace(cfg, resume=True) if same else replace(cfg, overwrite=True), data=data)
+    return run
+
+
+def train_variants(base, variants: List[dict], out_dir: str | Path, data=None,
+                   seeds: Sequence[int] = ()) -> Dict[str, Path]:
     """Train each variant (a dict of TrainConfig fields plus ``name``) into
-    ``<out_dir>/<name>``; a folder whose ``metrics.json`` exists is reused."""
+    ``<out_dir>/<name>`` — or, with ``seeds``, once per seed into ``<out_dir>/<name>-s<seed>``;
+    a finished folder of the same config is reused (:func:`train_or_reuse`)."""
     from tqdm.auto import tqdm
 
     from atrlib.data.splits import load_splits
-    from atrlib.train.loop import run_training
 
     out = Path(out_dir)
     data = data if data is not None else load_splits(base)
+    jobs = [(dict(v), s) for v in variants for s in (seeds or [None])]
     runs = {}
-    for v in tqdm(variants, desc="training variants"):
-        v = dict(v)
-        name = v.pop("name")
-        run = out / name
-        if not (run / "metrics.json").exists():  # a killed variant continues from its checkpoint
-            run_training(replace(base, **v, out_dir=str(run), progress=False, resume=True), data=data)
-        runs[name] = run
+    for v, seed in tqdm(jobs, desc="training variants", disable=not jobs):
+        name = v.pop("name") + ("" if seed is None else f"-s{seed}")
+        cfg = replace(base, **v, **({} if seed is None else {"seed": int(seed)}), out_dir=str(out / name), progress=False)
+        runs[name] = train_or_reuse(cfg, data=data)
     return runs
 
 

@@ -135,3 +135,30 @@ def heatmap_slice(sm: SimilarityMatrix, captions: Sequence[str], n_clips: int = 
     cols = list(range(min(n_clips, len(sm.item_ids))))
     return (np.asarray(sm.sim)[np.ix_(rows, cols)], [f"{sm.item_ids[sm.relevant[q][0]]}: {captions[q]}" for q in rows],
             [sm.item_ids[i] for i in cols])
+
+
+def seed_verdict(diffs: Sequence[float], p_value: Optional[float] = None, alpha: float = 0.05) -> Dict[str, object]:
+    """Whether a difference between two systems survives the training seed.
+
+    ``diffs`` holds one difference per seed (system A − system B, each pair trained with the
+    same seed); ``p_value`` is the paired test on the seed-averaged per-query scores. The
+    difference is **distinguishable** only when the test is significant at ``alpha`` *and*
+    the seed spread does not cover it: every seed's difference has the mean's sign and the
+    mean is larger than the seeds' standard deviation. With one seed the spread is unknown and
+    nothing is called distinguishable.
+
+    Returns ``n, mean, sd`` (sample sd, ddof 1; NaN for one seed), ``low, high`` (the
+    smallest and largest per-seed difference), ``same_sign`` (how many seeds agree with the
+    mean's sign), ``p_value`` and ``distinguishable``.
+    """
+    d = np.asarray([float(x) for x in diffs], dtype=float)
+    if not d.size:
+        raise ValueError("seed_verdict needs at least one per-seed difference")
+    mean = float(d.mean())
+    sd = float(d.std(ddof=1)) if d.size > 1 else float("nan")
+    same = int(np.sum(np.sign(d) == np.sign(mean))) if mean != 0 else 0
+    significant = p_value is not None and p_value == p_value and p_value < alpha
+    distinguishable = bool(d.size > 1 and significant and same == d.size and abs(mean) > sd)
+    return {"n": int(d.size), "mean": mean, "sd": sd, "low": float(d.min()), "high": float(d.max()),
+            "same_sign": same, "p_value": None if p_value is None or p_value != p_value else float(p_value),
+            "distinguishable": distinguishable}

@@ -105,6 +105,35 @@ def _git(*args: str) -> Optional[str]:
         return None
 
 
+def cpu_info() -> dict[str, Optional[str]]:
+    """The CPU model and its widest vector unit (AMX, AVX-512, AVX2, ...) from ``/proc/cpuinfo``
+    (Linux; the platform's processor string elsewhere). Training trajectories move with the
+    floating-point kernels these select, so a number's machine is part of the number."""
+    model, flags = None, set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = (x.strip() for x in line.partition(":"))
+                if key == "model name" and not model:
+                    model = value
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    model = model or platform.processor() or None
+    units = [("amx_tile", "AMX"), ("avx512f", "AVX-512"), ("avx2", "AVX2"), ("avx", "AVX"), ("sse4_2", "SSE4.2"),
+             ("asimd", "NEON")]
+    widest = [name for flag, name in units if flag in flags]
+    return {"cpu": model, "vector_unit": " + ".join(widest[:2]) if widest else None, "cpu_count": str(os.cpu_count())}
+
+
+def machine_text(env: Mapping[str, Any]) -> str:
+    """``"Intel(R) Xeon(R) … (AVX-512 + AVX2, 2 cores)"`` from :func:`environment_info`'s dict."""
+    cpu = env.get("cpu") or "unknown CPU"
+    extra = ", ".join(x for x in (env.get("vector_unit"), f"{env['cpu_count']} cores" if env.get("cpu_count") else "") if x)
+    return f"{cpu} ({extra})" if extra else cpu
+
+
 def environment_info() -> dict[str, Any]:
     """Versions and the git commit, for params.json / run.json (no heavy imports)."""
     commit = _git("rev-parse", "HEAD")
@@ -120,6 +149,7 @@ def environment_info() -> dict[str, Any]:
         "numpy": _version("numpy"),
         "papermill": _version("papermill"),
         "git_commit": (commit + ("-dirty" if dirty else "")) if commit else None,
+        **cpu_info(),
     }
 
 

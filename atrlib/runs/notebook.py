@@ -164,3 +164,52 @@ def setup_plots() -> None:
                 ip.run_line_magic("config", "InlineBackend.figure_format = 'png'")
         except Exception:
             pass
+
+
+def headline_item(label: str, value: Any, low: Optional[float] = None, high: Optional[float] = None,
+                  chance: Optional[float] = None, sd: Optional[float] = None, n_seeds: Optional[int] = None,
+                  note: str = "") -> Dict[str, Any]:
+    """One key number of a stage for the run's index, with a plain label ("Test mAP@10,
+    text → audio"), its 95 % CI, chance level and seed spread where they exist. ``value`` may
+    be a word (the loss chosen on validation)."""
+    def f(x):
+        if x is None or (isinstance(x, float) and x != x):
+            return None
+        if isinstance(x, str):
+            return x
+        return int(x) if float(x).is_integer() and not isinstance(x, float) and hasattr(x, "__index__") else float(x)
+
+    item = {"label": label, "value": f(value), "low": f(low), "high": f(high), "chance": f(chance), "sd": f(sd),
+            "n_seeds": None if n_seeds is None else int(n_seeds), "note": note}
+    return {k: v for k, v in item.items() if v not in (None, "")}
+
+
+def record_headline(out_dir: str | Path, items: Sequence[Mapping[str, Any]], **extra: Any) -> None:
+    """Store ``items`` (:func:`headline_item`) as ``headline`` in the stage's ``metrics.json``
+    (and ``extra`` entries beside it): the index shows them, in this order, instead of raw
+    metric keys."""
+    from atrlib.files import read_json, write_json
+
+    path = Path(out_dir) / "metrics.json"
+    record = read_json(path) if path.is_file() else {}
+    record["headline"] = [dict(i) for i in items]
+    record.update(extra)
+    write_json(path, record)
+
+
+def ci_headline(metrics: Mapping[str, Any], direction: str, metric: str, label: str, **extra) -> Dict[str, Any]:
+    """A :func:`headline_item` from a :func:`atrlib.retrieval.summaries.table_to_metrics` dict."""
+    d = metrics[direction]
+    return headline_item(label, d[metric], d.get(f"{metric}_low"), d.get(f"{metric}_high"), d.get(f"{metric}_chance"),
+                         **extra)
+
+
+def evaluation_headline(metrics: Mapping[str, Any], chosen_epoch: Optional[int] = None, seeds=None) -> list:
+    """02's and 03's key numbers: test mAP@10 and R@1 text → audio, mAP@10 audio → text, each
+    with CI and chance; the seed spread (:func:`atrlib.experiments.seeds.seed_table`) beside the
+    first when given."""
+    when = f" (epoch {chosen_epoch}, chosen on validation)" if chosen_epoch else ""
+    sd = dict(sd=seeds.attrs["sd"], n_seeds=len(seeds)) if seeds is not None and len(seeds) > 1 else {}
+    return [ci_headline(metrics, "t2a", "mAP@10", f"Test mAP@10, text → audio{when}", **sd),
+            ci_headline(metrics, "t2a", "R@1", "Test R@1, text → audio"),
+            ci_headline(metrics, "a2t", "mAP@10", "Test mAP@10, audio → text")]

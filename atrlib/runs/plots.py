@@ -9,13 +9,37 @@ sets one style for all reports.
 """
 from __future__ import annotations
 
-import textwrap
 from typing import List, Mapping, Optional, Sequence
 
 import numpy as np
 
 COLOR = "#4c72b0"
+CHOSEN = "#dd8452"  # the chosen bar, epoch, n: one colour in the plot and its legend
 CHANCE_STYLE = dict(ls="--", color="#8c8c8c", lw=1.2)
+
+
+def legend_outside(ax, **kw) -> None:
+    """The legend to the right of the axes, never over the data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=kw.pop("fontsize", 8), **kw)
+
+
+def ellipsis(text: str, width: int) -> str:
+    """``text`` cut at a word boundary to at most ``width`` characters, ending "…" when cut."""
+    text = str(text)
+    if len(text) <= width:
+        return text
+    cut = text[: width - 1].rsplit(" ", 1)[0] if " " in text[: width - 1] else text[: width - 1]
+    return cut.rstrip(" ,;:") + "…"
+
+
+def plain_log_ticks(axis, top: float) -> None:
+    """Ticks 1, 2, 5, 10, 20, 50, … up to ``top`` written as plain numbers on a log axis."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    ticks = [m * 10 ** e for e in range(0, 7) for m in (1, 2, 5) if m * 10 ** e <= top]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(ScalarFormatter())
+    axis.set_minor_locator(NullLocator())
 
 
 def _ax(ax=None, figsize=(6, 3.2)):
@@ -74,7 +98,7 @@ def caption_lengths(captions: Sequence[str], counts_per_clip: Sequence[int], axe
     ax = axes[0]
     ax.hist(lengths, bins=np.arange(0, max(lengths, default=1) + 2) - 0.5, color="#55a868", edgecolor="white")
     ax.axvline(np.mean(lengths), **CHANCE_STYLE, label=f"mean {np.mean(lengths):.1f} words")
-    ax.legend()
+    legend_outside(ax)
     ax.set(xlabel="words per caption", ylabel="captions", title="Caption lengths")
     _int_ticks(ax.xaxis)
     _int_ticks(ax.yaxis)
@@ -96,9 +120,10 @@ def word_bar(word_counts: Sequence[tuple], top: int = 25, ax=None):
 
 
 def spectrogram(mel: np.ndarray, sample_rate: int, hop_length: int, ax=None, title: str = "",
-                mel_hz: Optional[Sequence[float]] = None):
+                mel_hz: Optional[Sequence[float]] = None, unit: str = "dB"):
     """A (n_mels, frames) log-mel as an image: seconds on the x axis and, given the centre
-    frequency of each band (``mel_hz``), the frequency in Hz on the y axis."""
+    frequency of each band (``mel_hz``), the frequency in Hz on the y axis; the colour bar in
+    the front end's ``unit`` (dB for 10·log10 power)."""
     ax = _ax(ax, figsize=(7, 2.6))
     seconds = mel.shape[1] * hop_length / sample_rate
     im = ax.imshow(mel, origin="lower", aspect="auto", extent=(0, seconds, -0.5, mel.shape[0] - 0.5), cmap="magma")
@@ -112,7 +137,7 @@ def spectrogram(mel: np.ndarray, sample_rate: int, hop_length: int, ax=None, tit
         ax.set_ylabel("mel band")
     ax.set(xlabel="time (s)", title=title)
     ax.grid(False)
-    ax.figure.colorbar(im, ax=ax, pad=0.01, label="level")
+    ax.figure.colorbar(im, ax=ax, pad=0.01, label=f"level ({unit})")
     return ax
 
 
@@ -129,7 +154,7 @@ def recall_curve(ranks: Mapping[str, np.ndarray] | np.ndarray, n_items: int, max
     ax.plot(ks, ks / n_items, **CHANCE_STYLE, label="chance (random ranking)")
     ax.set(xlabel="k (clips looked at)", ylabel="R@k (share of captions)", ylim=(0, 1.02), title="Recall at k")
     _int_ticks(ax.xaxis)
-    ax.legend()
+    legend_outside(ax)
     return ax
 
 
@@ -148,15 +173,12 @@ def rank_hist(ranks: np.ndarray, n_items: int, ax=None):
         counts, edges, _ = ax.hist(r, bins=bins, color=COLOR, edgecolor="white")
         ax.stairs(len(r) * np.diff(edges) / n_items, edges, **CHANCE_STYLE, label="chance (random ranking)")
         ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis, n_items)
         ax.set_xlabel("rank of the true clip (log scale)")
     ax.set(ylabel="captions", title="Where the true clip lands")
     _int_ticks(ax.yaxis)
-    ax.legend()
+    legend_outside(ax)
     return ax
-
-
-def _wrap(s: str, width: int) -> str:
-    return "\n".join(textwrap.wrap(str(s), width)[:2]) if len(str(s)) > width else str(s)
 
 
 def sim_heatmap(sim: np.ndarray, row_labels: Sequence[str] = (), col_labels: Sequence[str] = (), ax=None,
@@ -164,14 +186,14 @@ def sim_heatmap(sim: np.ndarray, row_labels: Sequence[str] = (), col_labels: Seq
     """Scores of a few captions against a few clips; the boxed cells are each caption's own clip
     when ``row_clip`` is known (pass rows grouped by clip and matching ``col_labels``)."""
     n_r, n_c = sim.shape
-    ax = _ax(ax, figsize=(min(3 + 0.55 * n_c, 14), min(1.2 + 0.32 * n_r, 14)))
+    ax = _ax(ax, figsize=(min(5.5 + 0.6 * n_c, 15), min(1.4 + 0.3 * n_r, 14)))
     import seaborn as sns
 
     sns.heatmap(sim, ax=ax, cmap="viridis", cbar_kws={"label": "cosine similarity"},
-                yticklabels=[_wrap(s, 48) for s in row_labels] if len(row_labels) else False,
+                yticklabels=[ellipsis(s, 60) for s in row_labels] if len(row_labels) else False,
                 xticklabels=list(col_labels) if len(col_labels) else False)
-    ax.tick_params(axis="y", labelsize=7)
-    ax.tick_params(axis="x", labelsize=8, rotation=60)
+    ax.tick_params(axis="y", labelsize=9)
+    ax.tick_params(axis="x", labelsize=9, rotation=60)
     ax.set(title=title, xlabel="clip", ylabel="caption")
     return ax
 
@@ -186,16 +208,21 @@ def metric_bars(table: Mapping[str, Mapping[str, float]], metric: str = "mAP@10"
     v = np.array([table[n]["value"] for n in names])
     lo = v - np.array([table[n].get("low", table[n]["value"]) for n in names])
     hi = np.array([table[n].get("high", table[n]["value"]) for n in names]) - v
-    colors = ["#dd8452" if n == chosen else COLOR for n in names]
+    from matplotlib.patches import Patch
+
+    colors = [CHOSEN if n == chosen else COLOR for n in names]
     y = np.arange(len(names))[::-1]
     ax.barh(y, v, xerr=[lo, hi], capsize=3, color=colors)
-    ax.set_yticks(y, names)
+    ax.set_yticks(y, [ellipsis(n, 40) for n in names])
+    handles = []
     if chance is not None:
-        ax.axvline(chance, **CHANCE_STYLE, label=f"chance {chance:.3f}")
+        handles.append(ax.axvline(chance, **CHANCE_STYLE, label=f"chance {chance:.3f}"))
     if chosen is not None:
-        ax.barh([], [], color="#dd8452", label="chosen on validation")
-    if chance is not None or chosen is not None:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+        handles.append(Patch(facecolor=CHOSEN, label="chosen on validation"))
+        if any(n != chosen for n in names):
+            handles.append(Patch(facecolor=COLOR, label="the others"))
+    if handles:
+        legend_outside(ax, handles=handles)
     ax.set(xlabel=f"test {metric} (bars: 95 % CI)", xlim=(0, min(1.0, max(0.05, float((v + hi).max()) * 1.1))),
            title=title or f"test {metric}")
     return ax
@@ -212,9 +239,10 @@ def training_curves(histories: Mapping[str, List[dict]], keys: Sequence[str] = (
     rows = [{"run": name, "epoch": h["epoch"], "metric": k, "value": h[k]}
             for name, hist in histories.items() for h in hist for k in keys if k in h]
     df = pd.DataFrame(rows)
-    g = sns.relplot(data=df, x="epoch", y="value", row="metric" if len(histories) > 1 else None,
-                    col="run" if len(histories) > 1 else "metric", kind="line", marker="o",
-                    facet_kws={"sharey": False, "sharex": True}, height=2.4, aspect=1.3)
+    one = len(histories) == 1
+    g = sns.relplot(data=df, x="epoch", y="value", row=None if one else "metric",
+                    col="metric" if one else "run", col_wrap=2 if one and len(keys) > 1 else None, kind="line",
+                    marker="o", facet_kws={"sharey": False, "sharex": True}, height=2.8, aspect=1.7)
     for (r, c), ax in np.ndenumerate(np.atleast_2d(g.axes)):
         title = ax.get_title()
         run = next((n for n in histories if f"run = {n}" in title), next(iter(histories)))
@@ -222,12 +250,12 @@ def training_curves(histories: Mapping[str, List[dict]], keys: Sequence[str] = (
         ax.set_title(f"{run}: {metric}" if len(histories) > 1 else metric, fontsize=9)
         ax.set_ylabel(metric.replace("_", " "))
         if chosen_epoch and run in chosen_epoch:
-            ax.axvline(chosen_epoch[run], ls=":", color="#dd8452", lw=1.5, label=f"chosen epoch {chosen_epoch[run]}")
+            ax.axvline(chosen_epoch[run], ls=":", color=CHOSEN, lw=1.5, label=f"chosen epoch {chosen_epoch[run]}")
         if chance is not None and metric.startswith("val_") and "mAP" in metric:
             ax.axhline(chance, **CHANCE_STYLE, label="chance")
         _int_ticks(ax.xaxis)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+            legend_outside(ax, fontsize=7)
     return g
 
 
@@ -255,7 +283,7 @@ def ablation_curves(df, chance: Optional[float] = None, chosen: Optional[str] = 
         ax.axhline(chance, **CHANCE_STYLE, label="chance")
     ax.set(xlabel="epoch", ylabel="validation mAP@10", title="Validation mAP@10 (mean over seeds)")
     _int_ticks(ax.xaxis)
-    ax.legend(fontsize=7, ncol=2)
+    legend_outside(ax, fontsize=7)
     return g, ax
 
 
@@ -293,10 +321,10 @@ def size_curve(curve, ax=None, chance: Optional[float] = None):
     ax.plot(curve["n"], curve["test mAP@10"], marker="s", label="test (reported)")
     n = curve.attrs.get("chosen_n")
     if n:
-        ax.axvline(n, ls=":", color="#dd8452", lw=1.5, label=f"chosen n = {n}")
+        ax.axvline(n, ls=":", color=CHOSEN, lw=1.5, label=f"chosen n = {n}")
     if chance is not None:
         ax.axhline(chance, **CHANCE_STYLE, label="chance")
     ax.set(xlabel="systems in the ensemble (best by validation first)", ylabel="mAP@10", title="Ensemble size")
     _int_ticks(ax.xaxis)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    legend_outside(ax)
     return ax

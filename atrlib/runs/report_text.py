@@ -170,12 +170,57 @@ def learned_training(history: Sequence[Mapping[str, float]], chosen_epoch: int) 
     return out
 
 
-def learned_ablation(table, baseline: str, chosen: str) -> List[str]:
-    """From :func:`atrlib.experiments.loss_ablation.summarise`'s table and the loss chosen on validation."""
+def seed_finding(check: Optional[Mapping[str, Any]], a: str, b: str, test: str = "paired test") -> str:
+    """One sentence from :func:`atrlib.retrieval.summaries.seed_verdict`: "a beats b in every
+    seed" only when the difference survives the seed; otherwise "not distinguishable from",
+    with the mean difference, the seed spread and the p-value beside it."""
+    if not check:
+        return ""
+    n, mean, sd = check["n"], check["mean"], check["sd"]
+    spread = (f"{term('seed spread')} sd {num(sd)}, per seed {check['low']:+.3f} to {check['high']:+.3f}"
+              if n > 1 else "one seed, so its spread is unknown")
+    p = p_text(check.get("p_value"))
+    if check["distinguishable"]:
+        verb = "beats" if mean > 0 else "falls below"
+        return (f"**{a} {verb} {b}** in every one of {n} seeds: {mean:+.3f} test mAP@10 on average "
+                f"({spread}; {p}, {term(test)}).")
+    why = ("one seed cannot show it" if n < 2 else
+           "the seed spread covers the difference" if check["same_sign"] < n or abs(mean) <= sd else
+           "the paired test is not significant")
+    return (f"**{a} is not distinguishable from {b}**: {mean:+.3f} test mAP@10 over {n} seed(s) "
+            f"({spread}; {p}, {term(test)}) — {why}.")
+
+
+def learned_seeds(table, chance: float, what: str = "The model") -> List[str]:
+    """From :func:`atrlib.experiments.seeds.seed_table`: the seed spread of test mAP@10 and
+    whether every seed's interval clears chance."""
+    n = len(table)
+    if n < 2:
+        return ["One seed: how far the numbers move with the seed is unknown."]
+    above = int((table["low"].astype(float) > chance).sum())
+    vals = table["test mAP@10"].astype(float)
+    out = [f"Over {n} seeds test mAP@10 is {num(vals.mean())} on average ({term('seed spread')} sd "
+           f"{num(vals.std(ddof=1))}, from {num(vals.min())} to {num(vals.max())}); the epoch chosen on validation "
+           f"ranges over {int(table['chosen epoch'].min())}–{int(table['chosen epoch'].max())}."]
+    if above == n:
+        out.append(f"{what} beats a random ranking whatever the seed: every seed's 95 % CI lies above chance "
+                   f"({num(chance)}).")
+    else:
+        out.append(f"In {n - above} of {n} seeds the 95 % CI reaches down to chance ({num(chance)}): **not "
+                   "distinguishable from a random ranking** in those seeds.")
+    return out
+
+
+def learned_ablation(table, baseline: str, chosen: str, seed_check: Optional[Mapping[str, Any]] = None) -> List[str]:
+    """From :func:`atrlib.experiments.loss_ablation.summarise`'s table, the loss chosen on
+    validation and :func:`atrlib.experiments.loss_ablation.seed_check` (the comparison with the
+    baseline stated over seeds)."""
     r = table.loc[chosen]
     out = [f"Chosen on the {term('validation split')}: **{chosen}** (validation mAP@10 {num(r['val_mAP@10'])}). "
            f"On test it scores {num(r['mAP@10'])} ({interval(r['low'], r['high'])})."]
-    if chosen != baseline and "p_value" in table and r.get("p_value") == r.get("p_value"):
+    if seed_check:
+        out.append(seed_finding(seed_check, chosen, baseline, "permutation test"))
+    elif chosen != baseline and "p_value" in table and r.get("p_value") == r.get("p_value"):
         out.append(f"Against {baseline} on test: {r['diff_vs_baseline']:+.3f} ({p_text(r['p_value'])}, "
                    f"{term('permutation test')}).")
     test_best = table["mAP@10"].idxmax()

@@ -37,6 +37,7 @@ from typing import Any, Mapping, Optional
 from urllib.parse import quote
 
 from atrlib.files import write_text_atomic
+from atrlib.runs.environment import machine_text
 
 MAX_KEY_NUMBERS = 8  # top-level scalars shown per stage when it names no key_metrics
 
@@ -87,6 +88,36 @@ def key_numbers(metrics: Optional[Mapping[str, Any]], limit: int = MAX_KEY_NUMBE
         return [(str(k), flat.get(str(k))) for k in wanted]
     pairs = [(k, v) for k, v in metrics.items() if k != "key_metrics" and _is_scalar(v)]
     return pairs[:limit]
+
+
+def headline(metrics: Optional[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(plain label, text) for each key number a stage recorded as ``headline``
+    (:func:`atrlib.runs.notebook.headline_item`): ``"0.274 (95 % CI 0.240–0.307; chance 0.037;
+    seed sd 0.010 over 3 seeds)"``. Empty when the stage recorded none."""
+    from atrlib.runs.report_text import format_number
+
+    out = []
+    for item in (metrics or {}).get("headline") or []:
+        v = item.get("value")
+        text = format_number(v) if not isinstance(v, str) else v
+        extra = []
+        if item.get("low") is not None and item.get("high") is not None:
+            extra.append(f"95 % CI {format_number(item['low'])}–{format_number(item['high'])}")
+        if item.get("chance") is not None:
+            extra.append(f"chance {format_number(item['chance'])}")
+        if item.get("sd") is not None:
+            extra.append(f"seed sd {format_number(item['sd'])} over {item.get('n_seeds', '?')} seeds")
+        elif item.get("n_seeds"):
+            extra.append(f"{item['n_seeds']} seed{'s' if item['n_seeds'] != 1 else ''}")
+        if item.get("note"):
+            extra.append(str(item["note"]))
+        out.append((str(item.get("label", "")), text + (f" ({'; '.join(extra)})" if extra else "")))
+    return out
+
+
+def stage_numbers(metrics: Optional[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """What the index shows for a stage: its headline, else its key metrics by raw key."""
+    return headline(metrics) or [(k, format_value(v)) for k, v in key_numbers(metrics)]
 
 
 def format_value(v: Any) -> str:
@@ -240,6 +271,8 @@ def render_index_html(run_dir: str | os.PathLike, result: Any) -> str:
     for key in ("atrlib", "git_commit", "python", "torch", "host"):
         if env.get(key):
             info.append((key, env[key]))
+    if env.get("cpu") or env.get("vector_unit"):
+        info.append(("machine", machine_text(env)))
 
     rows = []
     for i, st in enumerate(stages, 1):
@@ -247,10 +280,10 @@ def render_index_html(run_dir: str | os.PathLike, result: Any) -> str:
         name = str(st.get("name") or "")
         links = _stage_links(run_dir, st)
         link_html = " · ".join(f'<a href="{_href(rel)}">{esc(label)}</a>' for label, rel in links) or "—"
-        nums = key_numbers(st.get("metrics"))
+        nums = stage_numbers(st.get("metrics"))
         nums_html = (
             '<dl class="metrics">'
-            + "".join(f"<dt>{esc(k)}</dt><dd>{esc(format_value(v))}</dd>" for k, v in nums)
+            + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in nums)
             + "</dl>"
             if nums
             else ""
@@ -329,13 +362,16 @@ def render_summary_md(run_dir: str | os.PathLike, result: Any) -> str:
     lines += [
         f"- started: {_md(r.get('started') or '—')}; duration: {format_duration(r.get('duration_s'))}",
         f"- atrlib {_md(env.get('atrlib') or '?')}, git {_md(env.get('git_commit') or '?')}",
+        f"- machine: {_md(machine_text(env))}, torch {_md(env.get('torch') or '?')}",
     ]
     if r.get("overrides"):
         lines.append("- overrides: " + _md(", ".join(f"{k}={v!r}" for k, v in r["overrides"].items())))
     lines += ["", "| # | stage | status | duration | outputs | key numbers |", "|---|---|---|---|---|---|"]
     for i, st in enumerate(stages, 1):
         links = ", ".join(f"[{label}]({quote(rel, safe='/')})" for label, rel in _stage_links(run_dir, st)) or "—"
-        nums = "; ".join(f"{_md(k)} = {_md(format_value(v))}" for k, v in key_numbers(st.get("metrics")))
+        heads = headline(st.get("metrics"))
+        nums = "; ".join(f"{_md(k)}: {_md(v)}" for k, v in heads) if heads else \
+            "; ".join(f"{_md(k)} = {_md(format_value(v))}" for k, v in key_numbers(st.get("metrics")))
         status = str(st.get("status") or "pending")
         if status == "failed":
             nums = (nums + "; " if nums else "") + "**" + _md(_error_text(st.get("error")) or "failed") + "**"
@@ -392,11 +428,15 @@ def offline_html(body: str) -> str:
 
 
 def export_html(ipynb: str | os.PathLike, html_path: str | os.PathLike) -> Path:
-    """Write the HTML report of an executed notebook: widgets dropped, no scripts, so it
-    opens offline and shows the same thing everywhere."""
+    """Write the HTML report of an executed notebook: result first, code folded
+    (:func:`atrlib.runs.page_layout.result_first`), widgets dropped, no scripts, so it opens
+    offline and shows the same thing everywhere."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    nb = offline_notebook(nbformat.read(str(ipynb), as_version=4))
-    body, _ = HTMLExporter().from_notebook_node(nb)
+    from atrlib.runs.page_layout import result_first
+
+    nb = result_first(offline_notebook(nbformat.read(str(ipynb), as_version=4)))
+    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True,
+                           exclude_output_prompt=True).from_notebook_node(nb)
     return write_text_atomic(Path(html_path), offline_html(body))

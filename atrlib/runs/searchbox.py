@@ -2,7 +2,8 @@
 
 A ranking is shown as an HTML table titled with its query: rank, clip, score, the retrieved
 clip's own captions and an audio player, the correct clip marked. Players embed the audio
-(base64 WAV), so a saved report plays offline.
+(base64 FLAC, at the file's true level, each clip once per page), so a saved report plays
+offline.
 
 :func:`search_box` shows a text box, a *Search* button and an "or press Enter" hint; each
 search replaces the previous ranking (one display, updated in place), so the page never
@@ -22,32 +23,46 @@ import pandas as pd
 from atrlib.retrieval.summaries import ranking_table, worst_queries
 
 
-def audio_html(path: str, seconds: float = 10.0, sample_rate: int = 16000) -> str:
-    """An ``<audio controls>`` element holding the first ``seconds`` of ``path`` as a
-    base64 WAV (16-bit, mono, ``sample_rate``): plays without the file or a server."""
+def audio_html(path: str, seconds: float = 10.0, sample_rate: int = 16000, element_id: str = "") -> str:
+    """An ``<audio controls>`` element holding the first ``seconds`` of ``path`` as a base64
+    FLAC (lossless, 16-bit, mono, ``sample_rate``; about half a WAV's size): plays without the
+    file or a server, at the file's true level (never normalised)."""
     import soundfile as sf
 
     from atrlib.audio.io import load_audio
 
     wave, sr = load_audio(path, sample_rate=sample_rate, duration=seconds)
     buf = io.BytesIO()
-    sf.write(buf, np.asarray(wave, dtype=np.float32), sr, format="WAV", subtype="PCM_16")
+    sf.write(buf, np.clip(np.asarray(wave, dtype=np.float32), -1, 1), sr, format="FLAC", subtype="PCM_16")
     data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<audio controls preload="none" style="height:2rem" src="data:audio/wav;base64,{data}"></audio>'
+    ident = f' id="{html.escape(element_id)}"' if element_id else ""
+    return f'<audio{ident} controls preload="none" style="height:2rem" src="data:audio/flac;base64,{data}"></audio>'
+
+
+def player_id(clip: str) -> str:
+    return "play-" + "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(clip))
 
 
 def ranking_html(table: pd.DataFrame, audio_paths: Mapping[str, str], title: str, note: str = "",
-                 players: bool = True) -> str:
+                 players: bool = True, seen: Optional[set] = None) -> str:
     """``table`` from :func:`atrlib.retrieval.summaries.ranking_table` as an HTML block: a heading
     with the query, then one row per retrieved clip with its captions and a player; the
-    correct clip's row is marked ✓ and shaded."""
+    correct clip's row is marked ✓ and shaded. ``seen``: clips that already have a player on
+    the page (updated here) get a link to it instead of a second copy of their audio."""
     esc = html.escape
     rows = []
     for _, r in table.iterrows():
         caps = "".join(f"<li>{esc(c)}</li>" for c in r["captions"]) or "<li>(no captions)</li>"
         mark = "✓ correct" if r["correct"] else ""
         style = ' style="background:#dafbe1"' if r["correct"] else ""
-        player = audio_html(audio_paths[r["clip"]]) if players and r["clip"] in audio_paths else ""
+        player = ""
+        if players and r["clip"] in audio_paths:
+            if seen is not None and r["clip"] in seen:
+                player = f'<a href="#{player_id(r["clip"])}">▶ player above</a>'
+            else:
+                player = audio_html(audio_paths[r["clip"]], element_id=player_id(r["clip"]))
+                if seen is not None:
+                    seen.add(r["clip"])
         rows.append(f"<tr{style}><td>{int(r['rank'])}</td><td><code>{esc(str(r['clip']))}</code><br>"
                     f"<strong>{mark}</strong></td><td>{r['score']:.3f}</td>"
                     f'<td style="text-align:left"><ul style="margin:0;padding-left:1.1rem;text-align:left">{caps}</ul></td>'
@@ -71,9 +86,12 @@ def rank_text(retriever, ds, text: str, top: int = 5, true: Sequence[str] = ()) 
     return ranking_table(ds.clip_ids, scores, captions, true=true, top=top)
 
 
-def worst_rankings_html(sm, ds, n: int = 5, top: int = 5, players: bool = True) -> List[str]:
+def worst_rankings_html(sm, ds, n: int = 5, top: int = 5, players: bool = True,
+                        seen: Optional[set] = None) -> List[str]:
     """The ``n`` worst distinct captions of a scored split, each as a ranking block whose
-    note says where the correct clip landed (it is added below the top rows when missed)."""
+    note says where the correct clip landed (it is added below the top rows when missed).
+    Each clip's audio is embedded once (``seen``, shared with later blocks and the search box)."""
+    seen = set() if seen is None else seen
     captions_flat = ds.captions_flat()
     captions, paths = dataset_lookup(ds)
     blocks = []
@@ -87,11 +105,11 @@ def worst_rankings_html(sm, ds, n: int = 5, top: int = 5, players: bool = True) 
                                                      "captions": captions.get(w["true"][0], [])}])],
                               ignore_index=True)
         blocks.append(ranking_html(table, paths, w["text"], note=f"correct clip ranked {w['rank']} of {len(sm.item_ids)}",
-                                   players=players))
+                                   players=players, seen=seen))
     return blocks
 
 
-def search_box(retriever, ds, query: str, top: int = 5):
+def search_box(retriever, ds, query: str, top: int = 5, seen: Optional[set] = None):
     """Show the ranking for ``query`` and, when ipywidgets is there, a box to search again:
     results replace the previous ones and are titled with their query. Returns the
     ranking table of ``query``."""
@@ -101,7 +119,8 @@ def search_box(retriever, ds, query: str, top: int = 5):
 
     def render(text: str):
         table = rank_text(retriever, ds, text, top=top)
-        return table, HTML(ranking_html(table, paths, text, note=f"top {top} of {len(ds)} clips"))
+        return table, HTML(ranking_html(table, paths, text, note=f"top {top} of {len(ds)} clips",
+                                         seen=None if seen is None else set(seen)))  # its own players: per render
 
     try:
         import ipywidgets as widgets

@@ -93,6 +93,16 @@ def param_groups(model: DualEncoder, lr: float, head_lr: float, weight_decay: fl
             for (tower, decay), ps in sorted(groups.items(), reverse=True)]
 
 
+def adamw(groups: List[dict], lr: float) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel where every parameter's device and dtype have one (CPU
+    and CUDA, float types): the same update rule, ~4x faster per step on the small heads trained
+    over cached embeddings on CPU; otherwise torch's default implementation."""
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(groups, lr=lr)
+
+
 # ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
@@ -147,7 +157,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
         if acc.num_processes > 1 or hasattr(loss_fn, "pair_set"):
             raise ValueError("mixup_pairs runs in one process with a contrastive loss only (no cross-modal terms)")
     freeze_except(model, cfg.train_only)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.lr, cfg.head_lr, cfg.weight_decay), lr=cfg.lr)
+    optimizer = adamw(param_groups(model, cfg.lr, cfg.head_lr, cfg.weight_decay), lr=cfg.lr)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     n_pairs = len(train_in.caption_clip) if cfg.pairs == "captions" else len(data["train"])
     batches = n_pairs // cfg.batch_size if n_pairs > cfg.batch_size else 1   # drop_last when more than one batch

@@ -42,8 +42,31 @@ def test_ranking_html_marks_the_correct_clip_and_embeds_players(tiny_ds):
     assert "“a dog &lt;barks&gt;”" in page and page.count("<audio") == 3 and page.count("✓ correct") == 1
     assert page.index("rain falls") < page.index("✓ correct")  # c1 ranked first, c0 last
     data = audio_html(paths["c0"]).split("base64,", 1)[1].split('"', 1)[0]
-    wav = base64.b64decode(data)
-    assert wav[:4] == b"RIFF" and wav[8:12] == b"WAVE"
+    flac = base64.b64decode(data)
+    assert flac[:4] == b"fLaC"
+    # at the file's true level: the embedded samples equal the file's (16-bit), not normalised
+    import io
+
+    import soundfile as sf
+
+    from atrlib.audio.io import load_audio
+
+    played, sr = sf.read(io.BytesIO(flac), dtype="float32")
+    wave, _ = load_audio(paths["c0"], sample_rate=sr, duration=10.0)
+    assert sr == 16000 and np.abs(played - wave).max() < 1 / 2 ** 15 + 1e-6
+
+
+def test_each_clip_is_embedded_once_per_page(tiny_ds):
+    from atrlib.retrieval.summaries import ranking_table
+    from atrlib.runs.searchbox import dataset_lookup, ranking_html
+
+    caps, paths = dataset_lookup(tiny_ds)
+    seen = set()
+    t = ranking_table(tiny_ds.clip_ids, [0.2, 0.9, 0.5], caps, true=["c0"], top=3)
+    first = ranking_html(t, paths, "a dog barks", seen=seen)
+    second = ranking_html(t, paths, "rain falls", seen=seen)
+    assert first.count("<audio") == 3 and second.count("<audio") == 0 and seen == {"c0", "c1", "c2"}
+    assert second.count('href="#play-c0"') == 1 and 'id="play-c0"' in first
 
 
 def test_changed_settings_and_config_from():

@@ -290,3 +290,32 @@ def test_report_sentences_and_glossary_links():
     text = " ".join(T.learned_evaluate(metrics, n_items=80, worst_rank=71))
     assert "ranked first for 13.5 % of captions (95 % CI 10.0 %–17.0 %, jackknife; chance 1.2 %)" in text
     assert "11.2× chance" in text and "rank 71 of 80" in text
+
+
+def test_headline_reads_as_plain_labels_with_interval_chance_and_seed_spread():
+    from atrlib.runs.notebook import headline_item
+    from atrlib.runs.reporting import headline, stage_numbers
+
+    m = {"headline": [headline_item("Test mAP@10, text → audio", 0.27351, 0.2403, 0.3071, 0.03661, sd=0.0104,
+                                    n_seeds=3),
+                      headline_item("Loss chosen on validation", "infonce+vicreg"),
+                      headline_item("Clips in the train split", 320),
+                      headline_item("a − b", -0.0042, n_seeds=1, note="not distinguishable")],
+         "key_metrics": ["x"], "x": 1.0}
+    assert headline(m) == [
+        ("Test mAP@10, text → audio", "0.274 (95 % CI 0.240–0.307; chance 0.037; seed sd 0.010 over 3 seeds)"),
+        ("Loss chosen on validation", "infonce+vicreg"),
+        ("Clips in the train split", "320"),
+        ("a − b", "-0.004 (1 seed; not distinguishable)")]
+    assert stage_numbers(m) == headline(m)
+    assert stage_numbers({"key_metrics": ["x"], "x": 1.0}) == [("x", "1")]
+
+
+def test_the_machine_is_named_with_its_vector_unit():
+    from atrlib.runs.environment import cpu_info, machine_text
+
+    info = cpu_info()
+    assert set(info) == {"cpu", "vector_unit", "cpu_count"}
+    assert machine_text({"cpu": "Intel Xeon", "vector_unit": "AVX-512 + AVX2", "cpu_count": "2"}) == \
+        "Intel Xeon (AVX-512 + AVX2, 2 cores)"
+    assert machine_text({}) == "unknown CPU"

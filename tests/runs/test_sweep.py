@@ -101,7 +101,7 @@ def test_sweep_systems_collects_ok_trials(tmp_path):
 SPEC = {
     "profile": "smoke",
     "stages": ["02_train"],
-    "parameters": {"epochs": 1},
+    "parameters": {"epochs": 1, "extra_seeds": []},  # the sweep varies the seed itself
     "trials": [{"seed": 0}, {"seed": 1}, {"seed": 2}, {"seed": 0, "dataset": "no_such_dataset"}],
     "select": {"metric": "02_train/best_val_mAP@10"},
     "resources": {"num_cpus": 1},
