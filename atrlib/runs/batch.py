@@ -27,7 +27,8 @@ mixed with a new run: :func:`run_profile` raises :class:`RunExistsError` unless
 only a run folder (one holding ``run.json``) is ever moved; any other folder is refused.
 
 ``resume=True`` continues a run folder: stages that finished ``ok`` are kept, the others run
-again, and a stage whose notebook declares ``resume`` gets ``resume=True`` so a killed
+again (with ``stages``, only those chosen; the records of the others stay in ``run.json``, the
+index and the summary as they were, and a chosen stage's needs may be met by them), and a stage whose notebook declares ``resume`` gets ``resume=True`` so a killed
 training continues from its checkpoint. A run whose process died leaves stages ``running``;
 the next time the folder is seen they are marked ``interrupted``. Each notebook is executed
 into a hidden ``.<stage>.partial.ipynb`` and renamed into place when it ends, so a kill or a
@@ -47,7 +48,7 @@ from atrlib.errors import ProfileError, RunExistsError
 from atrlib.files import read_metrics, write_json
 from atrlib.runs.environment import _environ, environment_info, init_ray, resolve_kernel
 from atrlib.runs.profiles import Profile, declared_parameters, default_reports_dir, load_profile, parse_overrides, resolve_parameters, select_stages
-from atrlib.runs.records import RunResult, StageResult, _error_record, is_run_folder, mark_interrupted
+from atrlib.runs.records import RunResult, StageResult, _error_record, is_run_folder, mark_interrupted, merged_stages
 from atrlib.runs.reporting import write_index
 
 
@@ -250,7 +251,8 @@ def run_profile(
         from atrlib.runs.profiles import RawValue
 
         ov = {k: RawValue(v) if isinstance(v, str) else v for k, v in previous.overrides.items()}
-    chosen = select_stages(prof, stages)
+    done = [s.name for s in previous.stages if s.status == "ok"] if previous is not None else []
+    chosen = select_stages(prof, stages, done=done)
     declared = {s.name: declared_parameters(s.notebook) for s in prof.stages}
     resolved = resolve_parameters(prof, ov, out_dir, declared)
     kernel, kernel_env = resolve_kernel(kernel_name)
@@ -268,8 +270,10 @@ def run_profile(
         started=started.isoformat(timespec="seconds"),
         overrides=ov,
         environment=env_info,
-        stages=[kept.get(s.name) or StageResult(name=s.name, notebook=str(s.notebook), parameters=resolved[s.name])
-                for s in chosen],
+        stages=merged_stages([s.name for s in prof.stages],
+                             {s.name: kept.get(s.name) or StageResult(name=s.name, notebook=str(s.notebook),
+                                                                      parameters=resolved[s.name]) for s in chosen},
+                             previous),
         pid=os.getpid(),
         host=platform.node(),
     )
@@ -308,7 +312,8 @@ def run_profile(
     def submit_ready() -> None:
         if pool is None:
             return
-        for st, r in zip(chosen, result.stages):
+        for st in chosen:
+            r = result.stage(st.name)
             if (r.status == "pending" and st.name not in ahead and st.name not in kept
                     and all(result.stage(n).status == "ok" for n in st.needs)):
                 r.status = "running"
@@ -319,7 +324,8 @@ def run_profile(
     bar = tqdm(total=len(chosen), desc=f"run {prof.name}", unit="stage", disable=not progress)
     try:
         submit_ready()
-        for stage, sr in zip(chosen, result.stages):
+        for stage in chosen:
+            sr = result.stage(stage.name)
             bar.set_postfix_str(stage.name)
             if stage.name in kept:
                 bar.write(f"  {stage.name}: ok in an earlier attempt, kept")

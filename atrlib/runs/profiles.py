@@ -350,19 +350,41 @@ def resolve_parameters(
 
     # conditions see the values without any when block
     plain = {s.name: stage_params(s, [user]) for s in profile.stages}
-    matched = [blocks[c] for c in profile.when if _condition_holds(c, profile, plain, declared, listing)]
+    conditions = [c for c in profile.when if _condition_holds(c, profile, plain, declared, listing)]
+    matched = [blocks[c] for c in conditions]
 
     resolved: dict[str, dict[str, Any]] = {}
     for s in profile.stages:
         params = stage_params(s, [*matched, user])
         runner = {"out_dir": str(run_dir / s.name), "run_dir": str(run_dir)}
         params.update({k: v for k, v in runner.items() if k in declared[s.name]})
+        _check_root_is_used(profile, s.name, params, plain[s.name], user, [(c, blocks[c]) for c in conditions])
         try:
             check_values(params, where=f"stage {s.name}: ")
         except PreflightError as e:
             raise ProfileError(str(e)) from None
         resolved[s.name] = {k: str(v) if isinstance(v, RawValue) else v for k, v in params.items()}
     return resolved
+
+
+def _check_root_is_used(profile: Profile, stage: str, params: Mapping[str, Any], plain: Mapping[str, Any],
+                        user: tuple, matched: Sequence[tuple]) -> None:
+    """A ``-p root=DIR`` names the user's data; a matching ``when`` block that switches the
+    stage to another dataset (``size=tiny`` -> the embedded ``synth``, which generates itself)
+    would not read it: an error naming the path and the condition, never a silent switch."""
+    g, st = user
+    root = st[stage].get("root", g.get("root"))
+    if root is None or not str(root).strip():
+        return
+    for cond, (bg, bst) in matched:
+        switched = bst[stage].get("dataset", bg.get("dataset"))
+        if switched is not None and str(params.get("dataset")) == str(switched) \
+                and str(plain.get("dataset")) != str(switched):
+            raise ProfileError(
+                f"-p root={root}: `when {cond}` in {profile.path} switches stage {stage} from dataset "
+                f"{plain.get('dataset')!r} to {switched!r}, which does not read the data in {root} (the root would "
+                f"be dropped or used as {switched}'s own folder). Drop -p root for this run, or drop -p {cond} to "
+                f"run on {root}")
 
 
 def _condition_holds(cond: str, profile: Profile, plain: Mapping[str, Mapping[str, Any]],
@@ -387,8 +409,9 @@ def _condition_holds(cond: str, profile: Profile, plain: Mapping[str, Mapping[st
     return value == want or str(value) == text.strip()
 
 
-def select_stages(profile: Profile, stages: Optional[Sequence[str]]) -> list[Stage]:
-    """The profile's stages to run, in profile order; every needed stage must be selected too."""
+def select_stages(profile: Profile, stages: Optional[Sequence[str]], done: Sequence[str] = ()) -> list[Stage]:
+    """The profile's stages to run, in profile order; every needed stage must be selected too,
+    or be among ``done`` (a resumed run's stages that finished ok)."""
     if not stages:
         return list(profile.stages)
     wanted = [s.strip() for item in stages for s in str(item).split(",") if s.strip()]
@@ -398,7 +421,7 @@ def select_stages(profile: Profile, stages: Optional[Sequence[str]]) -> list[Sta
         raise ProfileError(f"--stages: unknown {', '.join(unknown)}; profile {profile.name} has: {', '.join(names)}")
     chosen = [s for s in profile.stages if s.name in wanted]
     for s in chosen:
-        missing = [n for n in s.needs if n not in wanted]
+        missing = [n for n in s.needs if n not in wanted and n not in done]
         if missing:
             raise ProfileError(f"--stages: {s.name} needs {', '.join(missing)}; select it too (--stages {','.join(sorted(set(wanted) | set(missing), key=names.index))})")
     return chosen

@@ -3,7 +3,8 @@
 :class:`RunResult` (saved as ``<run>/run.json`` after every stage) holds one
 :class:`StageResult` per stage: status, duration, parameters, metrics, error and notes. A runner
 that was killed leaves stages ``running``; :func:`mark_interrupted` marks them ``interrupted``
-the next time the folder is seen, unless the run's process is still alive. :func:`is_run_folder`
+the next time the folder is seen, unless the run's process is still alive. :func:`merged_stages`
+keeps a resumed run's earlier records beside the stages run again. :func:`is_run_folder`
 tells a folder the batch runner made (it holds ``run.json``) from any other.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ import platform
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 from atrlib.errors import RunExistsError
 from atrlib.files import read_json, write_json
@@ -145,6 +146,18 @@ def mark_interrupted(run_dir: Union[str, Path]) -> Optional[RunResult]:
         except Exception:  # the report is secondary; run.json is what resume reads
             pass
     return result
+
+
+def merged_stages(all_stages: Sequence[str], chosen: Mapping[str, StageResult],
+                  previous: Optional[RunResult]) -> list[StageResult]:
+    """The stage records of a run folder after this call: those of the ``chosen`` stages (name
+    -> record), and, for a resumed run, every earlier record of a stage not chosen this time —
+    kept as it was, so ``run --resume --stages 04,05`` never drops the finished 01-03 from
+    ``run.json``, the index or the summary. Profile order (``all_stages``); earlier stages the
+    profile no longer lists come last."""
+    earlier = {s.name: s for s in (previous.stages if previous else [])}
+    order = list(all_stages) + [n for n in earlier if n not in all_stages]
+    return [chosen[n] if n in chosen else earlier[n] for n in order if n in chosen or n in earlier]
 
 
 def is_run_folder(path: Path) -> bool:
