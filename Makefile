@@ -16,7 +16,7 @@ TEST_WORKERS ?= auto
 export TOKENIZERS_PARALLELISM ?= false
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install demo test test-all bench lab clean-reports smoke
+.PHONY: install demo readme test test-all bench lab clean-reports smoke
 
 install: $(STAMP)
 
@@ -34,6 +34,12 @@ $(STAMP): pyproject.toml Makefile
 
 demo: $(STAMP)  ## every stage notebook on the embedded dataset -> reports/demo/index.html
 	$(BIN)/python -m atrlib run --profile $(PROFILE) --out reports/$(PROFILE) --overwrite
+	@if [ "$(PROFILE)" = demo ]; then echo "== this run against the README's numbers (bands: their 95 % CIs)"; \
+	  $(BIN)/python scripts/readme_tables.py reports/demo --check tests/fixtures/readme_expected.json \
+	  || echo "(outside a band: numbers differ more than the README's intervals say; see the table above)"; fi
+
+readme: $(STAMP)  ## the README's results tables (and their record) from reports/demo (run `make demo` first)
+	$(BIN)/python scripts/readme_tables.py reports/demo --record tests/fixtures/readme_expected.json --write README.md
 
 smoke: $(STAMP)  ## the tiny profile the tests use
 	$(BIN)/python -m atrlib run --profile smoke --out reports/smoke --overwrite

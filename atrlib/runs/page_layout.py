@@ -93,9 +93,10 @@ def result_first(nb):
     parts: List[str] = []
     if intro:
         parts.append(f"<p><b>What this stage did.</b></p>{_markdown_html(intro)}")
-    for c in cells:
+    for c in cells:  # the key tables (figures stay in their sections, after the box)
         if c.cell_type == "code" and RESULT_TAG in _tags(c):
-            parts += [h for o in c.get("outputs", []) if (h := _output_html(o))]
+            parts += [h for o in c.get("outputs", []) if "image/png" not in (o.get("data") or {})
+                      and (h := _output_html(o))]
     for c in cells:
         if c.cell_type == "code" and LEARNED_TAG in _tags(c):
             outs = [o for o in c.get("outputs", []) if o.get("output_type") in ("display_data", "execute_result")]

@@ -23,6 +23,18 @@ def legend_outside(ax, **kw) -> None:
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=kw.pop("fontsize", 8), **kw)
 
 
+def figure_legend(fig, axes) -> None:
+    """One legend for a grid of panels, right of all of them (a legend beside each panel would
+    cover the next one); each label once."""
+    seen = {}
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, h)
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False,
+                   fontsize=8)
+
+
 def ellipsis(text: str, width: int) -> str:
     """``text`` cut at a word boundary to at most ``width`` characters, ending "…" when cut."""
     text = str(text)
@@ -254,8 +266,7 @@ def training_curves(histories: Mapping[str, List[dict]], keys: Sequence[str] = (
         if chance is not None and metric.startswith("val_") and "mAP" in metric:
             ax.axhline(chance, **CHANCE_STYLE, label="chance")
         _int_ticks(ax.xaxis)
-        if ax.get_legend_handles_labels()[0]:
-            legend_outside(ax, fontsize=7)
+    figure_legend(g.figure, list(np.ravel(g.axes)))
     return g
 
 

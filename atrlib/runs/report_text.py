@@ -180,6 +180,7 @@ def seed_finding(check: Optional[Mapping[str, Any]], a: str, b: str, test: str =
     spread = (f"{term('seed spread')} sd {num(sd)}, per seed {check['low']:+.3f} to {check['high']:+.3f}"
               if n > 1 else "one seed, so its spread is unknown")
     p = p_text(check.get("p_value"))
+    a = a[:1].upper() + a[1:]  # the sentence starts with it
     if check["distinguishable"]:
         verb = "beats" if mean > 0 else "falls below"
         return (f"**{a} {verb} {b}** in every one of {n} seeds: {mean:+.3f} test mAP@10 on average "

@@ -2,7 +2,7 @@
 
 A ranking is shown as an HTML table titled with its query: rank, clip, score, the retrieved
 clip's own captions and an audio player, the correct clip marked. Players embed the audio
-(base64 FLAC, at the file's true level, each clip once per page), so a saved report plays
+(base64 MP3, at the file's true level, each clip once per page), so a saved report plays
 offline.
 
 :func:`search_box` shows a text box, a *Search* button and an "or press Enter" hint; each
@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -23,20 +23,38 @@ import pandas as pd
 from atrlib.retrieval.summaries import ranking_table, worst_queries
 
 
-def audio_html(path: str, seconds: float = 10.0, sample_rate: int = 16000, element_id: str = "") -> str:
-    """An ``<audio controls>`` element holding the first ``seconds`` of ``path`` as a base64
-    FLAC (lossless, 16-bit, mono, ``sample_rate``; about half a WAV's size): plays without the
-    file or a server, at the file's true level (never normalised)."""
+PLAYER_FORMATS = (("MP3", "MPEG_LAYER_III", "audio/mpeg"), ("FLAC", "PCM_16", "audio/flac"))
+
+
+def encode_player_audio(wave: np.ndarray, sr: int) -> Tuple[bytes, str]:
+    """(bytes, MIME type) of ``wave`` for an embedded player: MP3 (plays in every browser, a
+    quarter to a half of FLAC's size; needs libsndfile ≥ 1.1), else lossless FLAC. Samples are
+    clipped to [-1, 1], never normalised: the player plays the file's true level."""
     import soundfile as sf
 
+    wave = np.clip(np.asarray(wave, dtype=np.float32), -1, 1)
+    for fmt, subtype, mime in PLAYER_FORMATS:
+        if sf.check_format(fmt, subtype):
+            buf = io.BytesIO()
+            try:
+                sf.write(buf, wave, sr, format=fmt, subtype=subtype)
+            except (sf.LibsndfileError, RuntimeError, ValueError):  # an encoder this libsndfile lacks
+                continue
+            return buf.getvalue(), mime
+    raise RuntimeError("this libsndfile can write neither MP3 nor FLAC; install soundfile >= 0.12")
+
+
+def audio_html(path: str, seconds: float = 10.0, sample_rate: int = 16000, element_id: str = "") -> str:
+    """An ``<audio controls>`` element holding the first ``seconds`` of ``path`` (mono,
+    ``sample_rate``) as base64 data (:func:`encode_player_audio`): plays without the file or a
+    server, at the file's true level."""
     from atrlib.audio.io import load_audio
 
     wave, sr = load_audio(path, sample_rate=sample_rate, duration=seconds)
-    buf = io.BytesIO()
-    sf.write(buf, np.clip(np.asarray(wave, dtype=np.float32), -1, 1), sr, format="FLAC", subtype="PCM_16")
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    data, mime = encode_player_audio(wave, sr)
     ident = f' id="{html.escape(element_id)}"' if element_id else ""
-    return f'<audio{ident} controls preload="none" style="height:2rem" src="data:audio/flac;base64,{data}"></audio>'
+    return (f'<audio{ident} controls preload="none" style="height:2rem" '
+            f'src="data:{mime};base64,{base64.b64encode(data).decode("ascii")}"></audio>')
 
 
 def player_id(clip: str) -> str:
