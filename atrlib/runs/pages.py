@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from atrlib.files import write_text_atomic
-from atrlib.runs.report_text import anchor, glossary
+from atrlib.runs.report_text import anchor, glossary, glossary_aliases
 
 GLOSSARY_PAGE = "glossary.html"
 NAV_BEGIN, NAV_END = "<!-- atrlib-nav -->", "<!-- /atrlib-nav -->"
@@ -30,7 +30,12 @@ def glossary_html() -> str:
     pages link to (``#term-map10``)."""
     import mistune
 
-    entries = "\n".join(f'<h2 id="{anchor(t)}">{html.escape(t)}</h2>\n{mistune.html(d)}' for t, d in glossary().items())
+    also: dict = {}
+    for alias, t in glossary_aliases().items():
+        also.setdefault(t, []).append(alias)
+    entries = "\n".join(f'<h2 id="{anchor(t)}">{html.escape(t)}</h2>\n'
+                        + (f'<p class="also">also: {html.escape(", ".join(also[t]))}</p>\n' if t in also else "")
+                        + mistune.html(d) for t, d in glossary().items())
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>atrlib glossary</title>"
             "<style>body{font:15px/1.5 system-ui,sans-serif;max-width:46em;margin:2em auto;padding:0 1em}"
             "h2{font-size:1.1em;margin-top:1.6em}</style></head><body>\n"

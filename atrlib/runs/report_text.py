@@ -22,21 +22,35 @@ def anchor(term: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def glossary() -> Dict[str, str]:
-    """term -> definition (one paragraph), read from the glossary shipped in the package
-    (``atrlib/resources/glossary.md``; {} when absent)."""
+def _read_glossary() -> tuple:
+    terms: Dict[str, str] = {}
+    aliases: Dict[str, str] = {}
     if not GLOSSARY_PATH.is_file():
-        return {}
-    out: Dict[str, str] = {}
+        return terms, aliases
     term, lines = None, []
     for line in GLOSSARY_PATH.read_text(encoding="utf-8").splitlines() + ["## "]:
         if line.startswith("## "):
             if term:
-                out[term] = " ".join(x.strip() for x in lines if x.strip())
+                terms[term] = " ".join(x.strip() for x in lines if x.strip())
             term, lines = line[3:].strip(), []
+        elif term is not None and line.startswith("Also:"):
+            for a in line[5:].strip().rstrip(".").split(","):
+                if a.strip():
+                    aliases[a.strip().lower()] = term
         elif term is not None:
             lines.append(line)
-    return out
+    return terms, aliases
+
+
+def glossary() -> Dict[str, str]:
+    """term -> definition (one paragraph), read from the glossary shipped in the package
+    (``atrlib/resources/glossary.md``; {} when absent)."""
+    return _read_glossary()[0]
+
+
+def glossary_aliases() -> Dict[str, str]:
+    """alias (lower case) -> its entry's term: an entry's ``Also: R@1, R@10, hit rate`` line."""
+    return _read_glossary()[1]
 
 
 def _lookup(term: str) -> Optional[str]:
@@ -44,7 +58,7 @@ def _lookup(term: str) -> Optional[str]:
     for k in g:
         if k.lower() == term.lower():
             return k
-    return None
+    return glossary_aliases().get(term.lower())
 
 
 def term(word: str, text: Optional[str] = None) -> str:
@@ -180,7 +194,7 @@ def seed_finding(check: Optional[Mapping[str, Any]], a: str, b: str, test: str =
     spread = (f"{term('seed spread')} sd {num(sd)}, per seed {check['low']:+.3f} to {check['high']:+.3f}"
               if n > 1 else "one seed, so its spread is unknown")
     p = p_text(check.get("p_value"))
-    a = a[:1].upper() + a[1:]  # the sentence starts with it
+    a = "The " + a[4:] if a.startswith("the ") else a  # the sentence starts with it (names keep their case)
     if check["distinguishable"]:
         verb = "beats" if mean > 0 else "falls below"
         return (f"**{a} {verb} {b}** in every one of {n} seeds: {mean:+.3f} test mAP@10 on average "
@@ -188,7 +202,7 @@ def seed_finding(check: Optional[Mapping[str, Any]], a: str, b: str, test: str =
     why = ("one seed cannot show it" if n < 2 else
            "the seed spread covers the difference" if check["same_sign"] < n or abs(mean) <= sd else
            "the paired test is not significant")
-    return (f"**{a} is not distinguishable from {b}**: {mean:+.3f} test mAP@10 over {n} seed(s) "
+    return (f"**{a} is not distinguishable from {b}**: {mean:+.3f} test mAP@10 over {n} seed{'s' if n != 1 else ''} "
             f"({spread}; {p}, {term(test)}) — {why}.")
 
 

@@ -340,3 +340,46 @@ def test_ensemble_stage(smoke_run):
     # the tag-bridge weights are on the machine), so the rule is checked above, not the name
     assert m["best_single"] == "pair_loss-s0"
     _tables_say_missing_and_tiny_p_in_words(_html(smoke_run, "05_ensemble"))
+
+
+# The field's words a stage page may use; each one a page uses must have a glossary entry (or be
+# an entry's "Also:" alias), so a reader can look it up in the run's glossary page.
+FIELD_TERMS = ["mAP@10", "mAP@16", "R@1", "R@5", "R@10", "R@k", "CR@k", "AP@10", "chance", "chance level",
+               "jackknife", "bootstrap", "permutation test", "paired bootstrap test", "p-value",
+               "confidence interval", "InfoNCE", "NT-Xent", "VICReg", "triplet loss", "pair loss", "z-score norm",
+               "RRF", "Caruana selection", "coordinate ascent", "grid search", "top-k", "k-fold ensemble",
+               "seed spread", "embedding", "cosine similarity", "log-mel spectrogram", "mel band", "epoch",
+               "best checkpoint", "validation split", "test split", "train split", "leakage", "dual encoder",
+               "tower", "frozen", "head", "contrastive loss", "temperature", "cross-attention", "re-ranking",
+               "matching head", "Pearson r", "stats2", "stats8", "ensemble", "t2a", "a2t", "hit rate", "tag-bridge",
+               "zero-shot", "dB", "2025 protocol", "simplex", "baseline", "similarity matrix", "early stopping",
+               "average precision", "recall"]
+
+
+def _page_words(html_text):
+    t = re.sub(r"<style.*?</style>", " ", html_text, flags=re.S)
+    t = re.sub(r'(src|href)="data:[^"]*"', " ", t)
+    t = re.sub(r"<details.*?</details>", " ", t, flags=re.S)   # folded code is not prose
+    return re.sub(r"<[^>]+>", " ", t)
+
+
+def used_terms_without_entry(html_text):
+    words = _page_words(html_text)
+    used = [w for w in FIELD_TERMS if re.search(r"(?<![\w@-])" + re.escape(w) + r"(?![\w@])", words)]
+    from atrlib.runs import report_text as T
+
+    return [w for w in used if T._lookup(w) is None]
+
+
+def test_a_used_term_without_a_glossary_entry_is_caught(monkeypatch):
+    from atrlib.runs import report_text as T
+
+    page = "<p>mAP@10 against chance, with a jackknife CI</p><details>cosine similarity</details>"
+    assert used_terms_without_entry(page) == []
+    monkeypatch.setattr(T, "_read_glossary", lambda: ({"mAP@10": "x"}, {}))  # a glossary lacking two of them
+    assert used_terms_without_entry(page) == ["chance", "jackknife"]
+
+
+def test_every_field_term_a_page_uses_is_in_the_glossary(smoke_run):
+    missing = {s: m for s in STAGES if (m := used_terms_without_entry(_html(smoke_run, s)))}
+    assert not missing, f"terms without a glossary entry: {missing}"

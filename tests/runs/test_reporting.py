@@ -319,3 +319,4 @@ def test_the_machine_is_named_with_its_vector_unit():
     assert machine_text({"cpu": "Intel Xeon", "vector_unit": "AVX-512 + AVX2", "cpu_count": "2"}) == \
         "Intel Xeon (AVX-512 + AVX2, 2 cores)"
     assert machine_text({}) == "unknown CPU"
+
