@@ -214,9 +214,23 @@ def get_model_config(name_or_config: Union[str, Path, Dict[str, Any], ModelConfi
         d = json.loads(p.read_text())
         d.setdefault("name", p.stem)
         cfg = ModelConfig.from_dict(d)
+    from dataclasses import fields
+
+    from atrlib.errors import ConfigError
+
+    def unknown(obj, keys, where):
+        names = [f.name for f in fields(obj)]
+        bad = [k for k in keys if k not in names]
+        if bad:
+            raise ConfigError(f"model_overrides: {where} has no field {', '.join(map(repr, bad))}; its fields are "
+                              f"{', '.join(names)} (tower arguments go under 'kwargs', e.g. "
+                              f"{{'audio': {{'kwargs': {{'segments': 2}}}}}})")
+
+    unknown(cfg, overrides, f"the model config {cfg.name!r}")
     for k in ("audio", "text"):
         if isinstance(overrides.get(k), dict):
             part = dict(overrides[k])
+            unknown(getattr(cfg, k), part, f"the {k} tower config")
             if isinstance(part.get("kwargs"), dict):  # tower kwargs merge: {"kwargs": {"segments": 2}}
                 part["kwargs"] = {**getattr(cfg, k).kwargs, **part["kwargs"]}
             overrides[k] = replace(getattr(cfg, k), **part)

@@ -31,7 +31,18 @@ def register_variants(build: Callable, docs: Mapping[str, str], registry: Regist
 
 def _variant_factory(build: Callable, name: str, doc: str) -> Callable:
     def factory(pretrained=None, weights=None, **overrides):
-        return build(name, pretrained, weights, **overrides)
+        try:
+            return build(name, pretrained, weights, **overrides)
+        except RuntimeError as e:  # load_state_dict(strict=True): another model's or another size's weights
+            if "state_dict" not in str(e):
+                raise
+            from atrlib.errors import WeightsFileError
+
+            detail = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e).splitlines()[0])
+            raise WeightsFileError(
+                f"{weights or pretrained}: these weights do not fit the {name} tower ({detail[:300]}). Give the "
+                f"checkpoint of {name} itself (another tower's, or another size's, cannot load), or leave weights "
+                f"empty to use the tower's published weights.") from e
 
     factory.__doc__, factory.__module__ = doc, build.__module__  # the tower's module, as a decorated def had
     factory.__name__ = factory.__qualname__ = name.replace("-", "_")

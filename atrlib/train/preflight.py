@@ -57,6 +57,20 @@ def config_differences(old: Mapping[str, Any], new: Mapping[str, Any],
     return {k: (old.get(k), new.get(k)) for k in sorted(keys) if norm(old.get(k)) != norm(new.get(k))}
 
 
+def schedule_follows_epochs(cfg: Mapping[str, Any]) -> bool:
+    """Whether the learning rate at a step depends on the total number of epochs: the cosine
+    schedule decays over all steps, and a warm-up given as a fraction is a share of all steps."""
+    warmup = float(cfg.get("warmup", 0.05))
+    scheduler = cfg.get("scheduler", "cosine")
+    return scheduler == "cosine" or (scheduler == "none" and 0 < warmup < 1)
+
+
+def describe_schedule(cfg: Mapping[str, Any]) -> str:
+    warmup = float(cfg.get("warmup", 0.05))
+    w = f"a warm-up of {warmup:g} of all steps" if 0 < warmup < 1 else (f"{warmup:g} warm-up steps" if warmup else "")
+    return ", ".join(x for x in (f"{cfg.get('scheduler', 'cosine')}", w) if x)
+
+
 def prepare_out_dir(cfg) -> Optional[Path]:
     """Make ``cfg.out_dir`` safe to train into; returns where an earlier run was moved, if any.
 
@@ -83,7 +97,16 @@ def prepare_out_dir(cfg) -> Optional[Path]:
             state = {"config": read_json(out / "params.json")}
         old = (state or {}).get("config")
         if old is not None:
-            diff = config_differences(old, cfg.to_dict())
+            new = cfg.to_dict()
+            if ("epochs" in old and old["epochs"] != new["epochs"] and schedule_follows_epochs(new)):
+                raise PreflightError(
+                    f"{out}: cannot resume with epochs {old['epochs']} -> {new['epochs']}: the learning-rate "
+                    f"schedule ({describe_schedule(new)}) is laid out over all epochs, so the resumed run would "
+                    f"continue a different schedule than a fresh {new['epochs']}-epoch run and its result would match "
+                    f"neither. Resume with epochs={old['epochs']}, train a fresh run with epochs={new['epochs']} into "
+                    f"a new out_dir, or use scheduler=plateau (or none without a fractional warm-up), whose schedule "
+                    f"does not depend on the number of epochs.")
+            diff = config_differences(old, new)
             if diff:
                 listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
                 raise PreflightError(

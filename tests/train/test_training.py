@@ -274,6 +274,21 @@ def test_checkpoint_files_and_weights_only_load(toy_root, tmp_path):
     assert again == state["history"]
 
 
+def test_resuming_with_more_epochs_continues_only_a_schedule_that_does_not_depend_on_them(toy_root, tmp_path):
+    """Raising epochs on resume under the cosine schedule would continue a schedule laid out over
+    the old length: refused, naming both values. Under ``plateau`` the resumed run is the fresh
+    run of the new length."""
+    from atrlib.errors import PreflightError
+
+    train_once(cfg_for(tmp_path / "cos", epochs=2, scheduler="cosine"), FROZEN, toy_root)
+    with pytest.raises(PreflightError, match=r"epochs 2 -> 3.*cosine"):
+        fit(cfg_for(tmp_path / "cos", epochs=3, scheduler="cosine", resume=True), create_model(FROZEN), tone_data(toy_root))
+    train_once(cfg_for(tmp_path / "plat", epochs=2, scheduler="plateau"), FROZEN, toy_root)
+    resumed = train_once(cfg_for(tmp_path / "plat", epochs=3, scheduler="plateau", resume=True), FROZEN, toy_root)
+    fresh = train_once(cfg_for(tmp_path / "fresh", epochs=3, scheduler="plateau"), FROZEN, toy_root)
+    assert len(resumed) == 3 and strip_time(resumed) == strip_time(fresh)
+
+
 def test_kill_during_checkpoint_save_keeps_the_previous_one(toy_root, tmp_path, monkeypatch):
     cfg = cfg_for(tmp_path, epochs=1)
     data = tone_data(toy_root)
