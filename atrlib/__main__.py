@@ -69,7 +69,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(command if command in COMMANDS else None)
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # key=value overrides after an option (`train a=1 --overwrite b=2`) are overrides too
+            if isinstance(getattr(args, "overrides", None), list) and all("=" in x and not x.startswith("-") for x in extra):
+                args.overrides = args.overrides + extra
+            else:
+                parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as e:  # a usage error (exit 2, argparse printed it) or --help / --version (0)
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     func: Optional[Callable] = getattr(args, "_main", None)

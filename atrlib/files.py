@@ -121,6 +121,9 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
+        if e.errno in (errno.ENOENT, errno.EINVAL, errno.EPERM, errno.EACCES, errno.EROFS, errno.EISDIR):
+            raise DiskWriteError(f"{what} {path}: cannot write into {parent} ({e.strerror or e}); choose a folder "
+                                 f"you can write to") from e
         raise explain_os_error(e, parent / "x") from e
     return path
 

@@ -125,7 +125,9 @@ def resolve_size(size: Union[str, int]) -> SynthSize:
         return SIZES[size.lower()]
     if isinstance(size, str) and size.isdigit():
         return resolve_size(int(size))
-    raise ValueError(f"unknown synth size {size!r}; use one of {', '.join(SIZES)} or a number of train clips")
+    from atrlib.errors import ConfigError
+
+    raise ConfigError(f"unknown synth size {size!r}; use one of {', '.join(SIZES)} or a number of train clips")
 
 
 def default_root(size: Union[str, int] = "demo", seed: int = 0, sample_rate: int = SAMPLE_RATE) -> Path:

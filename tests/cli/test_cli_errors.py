@@ -73,3 +73,26 @@ def test_an_unknown_name_is_a_user_error_listing_the_names(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "Traceback" not in out.stderr + out.stdout
     assert "no_such_model" in out.stderr + out.stdout and "synth-stats-minilm" in out.stderr + out.stdout
+
+
+def test_overrides_after_an_option_are_still_overrides(tmp_path, capsys):
+    """`train a=1 --overwrite b=2`: b=2 reaches the config (here the bad synth size is named)."""
+    from atrlib.__main__ import main
+
+    rc = main(["train", "dataset=synth", "--overwrite", "size=huge", f"out_dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "unknown synth size 'huge'" in err and "Traceback" not in err
+    assert main(["search", "--query", "x", "--audio", str(tmp_path), "stray"]) == 2
+    assert "unrecognized arguments: stray" in capsys.readouterr().err
+
+
+def test_an_output_in_a_place_nobody_can_write_names_it():
+    import pytest
+
+    from atrlib.errors import DiskWriteError
+    from atrlib.files import check_writable
+
+    if not __import__("os").path.isdir("/proc"):
+        pytest.skip("no /proc on this system")
+    with pytest.raises(DiskWriteError, match=r"output /proc/x\.csv: cannot write into /proc"):
+        check_writable("/proc/x.csv")
