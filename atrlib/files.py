@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Tuple
@@ -54,15 +55,32 @@ def _umask() -> int:
     return umask
 
 
-def _explain(exc: OSError, path: Path, needed: Optional[int]) -> Optional[str]:
+SHORT_WRITE = ("unexpected pos", "PytorchStreamWriter failed writing", "requested and")  # torch, numpy
+
+
+def _explain(exc: BaseException, path: Path, needed: Optional[int]) -> Optional[str]:
     need = f": about {needed / 1e6:.1f} MB needed" if needed else ""
-    if exc.errno == errno.ENOSPC:
+    if getattr(exc, "errno", None) is None and any(s in str(exc) for s in SHORT_WRITE):
+        # torch.save / numpy report a short write without an errno: the disk filled up mid-file
+        try:
+            free = f", {shutil.disk_usage(path.parent).free / 1e6:.1f} MB free now"
+        except OSError:
+            free = ""
+        return f"the write stopped short (the disk holding {path.parent} is probably full{free}){need}; free space " \
+               "or point the output elsewhere"
+    if getattr(exc, "errno", None) == errno.ENOSPC:
         return f"no space left on the disk holding {path.parent}{need}; free space or point the output elsewhere"
     if exc.errno in (errno.EROFS,):
         return f"{path.parent} is on a read-only file system; choose a writable output folder"
     if exc.errno in (errno.EACCES, errno.EPERM):
         return f"no permission to write in {path.parent}; choose a folder you can write to"
     return None
+
+
+def explain_write_failure(exc: BaseException, path: str | os.PathLike) -> Optional[str]:
+    """Words for a failed write of ``path`` (disk full, a short write, read-only, permission),
+    or None when ``exc`` is none of those."""
+    return _explain(exc, Path(path), None)
 
 
 @contextlib.contextmanager
@@ -84,10 +102,10 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp", needed_bytes: Opt
         yield Path(tmp)
         os.replace(tmp, path)
         tmp = None
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
         msg = _explain(e, path, needed_bytes)
         if msg is not None and not isinstance(e, DiskWriteError):
-            raise DiskWriteError(e.errno, f"{msg} (writing {path})") from e
+            raise DiskWriteError(getattr(e, "errno", None) or errno.ENOSPC, f"{msg} (writing {path})") from e
         raise
     finally:
         if tmp is not None and os.path.exists(tmp):

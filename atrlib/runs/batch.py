@@ -158,7 +158,13 @@ def _execute_stage(notebook: str, stage_dir: str, name: str, parameters: dict, k
             try:
                 _export_html(HTMLExporter(), ipynb, html_path)
                 sr.html = str(html_path)
-            except Exception as e:  # the run stays usable without the HTML
+            except OSError as e:  # disk full, read-only, permission: the stage's report does not exist
+                if sr.status == "ok":
+                    sr.status = "failed"
+                    sr.error = {"ename": "DiskWriteError", "evalue": f"the report page {html_path} could not be "
+                                f"written: {e}", "cell_index": None}
+                sr.notes.append(f"HTML export failed: {type(e).__name__}: {e}")
+            except Exception as e:  # a rendering bug: the executed notebook holds everything
                 sr.notes.append(f"HTML export failed: {type(e).__name__}: {e}")
         try:
             sr.metrics = read_metrics(stage_dir)

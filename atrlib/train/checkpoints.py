@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from atrlib.files import dir_mode, explain_os_error, file_mode, write_json
+from atrlib.files import SHORT_WRITE, DiskWriteError, dir_mode, explain_os_error, explain_write_failure, file_mode, write_json
 from atrlib.models.dual import DualEncoder, save_model
 
 
@@ -55,6 +55,10 @@ def _staged(out: Path, name: str, write) -> Path:
 
             code = errno.ENOSPC if "No space" in text else errno.EROFS if "Read-only" in text else errno.EACCES
             raise explain_os_error(OSError(code, text), out / name) from e
+        if isinstance(e, RuntimeError) and any(s in text for s in SHORT_WRITE):  # a short write: the disk filled up
+            import errno
+
+            raise DiskWriteError(errno.ENOSPC, f"{explain_write_failure(e, out / name / 'x')} (writing {out / name})") from e
         raise
     return out / name
 

@@ -138,3 +138,24 @@ def test_the_readme_map_is_the_folder_listing():
     assert named == {p.parent.name for p in (ROOT / "atrlib").glob("*/__init__.py")}
     core = next(line for line in block.splitlines() if line.strip().startswith("__init__"))
     assert set(core.split("   ")[0].split()) == {p.stem for p in (ROOT / "atrlib").glob("*.py")}
+
+
+def test_a_short_write_is_named_as_a_full_disk(tmp_path):
+    """torch.save and numpy report a disk that filled mid-file without an errno ("unexpected
+    pos", "N requested and M written"): the message says so and names the file."""
+    import numpy as np
+    import pytest
+
+    from atrlib.files import DiskWriteError, atomic_path
+
+    for text in ("[enforce fail at inline_container.cc:603] . unexpected pos 1024 vs 900",
+                 "202368 requested and 25568 written"):
+        with pytest.raises(DiskWriteError, match=r"the write stopped short \(the disk holding .* is probably full") as e:
+            with atomic_path(tmp_path / "x.npy"):
+                raise (RuntimeError if "enforce" in text else OSError)(text)
+        assert "x.npy" in str(e.value)
+    assert not list(tmp_path.iterdir())  # no partial file left
+    with pytest.raises(ValueError):  # anything else passes through unchanged
+        with atomic_path(tmp_path / "y.npy"):
+            raise ValueError("not a write error")
+    assert np is not None

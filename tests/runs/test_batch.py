@@ -227,3 +227,18 @@ def test_resolve_kernel_avoids_a_foreign_python3_spec(tmp_path, monkeypatch):
         assert KernelSpecManager().get_kernel_spec(name).argv[0] == os.path.abspath(sys.executable)
     assert os.environ["JUPYTER_PATH"] == str(tmp_path / "jp")  # restored
     assert environment.resolve_kernel("python3")[0] == "python3"  # an explicit name is kept
+
+
+def test_a_report_page_that_cannot_be_written_fails_the_stage(tmp_path, monkeypatch):
+    """Disk full while writing the HTML: the stage is failed (its page does not exist), not ok."""
+    import errno
+
+    from atrlib.runs import batch
+
+    def full_disk(exporter, ipynb, html_path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(batch, "_export_html", full_disk)
+    run_profile(MIXED, out=tmp_path / "run", stages=["ok_metrics"], progress=False)
+    st = next(s for s in json.loads((tmp_path / "run" / "run.json").read_text())["stages"] if s["name"] == "ok_metrics")
+    assert st["status"] == "failed" and "could not be written" in st["error"]["evalue"] and st["html"] is None
