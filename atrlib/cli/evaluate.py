@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relevance", default="", metavar="FILE",
                    help="a DCASE 2025 relevance file (query,audio_filenames): also score the 2025 protocol "
                         "(several relevant clips per caption, mAP@16) beside the one-clip-per-caption one")
+    p.add_argument("--relevance-missing", choices=("raise", "skip"), default="raise",
+                   help="a relevance-file query or clip that is not in the split: raise (stop, naming the line) or "
+                        "skip (leave it out and list it)")
 
 
 def main(args) -> int:
@@ -90,7 +93,10 @@ def main(args) -> int:
         from atrlib.retrieval.protocol2025 import both_protocols, protocol_metrics
 
         try:
-            both.update(protocol_metrics(both_protocols(sm, ds, args.relevance)))
+            protocols = both_protocols(sm, ds, args.relevance, on_missing=args.relevance_missing)
+            both.update(protocol_metrics(protocols))
+            for note in protocols.attrs.get("skipped", []) if hasattr(protocols, "attrs") else []:
+                print(f"note: {note}", file=sys.stderr)
         except (OSError, ValueError) as e:
             print(report(e), file=sys.stderr)
             return 2

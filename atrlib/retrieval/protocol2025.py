@@ -181,7 +181,8 @@ def align(ann: RelevanceAnnotations, dataset, on_missing: str = "raise") -> Dict
         row = exact.get(q, loose.get(_norm(q)))
         if row is None:
             msg = (f"{ann.path}, line {line}: query {q[:60]!r} is not a caption of {dataset.name}/{dataset.split}; "
-                   "check the split (the 2025 files annotate the evaluation captions) or pass on_missing='skip'")
+                   "check the split (the 2025 files annotate the evaluation captions), or leave such lines out with "
+                   "on_missing='skip' (`atrlib evaluate --relevance-missing skip`)")
             if on_missing == "raise":
                 raise RelevanceFileError(msg)
             skipped.append(msg)
@@ -191,7 +192,8 @@ def align(ann: RelevanceAnnotations, dataset, on_missing: str = "raise") -> Dict
             c = clip_of.get(name, clip_of.get(Path(name).name))
             if c is None:
                 msg = (f"{ann.path}, line {line}: clip {name!r} is not in {dataset.name}/{dataset.split} "
-                       f"({len(dataset)} clips, e.g. {dataset.clip_ids[0]!r}); check the split or pass on_missing='skip'")
+                       f"({len(dataset)} clips, e.g. {dataset.clip_ids[0]!r}); check the split, or leave such lines out with "
+                       "on_missing='skip' (`atrlib evaluate --relevance-missing skip`)")
                 if on_missing == "raise":
                     raise RelevanceFileError(msg)
                 skipped.append(msg)
@@ -235,6 +237,11 @@ def both_protocols(sm, dataset, relevance, on_missing: str = "raise", graded: bo
     ``relevance``: the 2025 file (path) or loaded annotations; ``graded``: use the long
     form's grades as weights (:mod:`atrlib.retrieval.metrics`); the official ranking is binary."""
     v = protocol_2025_values(sm, dataset, relevance, on_missing, graded)
+    if len(v["query_rows"]) < 2:
+        where = getattr(relevance, "path", relevance)
+        raise RelevanceFileError(f"{where}: only {len(v['query_rows'])} of its queries match captions of "
+                                 f"{dataset.name}/{dataset.split} ({len(v['skipped'])} left out); a protocol's "
+                                 "interval needs at least 2 — check that the file annotates this split")
     rows = {PROTOCOL_2024: _ci_row(np.asarray(sm.sim), sm.relevant),
             PROTOCOL_2025: _ci_row(v["sim"], v["relevant"], v["graded"] if graded else None)}
     table = pd.DataFrame(rows).T

@@ -96,3 +96,30 @@ def test_an_output_in_a_place_nobody_can_write_names_it():
         pytest.skip("no /proc on this system")
     with pytest.raises(DiskWriteError, match=r"output /proc/x\.csv: cannot write into /proc"):
         check_writable("/proc/x.csv")
+
+
+def test_relevance_lines_outside_the_split_stop_or_are_left_out_from_the_command_line(tmp_path, capsys):
+    """The message's suggestion exists as an option: --relevance-missing skip leaves the line out
+    (and says so); with too few lines left the file is named, not a bare interval error."""
+    from pathlib import Path
+
+    from atrlib.__main__ import main
+    from atrlib.data import load_dataset
+    from atrlib.models.dual import create_model, save_model
+
+    save_model(create_model("synth-tiny"), tmp_path / "run")
+    ds = load_dataset("synth", size="tiny", split="test")
+    clip = Path(ds.audio_paths[0]).name
+    caps = ds.captions_flat()[:3]
+    rel = tmp_path / "rel.csv"
+    rel.write_text("query,audio_filenames\n" + "".join(f'"{c}",{clip}\n' for c in caps) + f'"nobody wrote this",{clip}\n')
+    base = ["evaluate", "--system", str(tmp_path / "run"), "--dataset", "synth", "--size", "tiny", "--split", "test",
+            "--relevance", str(rel)]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "rel.csv, line 5" in err and "--relevance-missing skip" in err and "Traceback" not in err
+    assert main(base + ["--relevance-missing", "skip", "--out", str(tmp_path / "b")]) == 0
+    assert "note: " in capsys.readouterr().err and (tmp_path / "b" / "metrics.json").exists()
+    rel.write_text("query,audio_filenames\n" + f'"{caps[0]}",{clip}\n"nobody wrote this",{clip}\n')
+    assert main(base + ["--relevance-missing", "skip", "--out", str(tmp_path / "c")]) == 2
+    assert "rel.csv: only 1 of its queries match" in capsys.readouterr().err
