@@ -33,6 +33,17 @@ def cache_dir() -> Path:
 
     ``$ATRLIB_CACHE`` or ``~/.cache/atrlib``.
     """
+    from_env = "ATRLIB_CACHE" in os.environ
     p = Path(os.environ.get("ATRLIB_CACHE", Path.home() / ".cache" / "atrlib"))
-    p.mkdir(parents=True, exist_ok=True)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        if not os.access(p, os.W_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as e:
+        from atrlib.errors import DiskWriteError
+
+        source = "ATRLIB_CACHE" if from_env else "the default, ~/.cache/atrlib"
+        raise DiskWriteError(e.errno, f"atrlib's cache folder {p} ({source}) cannot be used: {e.strerror or e}; set "
+                                      "ATRLIB_CACHE to a folder you can write to (features, embeddings and generated "
+                                      "data are kept there)") from e
     return p

@@ -52,6 +52,8 @@ def user_error_message(exc: BaseException) -> Optional[str]:
     from atrlib.errors import AtrlibError
 
     if isinstance(exc, AtrlibError):
+        if isinstance(exc, OSError) and exc.errno is not None and exc.strerror:
+            return exc.strerror  # DiskWriteError(errno, words): the words, without "[Errno 28]"
         return str(exc)
     if isinstance(exc, UnicodeDecodeError):
         where = _path_in_traceback(exc)

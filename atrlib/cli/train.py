@@ -99,12 +99,9 @@ def main(args) -> int:
         check_out_dir(cfg, args.config)
         prepare_out_dir(cfg)  # before any data is read: refuse / move aside an earlier run
         result = run_training(cfg)
-    except PreflightError as e:
+    except (PreflightError, DiskWriteError) as e:  # a full disk or read-only place is the user's to fix: exit 2
         print(report(e), file=sys.stderr)
         return 2
-    except DiskWriteError as e:
-        print(report(e), file=sys.stderr)
-        return 1
     m = result["metrics"]
     if "test" in m:
         t = m["test"]["t2a"]

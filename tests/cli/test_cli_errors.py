@@ -123,3 +123,18 @@ def test_relevance_lines_outside_the_split_stop_or_are_left_out_from_the_command
     rel.write_text("query,audio_filenames\n" + f'"{caps[0]}",{clip}\n"nobody wrote this",{clip}\n')
     assert main(base + ["--relevance-missing", "skip", "--out", str(tmp_path / "c")]) == 2
     assert "rel.csv: only 1 of its queries match" in capsys.readouterr().err
+
+
+def test_an_unusable_cache_folder_is_named_as_the_cache(monkeypatch, capsys):
+    import os
+
+    from atrlib.__main__ import main
+
+    if not os.path.isdir("/proc"):
+        import pytest
+
+        pytest.skip("no /proc on this system")
+    monkeypatch.setenv("ATRLIB_CACHE", "/proc/atrlib-cache")
+    assert main(["train", "dataset=synth", "size=tiny", "epochs=1", "model=synth-tiny", "out_dir=/tmp/never"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: atrlib's cache folder /proc/atrlib-cache (ATRLIB_CACHE) cannot be used") and "[Errno" not in err
