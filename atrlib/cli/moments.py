@@ -8,6 +8,13 @@
     moments generate --source DATASET_OR_FOLDER --out DIR --n N --duration 60 --snr 10 --seed 0
         Clotho-Moment-style recordings from a registered dataset (``synth``, ``clotho`` ...) or a
         folder of audio files with a captions.csv: {vid}.wav + annotations.jsonl in DIR.
+    moments predict --system S --audio DIR --queries Q.jsonl --out P.jsonl
+        ranked windows [start, end, score] (at most 10) for every query of Q.jsonl (qid, query,
+        vid; a ground-truth file works too), each recording read from DIR/{vid}.* in streamed
+        windows. S: tagbridge (zero-shot, the default), a trained run folder (a dual encoder,
+        window by window) or a moment-head folder (atrlib.moments.head_train). A query naming a
+        missing vid, a recording shorter than one window, a duration that disagrees with the
+        audio: one message naming the line.
 
 A bad file is one message naming the file and the line, and exit code 2. An existing --out is
 replaced only with --overwrite, and then only when it is an earlier output of the same
@@ -48,6 +55,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bed-db", type=float, default=-35.0, help="RMS of the bed, dBFS")
     g.add_argument("--max-events", type=int, default=3, help="events per recording: 1 to this")
     g.add_argument("--overwrite", action="store_true", help="move an existing --out aside (<out>.prev-<time>)")
+    r = sub.add_parser("predict", help="find the moments: ranked windows for every query of a JSONL file",
+                       description="ranked windows [start, end, score] for every query, recordings read in windows")
+    r.add_argument("--system", default="tagbridge",
+                   help="tagbridge (zero-shot, default), a trained run folder, or a moment-head folder")
+    r.add_argument("--audio", required=True, help="folder holding {vid}.wav (or .flac, .ogg, .mp3) per recording")
+    r.add_argument("--queries", required=True, help="JSONL: qid, query, vid (duration optional; a ground-truth file works)")
+    r.add_argument("--out", required=True, help="predictions JSONL to write (qid, query, vid, pred_relevant_windows)")
+    r.add_argument("--window", type=float, default=None, metavar="S",
+                   help="analysis window in seconds (default: the system's; tagbridge 3, a run its clip length)")
+    r.add_argument("--device", default="cpu", help="torch device for the models (cpu, cuda)")
+    r.add_argument("--overwrite", action="store_true", help="move an existing --out aside (<out>.prev-<time>)")
 
 
 def _table(ci: dict, chance: dict) -> str:
@@ -179,5 +197,43 @@ def _generate(args) -> int:
     return 0
 
 
+def _is_predictions(path: Path) -> bool:
+    """Is ``path`` a predictions JSONL (every line an object with pred_relevant_windows), as
+    ``moments predict`` writes?"""
+    import json
+
+    try:
+        lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+        return bool(lines) and all("pred_relevant_windows" in json.loads(l) for l in lines)
+    except (OSError, ValueError, TypeError, AttributeError):
+        return False
+
+
+def _predict(args) -> int:
+    from atrlib.files import move_aside
+    from atrlib.moments.formats import read_queries, write_predictions
+    from atrlib.moments.predict import find_recordings, predict_queries, resolve_moment_system
+
+    out = Path(args.out)
+    earlier = out.is_file() and _is_predictions(out)
+    move = _claim(out, args.overwrite, (args.queries, args.audio, args.system), earlier,
+                  "a predictions file of `atrlib moments predict`", as_folder=False)
+    # 1. everything a person wrote is checked before any audio is scored
+    queries = read_queries(args.queries)
+    if args.window is not None and not (math.isfinite(args.window) and args.window > 0):
+        from atrlib.errors import ConfigError
+
+        raise ConfigError(f"--window must be a number of seconds > 0, got {args.window}")
+    system = resolve_moment_system(args.system, window=args.window, device=args.device)
+    audio = find_recordings(queries, args.audio, args.queries, system.window)
+    # 2. one streamed pass per recording
+    preds = predict_queries(system, queries, audio, progress=sys.stderr.isatty(), queries_path=args.queries)
+    if move:
+        print(f"moved the earlier {out} -> {move_aside(out)}")
+    write_predictions(out, preds)
+    print(f"{len(preds)} queries over {len(audio)} recordings answered by {system.name}; wrote {out}")
+    return 0
+
+
 def main(args) -> int:
-    return _evaluate(args) if args.moments_command == "evaluate" else _generate(args)
+    return {"evaluate": _evaluate, "generate": _generate, "predict": _predict}[args.moments_command](args)

@@ -1,4 +1,9 @@
-"""``python -m atrlib search``: rank a folder (or CSV list) of audio clips for text queries."""
+"""``python -m atrlib search``: rank a folder (or CSV list) of audio clips for text queries.
+
+With ``--moments``, ``--audio`` is one long recording and the answer is *when* each query
+happens in it: ranked windows (start–end, score) from :mod:`atrlib.moments` (the recording is
+read in streamed windows); ``--explain`` then lists, per window, the AudioSet classes that match
+the query (tag-bridge only)."""
 from __future__ import annotations
 
 import argparse
@@ -24,7 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="query by example: rank the clips by similarity to this sound (repeatable)")
     p.add_argument("--explain", action="store_true",
                    help="add a 'why' column: the classes that contributed most to each score (tag-bridge)")
-    p.add_argument("--top", type=int, default=10, help="clips to list per query")
+    p.add_argument("--moments", action="store_true",
+                   help="--audio is one long recording: list the windows (start-end, score) where each query happens")
+    p.add_argument("--top", type=int, default=10, help="clips to list per query (with --moments: windows, at most 10)")
     p.add_argument("--out", help="write the ranking as CSV (query, rank, file, score) instead of printing")
     p.add_argument("--overwrite", action="store_true", help="move an existing --out aside (<out>.prev-<time>)")
     add_input_options(p, "an --audio CSV")
@@ -60,7 +67,59 @@ def _check_rerank(args, retriever) -> None:
     require_matching_head(retriever, args.rerank, args.model or "tagbridge")
 
 
+def _moments(args) -> int:
+    """``--moments``: ranked windows of one recording for each query (see the module text)."""
+    from atrlib.errors import ConfigError
+    from atrlib.moments.predict import resolve_moment_system
+    from atrlib.moments.stream import recording_seconds
+
+    try:  # everything a person typed is checked before any audio is scored
+        refused = [o for o, v in (("--index", args.index), ("--like", args.like), ("--out", args.out),
+                                  ("--rerank", args.rerank)) if v]
+        if refused:
+            raise ConfigError(f"--moments searches one recording for sentences and prints its windows; {', '.join(refused)} "
+                              "do not apply (for a queries file use `atrlib moments predict`)")
+        if args.score != "dual":
+            raise ConfigError("--moments scores windows with the dual score; leave --score out")
+        queries = read_queries(args.query, args.queries)
+        if args.top < 1:
+            raise ValueError(f"--top must be at least 1, got {args.top}")
+        audio = Path(args.audio)
+        if audio.is_dir() or audio.suffix.lower() == ".csv":
+            raise ConfigError(f"--audio {audio}: with --moments give one recording (an audio file), not a folder or a list")
+        seconds = recording_seconds(audio)  # an unreadable file: one message naming it, before any model loads
+        system = resolve_moment_system(args.model or "tagbridge")
+        if args.explain and getattr(getattr(system, "encoder", None), "name", "") != "tagbridge":
+            raise ConfigError(f"--explain lists AudioSet classes per window: it needs the tag-bridge, not {system.name}")
+    except (ValueError, OSError) as e:
+        print(report(e), file=sys.stderr)
+        return 2
+    answers = system.retrieve(audio, queries, progress=sys.stderr.isatty())
+    print(f"{audio.name}: {seconds:.1f} s, {system.name}")
+    for q, windows in zip(queries, answers):
+        windows = windows[:args.top]
+        whys = system.explain(audio, q, windows) if args.explain else [()] * len(windows)
+        print(f"\n{q}")
+        for rank, ((s, e, score), why) in enumerate(zip(windows, whys), 1):
+            from atrlib.retrieval.explain import format_why
+
+            print(f"  {rank:>3}  {_clock(s)}–{_clock(e)}  {score:+.4f}" + (f"   [{format_why(why)}]" if why else ""))
+    return 0
+
+
+def _clock(seconds: float) -> str:
+    """61.5 -> '1:01.5'; 3725 -> '1:02:05.0'."""
+    h, rest = divmod(float(seconds), 3600)
+    m, s = divmod(rest, 60)
+    return (f"{int(h)}:{int(m):02d}:{s:04.1f}" if h else f"{int(m)}:{s:04.1f}")
+
+
 def main(args) -> int:
+    if args.moments:
+        if not args.audio:
+            print(report(ValueError("--moments needs --audio LONG.wav (one recording), not --index")), file=sys.stderr)
+            return 2
+        return _moments(args)
     try:  # everything a person typed is checked before any audio is read
         queries = [] if args.like else read_queries(args.query, args.queries)
         if args.top < 1:

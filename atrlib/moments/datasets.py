@@ -72,7 +72,7 @@ def _find_annotations(root: Path, candidates: Sequence[str], what: str) -> Path:
                        + (f"; JSONL files here: {', '.join(found)}" if found else ""))
 
 
-def _audio_index(folders: Sequence[Path]) -> Dict[str, Path]:
+def audio_index(folders: Sequence[Path]) -> Dict[str, Path]:
     """stem -> audio file, the first folder that holds a stem winning (one listing per folder)."""
     index: Dict[str, Path] = {}
     for folder in folders:
@@ -100,7 +100,7 @@ def load_moments(root: Union[str, Path], name: str, annotations: Sequence[str], 
     if not require_audio:
         return ds
     folders = ([root / "audio" / split] if split else []) + [root / "audio"] + ([root / split] if split else []) + [root]
-    index = _audio_index(folders)
+    index = audio_index(folders)
     missing = [v for v in ds.recordings if v not in index]
     if missing:
         where = str(folders[0])

@@ -19,6 +19,10 @@ at most the first 10 predicted windows of a line (:data:`atrlib.moments.metrics.
 in the order they are listed. Other keys (Clotho-Moment's ``fg_dB``, the generator's ``source``)
 are kept out of the way and ignored. ``qid`` may be a number or a string; it is compared as text.
 
+A *queries* file (what ``moments predict`` answers, :func:`read_queries`) needs only ``qid``,
+``query`` and ``vid`` on each line; ``duration`` is optional and ``relevant_windows`` ignored, so
+a ground-truth file serves as one.
+
 Every bad input is a :class:`~atrlib.errors.MomentsFileError` whose message names the file, the
 line and the fix: a line that is not JSON or not an object, a missing key, a non-numeric or
 non-finite time, ``start >= end``, a negative start, a ground-truth window beyond the duration
@@ -186,6 +190,40 @@ def read_ground_truth(path: PathLike, duration_slack: float = 0.0) -> List[Momen
         queries.append(MomentQuery(qid, str(obj["query"]), str(obj["vid"]), duration, tuple(windows), number, extra))
     if not queries:
         raise MomentsFileError(f"{path}: no lines; a ground-truth file holds one JSON object per line, e.g. {_GT_EXAMPLE}")
+    return queries
+
+
+_QUERY_EXAMPLE = '{"qid": "q1", "query": "a dog barks", "vid": "rec1"}'
+
+
+def read_queries(path: PathLike) -> List[MomentQuery]:
+    """The queries to answer (``moments predict``): each line needs ``qid``, ``query`` (a
+    non-empty sentence) and ``vid``; ``duration`` is optional (checked against the audio when
+    given) and ``relevant_windows`` is ignored, so a ground-truth file is a queries file too.
+    A query without a duration gets 0. Raises :class:`MomentsFileError` naming file and line."""
+    path = Path(path)
+    queries: List[MomentQuery] = []
+    seen: Dict[str, int] = {}
+    for number, obj in _json_lines(path, _QUERY_EXAMPLE):
+        where = f"{path}, line {number}"
+        _require(obj, ("qid", "query", "vid"), where, _QUERY_EXAMPLE)
+        qid = _qid(obj["qid"], where)
+        _check_unique(seen, qid, path, number)
+        if not isinstance(obj["query"], str) or not obj["query"].strip():
+            raise MomentsFileError(f"{where}: query {obj['query']!r} is not a sentence; write the text to search for, "
+                                   "e.g. \"a dog barks\"")
+        if not isinstance(obj["vid"], (str, int)) or isinstance(obj["vid"], bool) or not str(obj["vid"]).strip():
+            raise MomentsFileError(f"{where}: vid {obj['vid']!r} does not name a recording; give the audio file's "
+                                   "name without its suffix")
+        duration = 0.0
+        if obj.get("duration") is not None:
+            duration = _number(obj["duration"], where, "duration")
+            if duration <= 0:
+                raise MomentsFileError(f"{where}: duration {duration:g} s; a recording lasts more than 0 s")
+        extra = {k: v for k, v in obj.items() if k not in GT_KEYS}
+        queries.append(MomentQuery(qid, obj["query"].strip(), str(obj["vid"]), duration, (), number, extra))
+    if not queries:
+        raise MomentsFileError(f"{path}: no lines; a queries file holds one JSON object per line, e.g. {_QUERY_EXAMPLE}")
     return queries
 
 
