@@ -10,7 +10,7 @@ STAMP := $(VENV)/.atrlib-installed
 TORCH_SPEC ?= torch==2.13.0
 AISFX_SPEC ?= aisfx==0.1.2
 REFERENCE_SPECS ?= panns-inference==0.1.1 torchlibrosa==0.1.0 panns-at-inference==0.1.4 hear21passt==0.0.26 openbeats==0.1.1 \
-  pytorch-metric-learning==2.9.0 open_clip_torch==3.3.0
+  pytorch-metric-learning==2.9.0 open_clip_torch==3.3.0 pycocoevalcap==1.2 aac-metrics==0.5.4
 PROFILE ?= demo
 TEST_WORKERS ?= auto
 export TOKENIZERS_PARALLELISM ?= false
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,notebook,search,sweep]"
+	$(BIN)/python -m pip install -q -e ".[dev,notebook,search,sweep,track]"
 	# aisfx ships a pretrained sound-effects CNN; its own pins are ancient, so no deps.
 	$(BIN)/python -m pip install -q --no-deps "$(AISFX_SPEC)"
 	# Test-only reference code (the authors' implementations the towers are proven equal to);
