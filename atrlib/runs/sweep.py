@@ -184,6 +184,20 @@ def _now() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")
 
 
+def tracked_overrides(task: Mapping[str, Any], sweep_dir: Path) -> Dict[str, Any]:
+    """A trial's overrides; when they ask for trackers (``report_to``), every trial logs into one
+    group named after the sweep, in one place (``<sweep>/tracking``), as a run named by its label
+    (the trial's identity and id do not change)."""
+    ov = dict(task["overrides"])
+    keys = [k for k in ov if k.split(".")[-1] == "report_to" and ov[k]]
+    if keys:
+        scope = keys[0].rsplit(".", 1)[0] + "." if "." in keys[0] else ""
+        ov.setdefault(f"{scope}tracking_group", sweep_dir.name)
+        ov.setdefault(f"{scope}tracking_run", str(task["label"]))
+        ov.setdefault(f"{scope}tracking_dir", str((sweep_dir / "tracking").resolve()))
+    return ov
+
+
 def run_trial(task: Mapping[str, Any]) -> dict:
     """Run one trial into ``<sweep>/trials/<id>`` and write its status; returns the status record.
 
@@ -208,8 +222,8 @@ def run_trial(task: Mapping[str, Any]) -> dict:
         run_dir.rename(dest)
     t0 = time.perf_counter()
     try:
-        result = run_profile(task["profile"], out=run_dir, overrides=task["overrides"], stages=task["stages"],
-                             progress=False)
+        result = run_profile(task["profile"], out=run_dir, overrides=tracked_overrides(task, sweep_dir),
+                             stages=task["stages"], progress=False)
         rec["stages"] = {s.name: {"status": s.status, "metrics": s.metrics, "error": s.error and
                                   {k: s.error.get(k) for k in ("ename", "evalue", "cell_index")},
                                   "skipped_reason": s.skipped_reason} for s in result.stages}

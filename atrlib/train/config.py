@@ -171,6 +171,13 @@ class TrainConfig:
     init_from: str = option("", "start from these weights (a saved model folder or run folder): two-stage training")
     progress: bool = option(True, "tqdm progress bars")
     log_every: int = option(0, "print the running loss every N steps (0 = only the per-epoch line)")
+    report_to: str = option("", "log the run to trackers: tensorboard, wandb, mlflow (comma-separated), 'all' "
+                                "(every installed one) or '' (none); atrlib.train.tracking")
+    tracking_dir: str = option("", "where tracker files go ('' = <out_dir>/tracking): TensorBoard events, the "
+                                   "MLflow file store (unless MLFLOW_TRACKING_URI is set)")
+    tracking_group: str = option("", "the group of runs this one belongs to: a sweep, an ablation (W&B group, "
+                                     "MLflow experiment, TensorBoard folder); '' = 'atrlib'")
+    tracking_run: str = option("", "this run's name in the trackers ('' = the name of out_dir's folder)")
     _debug_exit_at_step: Optional[int] = option(None, "tests: os._exit(137) at this global step, a simulated kill")
 
     def __post_init__(self):

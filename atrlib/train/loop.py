@@ -47,6 +47,7 @@ from atrlib.models.inputs import PairSet, SplitInputs, epoch_order, random_crops
 from atrlib.retrieval.metrics import retrieval_scores
 from atrlib.retrieval.scoring import save_run_outputs, similarity, split_metrics
 from atrlib.train.checkpoints import clean_partial_saves, find_checkpoint, save_best, save_checkpoint
+from atrlib.train import tracking
 from atrlib.train.config import TrainConfig
 from atrlib.train.mixup import mixup_embeddings
 from atrlib.train.preflight import check_split_overlap, overlap_note, prepare_out_dir, split_overlap
@@ -125,7 +126,8 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
     if want_cpu and precision == "fp16":
         print("fp16 needs a GPU; training in full precision on the CPU")
         precision = "no"
-    acc = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum, cpu=want_cpu)
+    acc = Accelerator(mixed_precision=precision, gradient_accumulation_steps=cfg.grad_accum, cpu=want_cpu,
+                      **tracking.accelerator_kwargs(cfg))  # report_to: TensorBoard / W&B / MLflow
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
     check_split_overlap(data, cfg.allow_split_overlap)  # no testing on clips trained on, unless allowed
@@ -198,6 +200,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
         if show:
             print(f"resumed from {ckpt} after epoch {start_epoch} (best val mAP@10 {best:.4f})")
     model, optimizer = acc.prepare(model, optimizer)
+    tracked = tracking.start(acc, cfg)
     core: DualEncoder = acc.unwrap_model(model)
 
     # 5. epochs
@@ -260,6 +263,8 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
                  **{f"val_{k}": float(v) for k, v in scores.items() if k != "n_queries"},
                  "seconds": round(time.time() - t0, 2)}
         history.append(entry)
+        if tracked:
+            tracking.log_epoch(acc, entry)
         improved = scores["mAP@10"] > best or cfg.select_on == "last"
         best, bad_epochs = (scores["mAP@10"], 0) if improved else (best, bad_epochs + 1)
         if acc.is_main_process:
@@ -300,6 +305,7 @@ def finish_run(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], histo
         metrics["split_overlap"] = {"clips": {k: len(v) for k, v in overlap.items()}, "note": overlap_note(overlap)}
     write_metrics(out, metrics, params=cfg.to_dict(),
                   key_metrics=["test/t2a/mAP@10", "test/t2a/R@1", "test/t2a/R@10", "best_val_mAP@10", "epochs_run"])
+    tracking.finish(cfg, metrics)  # the test metrics with their intervals, then the trackers close
     return metrics
 
 

@@ -27,7 +27,8 @@ RUN_MARKERS = ("metrics.json", "history.json", "best", "last", "last.old")
 # fields that may change between a run and its resumption: bookkeeping and hardware, and where
 # to stop (epochs, patience: continuing a finished run for more epochs is a resume, not a new run;
 # the history records each epoch's learning rate)
-RESUME_FREE = ("resume", "overwrite", "progress", "log_every", "_debug_exit_at_step", "num_workers",
+RESUME_FREE = ("resume", "overwrite", "progress", "log_every", "_debug_exit_at_step", "num_workers", "report_to",
+               "tracking_dir", "tracking_group", "tracking_run",
                "embed_batch_size", "device", "out_dir", "preload_audio", "epochs", "patience")
 
 
