@@ -32,7 +32,7 @@ from atrlib.audio.cache import FeatureCache
 from atrlib.registry import Registry
 
 RETRIEVERS: Registry[Callable[..., "Retriever"]] = Registry(
-    "retriever", entry_point="atrlib.retrievers", modules=("atrlib.retrieval.tagbridge",))
+    "retriever", entry_point="atrlib.retrievers", modules=("atrlib.retrieval.tagbridge", "atrlib.retrieval.peers"))
 
 
 def get_retriever(name: str, **kw) -> "Retriever":

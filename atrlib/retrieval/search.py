@@ -18,7 +18,8 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aiff", ".a
 
 
 def resolve_retriever(name_or_dir: str, run_dir: Optional[str | Path] = None, **kw):
-    """A retriever from a registered name or a trained run directory.
+    """A retriever from a registered name, a trained run directory, or a public model
+    (``hf-clap:<hub id or folder>``, ``msclap:<version>``; :mod:`atrlib.retrieval.peers`).
 
     A relative directory is looked up as given, then under ``run_dir`` (so a batch stage can
     say ``system = "02_train"``).
@@ -27,6 +28,11 @@ def resolve_retriever(name_or_dir: str, run_dir: Optional[str | Path] = None, **
     from atrlib.retrieval.retrievers import RETRIEVERS, TrainedRetriever, get_retriever
 
     text = str(name_or_dir)
+    prefix, sep, model = text.partition(":")
+    if sep and prefix.lower() in ("hf-clap", "msclap"):  # a public model: hf-clap:<hub id or folder>, msclap:<version>
+        from atrlib.retrieval.retrievers import get_retriever as _get
+
+        return _get(prefix.lower(), model=model, **kw)
     if run_dir is not None and text.lower() not in RETRIEVERS and not Path(text).exists() \
             and (Path(run_dir) / text).is_dir():
         text = str(Path(run_dir) / text)
