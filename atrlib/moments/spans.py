@@ -82,15 +82,24 @@ def frame_curve(starts: Sequence[float], window: float, scores: np.ndarray, dura
     scores = np.asarray(scores, dtype=np.float64)
     flat = scores.ndim == 1
     s = scores[:, None] if flat else scores  # (n, q)
+    order = np.argsort(starts, kind="stable")
+    starts, s = starts[order], s[order]
     t = n_frames(duration, hop)
     centres = np.minimum((np.arange(t) + 0.5) * hop, duration)  # (frames,)
-    cover = (starts[None, :] <= centres[:, None] + 1e-9) & (centres[:, None] <= starts[None, :] + window + 1e-9)  # (frames, n)
-    empty = ~cover.any(axis=1)
+    # windows covering a centre c: start in [c - window, c], a contiguous run of the sorted starts
+    # (index arithmetic and running sums: O(frames + windows) memory, whatever the recording's length)
+    lo = np.searchsorted(starts, centres - window - 1e-9, side="left")  # (frames,)
+    hi = np.searchsorted(starts, centres + 1e-9, side="right")  # (frames,)
+    sums = np.concatenate([np.zeros((1, s.shape[1])), np.cumsum(s, axis=0)])  # (n + 1, q)
+    count = hi - lo
+    out = (sums[hi] - sums[lo]) / np.maximum(count, 1)[:, None]  # (frames, q)
+    empty = count == 0
     if empty.any():  # a frame beyond every window (windows that do not reach the end): the nearest window
-        mid = starts + window / 2  # (n,)
-        cover[empty, np.argmin(np.abs(centres[empty, None] - mid[None, :]), axis=1)] = True
-    w = cover / cover.sum(axis=1, keepdims=True)  # (frames, n) averaging weights
-    out = w @ s  # (frames, q)
+        mid = starts + window / 2  # (n,) sorted
+        j = np.clip(np.searchsorted(mid, centres[empty]), 1, len(mid) - 1) if len(mid) > 1 else np.zeros(int(empty.sum()), int)
+        if len(mid) > 1:
+            j = np.where(np.abs(centres[empty] - mid[j - 1]) <= np.abs(centres[empty] - mid[j]), j - 1, j)
+        out[empty] = s[j]
     return out[:, 0] if flat else out
 
 
@@ -137,11 +146,13 @@ def candidate_spans(curve: np.ndarray, cfg: SpanConfig) -> List[Tuple[int, int]]
     lo = max(1, int(round(cfg.min_seconds / cfg.hop)))
     hi = max(lo, int(cfg.max_seconds / cfg.hop + 1e-9))
     out: List[Tuple[int, int]] = []
+    seen = set()
     for level in cfg.levels:
         thr = med + level * (top - med)
         for a, b in runs(curve >= thr - 1e-12):
             span = _fit_length(a, b, curve, lo, hi)
-            if span not in out:
+            if span not in seen:
+                seen.add(span)
                 out.append(span)
     return out
 

@@ -222,3 +222,33 @@ def test_predict_errors_name_the_line(tiny_run, generated, tmp_path, capsys, nam
     err = capsys.readouterr().err
     assert err.startswith(f"error: {qfile}, line {line}: ") and message in err, err
     assert "Traceback" not in err and not out.exists()
+
+
+# ----------------------------------------------------------------------------- search --moments
+def test_search_moments_prints_windows_of_one_recording(tiny_run, generated, capsys):
+    import re
+
+    ds = generated["test"]
+    wav = ds.audio[ds.recordings[0]]
+    assert main(["search", "--system", str(tiny_run), "--audio", str(wav), "--query", "a high beep", "--query",
+                 "rain", "--moments", "--top", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{wav.name}: 24.0 s, trained:")
+    rows = re.findall(r"^\s+(\d)\s+(\d+):(\d\d\.\d)–(\d+):(\d\d\.\d)\s+[+-]\d\.\d{4}$", out, re.M)
+    assert 2 <= len(rows) <= 6 and {r[0] for r in rows} <= {"1", "2", "3"}
+    for _, m1, s1, m2, s2 in rows:
+        assert 0 <= 60 * int(m1) + float(s1) < 60 * int(m2) + float(s2) <= 24.0
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--explain"], "--explain lists AudioSet classes per window: it needs the tag-bridge"),
+    (["--out", "x.csv"], "--out do not apply"),
+    (["--folder"], "give one recording (an audio file), not a folder"),
+])
+def test_search_moments_refuses_what_does_not_apply(tiny_run, generated, capsys, extra, message):
+    ds = generated["test"]
+    audio = str(ds.root) if extra == ["--folder"] else str(ds.audio[ds.recordings[0]])
+    extra = [] if extra == ["--folder"] else extra
+    assert main(["search", "--system", str(tiny_run), "--audio", audio, "--query", "rain", "--moments", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err

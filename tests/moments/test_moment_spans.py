@@ -94,3 +94,32 @@ def test_decode_spans_ends_at_the_duration_and_refuses_nan():
 def test_span_config_refuses_bad_values_in_one_message():
     with pytest.raises(ConfigError, match="levels must be.*max_windows"):
         SpanConfig(levels=(1.5,), max_windows=0)
+
+
+def _frame_curve_brute(starts, window, scores, duration, hop=1.0):
+    """The definition, frame by frame against every window (O(frames x windows))."""
+    starts, s = np.asarray(starts, float), np.asarray(scores, float)
+    t = int(np.ceil(duration / hop - 1e-9))
+    out = np.zeros((t, s.shape[1]))
+    for f in range(t):
+        c = min((f + 0.5) * hop, duration)
+        cover = [i for i, a in enumerate(starts) if a <= c + 1e-9 and c <= a + window + 1e-9]
+        if not cover:
+            cover = [int(np.argmin(np.abs(c - (starts + window / 2))))]
+        out[f] = s[cover].mean(axis=0)
+    return out
+
+
+def test_frame_curve_equals_the_brute_force_definition_in_linear_memory():
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 30))
+        starts = np.arange(n, dtype=float) if trial % 2 else np.unique(rng.uniform(0, 40, n).round(1))
+        window, duration = float(rng.choice([1, 2, 2.5, 3])), float(rng.uniform(1, 50))
+        scores = rng.standard_normal((len(starts), 3))
+        np.testing.assert_allclose(frame_curve(starts, window, scores, duration),
+                                   _frame_curve_brute(starts, window, scores, duration), atol=1e-12)
+    # two hours at a 1-s hop: 7,200 frames x 7,198 windows would be a 400-MB weight matrix; here it is two index arrays
+    starts = np.arange(7198.0)
+    curve = frame_curve(starts, 3.0, np.sin(starts / 100), 7200.0)
+    assert curve.shape == (7200,) and np.isfinite(curve).all()

@@ -64,3 +64,17 @@ def test_zero_shot_moments_on_real_sounds_beat_both_baselines(recordings, tagbri
     assert test["R1@0.5"]["p_value"] < 0.01 and test["mAP"]["p_value"] < 0.05
     assert all(1 <= len(p.windows) <= 10 for p in preds)
     assert np.mean([p.windows[0][1] - p.windows[0][0] for p in preds]) < 20  # spans, not the whole recording
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+def test_search_moments_explains_each_window_with_audioset_classes(recordings, tagbridge, capsys):
+    from atrlib.__main__ import main
+
+    q = recordings.queries[0]
+    wav = recordings.audio[q.vid]
+    assert main(["search", "--audio", str(wav), "--query", q.query, "--moments", "--explain", "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    lines = [l for l in out.splitlines() if l.startswith("    1") or l.startswith("    2")]
+    assert lines and all("[" in l and " · " in l for l in lines)  # three classes per window
+    print(out)
