@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("atrlib.cli.bench:main", "run the benchmark scripts and print their tables"),
     "sweep": ("atrlib.cli.sweep:main", "run a grid of trials of a profile on Ray (resumable) into one sweep index"),
     "index": ("atrlib.cli.index:main", "build an embedding store with a faiss index for large collections"),
+    "caption": ("atrlib.cli.caption:main", "caption clips with a trained captioner (DCASE task 6a): predictions.csv, metrics.json"),
     "moments": ("atrlib.cli.moments:main", "audio moment retrieval: evaluate predicted windows (R1@IoU, mAP), generate recordings"),
 }
 

@@ -167,19 +167,21 @@ def beam_search(steps, n: int, bos_id: int, eos_id: int, beam_size: int = 3, len
 
 
 def generate(source, beam_size: int = 3, length_penalty: float = 1.0, max_tokens: int = 30,
-             batch_size: int = 64, indices: Sequence[int] | None = None, progress: bool = False) -> List[str]:
-    """One caption per clip of ``source`` (or of ``indices``), in order."""
+             batch_size: int = 64, indices: Sequence[int] | None = None, progress: bool = False,
+             as_ids: bool = False) -> List:
+    """One caption per clip of ``source`` (or of ``indices``), in order: text, or with
+    ``as_ids`` the tokenizer's piece ids."""
     from tqdm.auto import tqdm
 
     from atrlib.captioning.vocab import decode_ids
 
     idx = list(range(source.n_clips)) if indices is None else [int(i) for i in indices]
-    out: List[str] = []
+    out: List = []
     for s in tqdm(range(0, len(idx), batch_size), desc=f"captioning ({source.name})", disable=not progress):
         chunk = idx[s:s + batch_size]
         seqs = beam_search(source.steps(chunk), len(chunk), source.bos_id, source.eos_id, beam_size,
                            length_penalty, max_tokens)
-        out += [decode_ids(source.tokenizer, q) for q in seqs]
+        out += seqs if as_ids else [decode_ids(source.tokenizer, q) for q in seqs]
     return out
 
 

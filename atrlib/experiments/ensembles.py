@@ -285,3 +285,47 @@ def ensemble_metrics(single: pd.DataFrame, results: pd.DataFrame, fits: Mapping[
         "per_seed": None if seeds is None else {str(k): {c: (x if isinstance(x, str) else float(x)) for c, x in r.items()}
                                                 for k, r in seeds.iterrows()},
     }
+
+
+def join_study(val: Mapping[str, SimilarityMatrix], test: Mapping[str, SimilarityMatrix], newcomer: str,
+               norm: str = "zscore", n: int = 10000) -> pd.DataFrame:
+    """Does one more system (notebook 07's caption bridge) help 05's ensembles? 05's choice made
+    twice on validation — over the systems without ``newcomer`` and over all of them (the best
+    single system, each fitted method, RRF; :func:`verdict`) — both chosen candidates scored on
+    test, with a paired bootstrap test on per-caption test AP@10 of "with" against "without".
+    Rows ``without <newcomer>``, ``with <newcomer>``, ``<newcomer> alone``; columns ``chosen``,
+    ``val mAP@10``, ``test mAP@10``, ``low``, ``high``, ``vs without``, ``p_value``; the weight
+    the chosen "with" candidate gives the newcomer is ``attrs["newcomer_weight"]``."""
+    from atrlib.retrieval.metrics import paired_test
+
+    if newcomer not in val or len(val) < 2:
+        raise ValueError(f"join_study needs {newcomer!r} and at least one other system; got {list(val)}")
+    picks = {}
+    for label, names in ((f"without {newcomer}", [k for k in val if k != newcomer]), (f"with {newcomer}", list(val))):
+        v_s, t_s = subset(val, names), subset(test, names)
+        single = systems_table(v_s, t_s)
+        fits = fit_methods(v_s, norm=norm) if len(names) > 1 else {}
+        v = verdict(results_table(fits, v_s, t_s, best_single=single.index[0]))
+        picks[label] = (v, candidate_matrix(v["method"], fits, t_s), fits)
+    first = next(iter(test.values()))
+    ap = {k: per_query_metrics(sm.sim, first.relevant)["AP@10"] for k, (_, sm, _) in picks.items()}
+    ap[f"{newcomer} alone"] = per_query_metrics(test[newcomer].sim, first.relevant)["AP@10"]
+    base = ap[f"without {newcomer}"]
+    rows = {}
+    for label in ap:
+        chosen = picks[label][0]["method"] if label in picks else newcomer
+        val_score = picks[label][0]["val_mAP@10"] if label in picks else _map10(val[newcomer])
+        sm = picks[label][1] if label in picks else test[newcomer]
+        c = _ci(sm)
+        same = label == f"without {newcomer}" or np.allclose(ap[label], base)
+        p = None if same else paired_test(ap[label], base, method="bootstrap", n=n)["p_value"]
+        rows[label] = {"chosen": chosen, "val mAP@10": val_score, "test mAP@10": c["value"], "low": c["low"],
+                       "high": c["high"], "vs without": float(ap[label].mean() - base.mean()),
+                       "p_value": float("nan") if p is None else p}
+    table = pd.DataFrame(rows).T
+    v_with, _, fits_with = picks[f"with {newcomer}"]
+    method = v_with["method"]
+    weight = (1.0 if method.endswith(f": {newcomer}") else 0.0) if method.startswith(SINGLE) else \
+        (1.0 / len(val) if method == "RRF" else float(fits_with[method].weights.get(newcomer, 0.0)))
+    table.attrs["newcomer_weight"] = weight
+    return table
