@@ -22,6 +22,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -172,7 +173,7 @@ def _save(folder: Path, head: MomentHead, meta: dict, trainer: Optional[dict] = 
 
     from safetensors.torch import save_file
 
-    from atrlib.files import write_json
+    from atrlib.files import dir_mode, file_mode, write_json
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -180,6 +181,9 @@ def _save(folder: Path, head: MomentHead, meta: dict, trainer: Optional[dict] = 
     if trainer is not None:
         torch.save(trainer, tmp / "trainer.pt")
     write_json(tmp / HEAD_FILE, meta)
+    os.chmod(tmp, dir_mode())  # the user's normal modes, not mkdtemp's / safetensors' 0700 / 0600
+    for f in tmp.iterdir():
+        os.chmod(f, file_mode())
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         if old.exists():

@@ -342,6 +342,27 @@ def test_ensemble_stage(smoke_run):
     _tables_say_missing_and_tiny_p_in_words(_html(smoke_run, "05_ensemble"))
 
 
+def test_moments_stage(smoke_run):
+    m = _metrics(smoke_run, "08_moments")
+    assert m["recordings"] == {"train": 6, "validation": 3, "test": 3} and m["n_queries"] == m["queries"]["test"]
+    systems = m["systems"]
+    assert {"random windows", "whole recording", "dual encoder (02_train)", "moment head"} <= set(systems)
+    # the tag-bridge is scored exactly when its weights are on the machine, else the page says why
+    assert ("tag-bridge (zero-shot)" in systems) != any("tag-bridge" in s for s in m["skipped"])
+    for row in systems.values():
+        for k in ("R1@0.5", "R1@0.7", "mAP", "mAP@0.5", "mAP@0.75"):
+            assert 0 <= row[f"{k}_low"] <= row[k] <= row[f"{k}_high"] <= 100
+    # the baseline is chosen on validation; the head's epoch too (a multiple of eval_every)
+    assert m["best_baseline"] in ("random windows", "whole recording") and m["head_epoch"] in (5, 10, 15, 20)
+    assert systems["moment head"]["R1@0.5"] == pytest.approx(60.0, abs=0.5)   # recorded: 3 of 5 test queries
+    assert systems["moment head"]["mAP"] == pytest.approx(40.0, abs=0.5)
+    assert (smoke_run / "08_moments" / "head" / "best" / "head.json").is_file()
+    page = _html(smoke_run, "08_moments")
+    assert page.count("<audio") == 6 and "true window" in page  # 3 failures: the truth and the answer, by ear
+    assert "Test mAP (moments, %), moment head" in (smoke_run / "index.html").read_text()
+    _tables_say_missing_and_tiny_p_in_words(page)
+
+
 # The field's words a stage page may use; each one a page uses must have a glossary entry (or be
 # an entry's "Also:" alias), so a reader can look it up in the run's glossary page.
 FIELD_TERMS = ["mAP@10", "mAP@16", "R@1", "R@5", "R@10", "R@k", "CR@k", "AP@10", "chance", "chance level",
