@@ -9,4 +9,12 @@ Moment-DETR / Lighthouse evaluator).
     baselines.py  chance predictions: the whole recording, random windows
     generate.py   Clotho-Moment-style long recordings from any clip collection (background bed + events)
     datasets.py   loaders of the Clotho-Moment and CASTELLA layouts (annotations + audio named by vid)
+    stream.py     long recordings read in windows: soundfile blocks, streaming resampler, a window + hop held
+    spans.py      a score curve -> ranked windows: frames, smoothing, relative thresholds, temporal NMS (pure)
+    encoders.py   one vector per window (tag-bridge, a trained dual encoder, mel-stats), streamed and cached
+    retrieve.py   curve retrievers: window cosines with the query -> spans (zero-shot or trained)
+    head.py       the moment head: dense anchors, FiLM + attention + dilated convs, the span loss
+    head_train.py training it (seeded, chosen on validation, resumable) and using it on any recording
+    predict.py    a queries file answered: the system by name or folder, audio by vid, errors naming the line
+    study.py      what notebook 08 calls: generated splits, tables with CIs and paired tests, failures, a figure
 """

@@ -159,10 +159,11 @@ def test_the_head_reloads_and_resumes_where_an_uninterrupted_run_ends(head_run, 
         np.testing.assert_allclose(np.array(a), np.array(b), atol=1e-6)
     tr = build_examples(generated["train"], retriever.encoder, retriever.embed, 2.0)
     va = build_examples(generated["validation"], retriever.encoder, retriever.embed, 2.0)
-    short = replace(cfg, epochs=10, out_dir=str(tmp_path / "r"))
-    fit_head(tr, va, short)                      # "killed" after 10 epochs
-    _, resumed, _ = fit_head(tr, va, replace(short, epochs=20))   # resumes at 11
-    _, fresh, _ = fit_head(tr, va, replace(short, epochs=20, out_dir=""))
+    short = replace(cfg, epochs=5, out_dir=str(tmp_path / "r"))
+    fit_head(tr, va, short)                      # "killed" after 5 epochs
+    _, resumed, _ = fit_head(tr, va, replace(short, epochs=10))   # resumes at 6
+    _, fresh, _ = fit_head(tr, va, replace(short, epochs=10, out_dir=""))
+    assert len(resumed) == 10
     assert [sorted(h) for h in resumed] == [sorted(h) for h in fresh]
     for a, b in zip(resumed, fresh):
         assert {k: v for k, v in a.items() if k != "seconds"} == pytest.approx({k: v for k, v in b.items() if k != "seconds"})
@@ -192,6 +193,19 @@ def test_predict_command_end_to_end(tiny_run, generated, tmp_path, capsys):
     assert main(["moments", "predict", "--system", str(tiny_run), "--audio", str(folder), "--queries",
                  str(ds.annotations), "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_predict_command_with_a_trained_head_folder(head_run, generated, tmp_path):
+    ds, out = generated["test"], tmp_path / "head.jsonl"
+    assert main(["moments", "predict", "--system", str(head_run[3]), "--audio", str(ds.root), "--queries",
+                 str(ds.annotations), "--out", str(out)]) == 0
+    preds, notes = read_predictions(out, read_ground_truth(ds.annotations))
+    assert len(preds) == len(ds.queries) and not notes
+    # the same windows as the trained retriever in memory gives
+    vid = ds.recordings[0]
+    q = next(q for q in ds.queries if q.vid == vid)
+    np.testing.assert_allclose(np.array(preds[q.qid].windows), np.array(head_run[0].retrieve(ds.audio[vid], [q.query])[0]),
+                               atol=1e-6)
 
 
 BAD = [
