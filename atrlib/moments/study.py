@@ -191,13 +191,15 @@ def plot_recording(ds, vid: str, answers: Mapping[str, Mapping[str, Sequence]], 
         for s, e in q.windows:
             for a in axes[:2]:
                 a.axvspan(s, e, color="tab:green", alpha=0.18)
-            axes[0].text((s + e) / 2, axes[0].get_ylim()[1], f"q{q_i + 1}", ha="center", va="bottom", fontsize=8)
+            axes[0].text(s + 0.2, axes[0].get_ylim()[1] * 0.95, f"q{q_i + 1}", ha="left", va="top", fontsize=8)
     names = list(answers)
+    step = 0.7 / max(len(qs), 1)  # each query its own lane inside a system's row
     for row, name in enumerate(names):
         for q_i, q in enumerate(qs):
+            y = row + (q_i - (len(qs) - 1) / 2) * step
             for s, e, _ in list(answers[name].get(q.qid, ()))[:top]:
-                axes[2].plot([s, e], [row, row], lw=6, solid_capstyle="butt", color=colors[q_i % len(colors)])
-                axes[2].text((s + e) / 2, row + 0.18, f"q{q_i + 1}", ha="center", fontsize=7)
+                axes[2].plot([s, e], [y, y], lw=5, solid_capstyle="butt", color=colors[q_i % len(colors)])
+                axes[2].text(e + 0.2, y, f"q{q_i + 1}", va="center", fontsize=7)
     axes[2].set_yticks(range(len(names)), names)
     axes[2].set_ylim(-0.6, len(names) - 0.4)
     axes[2].set(xlabel="time (s)", xlim=(0, seconds))
