@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("atrlib.cli.sweep:main", "run a grid of trials of a profile on Ray (resumable) into one sweep index"),
     "index": ("atrlib.cli.index:main", "build an embedding store with a faiss index for large collections"),
     "caption": ("atrlib.cli.caption:main", "caption clips with a trained captioner (DCASE task 6a): predictions.csv, metrics.json"),
-    "moments": ("atrlib.cli.moments:main", "audio moment retrieval: evaluate predicted windows (R1@IoU, mAP), generate recordings"),
+    "moments": ("atrlib.cli.moments:main", "audio moment retrieval: predict windows for queries, evaluate them (R1@IoU, mAP), generate recordings"),
 }
 
 
