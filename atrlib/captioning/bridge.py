@@ -39,14 +39,23 @@ def default_captioner() -> Path:
                       "there)")
 
 
+_TOWERS: dict = {}
+
+
 def text_embeddings(texts: Sequence[str], text_tower: str = "minilm") -> np.ndarray:
-    """(n, d) L2-normalised sentence embeddings of a registered text tower."""
-    from atrlib.models.text_towers import embed_texts
+    """(n, d) L2-normalised sentence embeddings of a registered text tower, cached on disk per
+    texts and tower (:func:`atrlib.audio.embeddings.text_tower_embeddings`); the tower is
+    loaded once per process."""
+    from atrlib.audio.embeddings import text_tower_embeddings, weights_hash
     from atrlib.models.towers import TEXT_TOWERS
     from atrlib.retrieval.retrievers import l2_normalize
 
-    tower = TEXT_TOWERS.get(text_tower)().eval()
-    return l2_normalize(embed_texts(tower, list(texts), progress=False))
+    if text_tower not in _TOWERS:
+        tower = TEXT_TOWERS.get(text_tower)().eval()
+        _TOWERS[text_tower] = (tower, {"name": text_tower, "kwargs": {}, "pretrained": "None",
+                                       "weights": weights_hash(tower)})
+    tower, tid = _TOWERS[text_tower]
+    return l2_normalize(text_tower_embeddings(tower, tid, list(texts), progress=False))
 
 
 def bridge_matrix(dataset, captions: Sequence[str], text_tower: str = "minilm", system: str = "captionbridge"):

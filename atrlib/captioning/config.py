@@ -31,7 +31,9 @@ class CaptionerConfig:
     max_tokens: int = option(30, "longest caption in word pieces: training truncates, decoding stops there")
     pretrain_epochs: int = option(0, "epochs on the pre-training corpus (Xiaomi: 10); 0 skips pre-training")
     finetune_epochs: int = option(25, "epochs on the fine-tuning (target) corpus (Xiaomi: 15)")
-    caption_batch_size: int = option(32, "clips per step, each with all of its captions (Xiaomi: 32)")
+    caption_batch_size: int = option(32, "(audio, caption) pairs per step (Xiaomi: 32)")
+    caption_pairs: str = option("captions", "an epoch: every (clip, caption) pair ('captions') or one random caption "
+                                            "per clip ('clips', 5x shorter on Clotho and the demo data)")
     caption_lr: float = option(0.0005, "Adam's learning rate (Xiaomi: up to 5e-4)")
     label_smoothing: float = option(0.0, "label smoothing of the word-level cross-entropy")
     beam_size: int = option(3, "beam width at decoding (Xiaomi: 3); 1 = greedy")
@@ -52,6 +54,8 @@ class CaptionerConfig:
                              f"({self.attention_heads})")
         if self.pretrain_epochs < 0 or self.finetune_epochs < 0 or self.pretrain_epochs + self.finetune_epochs < 1:
             raise ValueError("pretrain_epochs and finetune_epochs must be >= 0 and train at least one epoch")
+        if self.caption_pairs not in ("captions", "clips"):
+            raise ValueError(f"caption_pairs must be 'captions' or 'clips', not {self.caption_pairs!r}")
         if not self.caption_lr > 0 or not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:
             raise ValueError("caption_lr must be > 0, dropout and label_smoothing in [0, 1)")
 

@@ -100,10 +100,12 @@ def _check(candidates, references) -> None:
 
 def evaluate_captions(candidates: Sequence[str], references: Sequence[Sequence[str]],
                       metrics: Sequence[str] | str = "all", n_boot: int = 1000, seed: int = 0,
-                      java: bool = True, clip_ids: Optional[Sequence[str]] = None) -> CaptionScores:
+                      java: bool = True, clip_ids: Optional[Sequence[str]] = None,
+                      skip: Sequence[str] = ()) -> CaptionScores:
     """Score one caption per clip against that clip's references (see the module docstring).
     ``metrics``: ``"all"`` or names of :data:`METRICS`; ``java=False`` skips every Java tool
-    (METEOR and SPICE are then missing, the Python tokenizer is used)."""
+    (METEOR and SPICE are then missing, the Python tokenizer is used); ``skip``: metrics not to
+    run here (e.g. METEOR's 9-s Java start-up in a timed demo), reported missing as skipped."""
     want = list(METRICS) if metrics == "all" else [str(m) for m in metrics]
     bad = [m for m in want if m not in METRICS]
     if bad:
@@ -123,6 +125,9 @@ def evaluate_captions(candidates: Sequence[str], references: Sequence[Sequence[s
     if not java:
         status = {k: ({"ok": False, "reason": "Java switched off (java=False)", "fix": "java=True"}
                       if k in ("meteor", "spice") else v) for k, v in status.items()}
+    for k in set(skip) & {"meteor", "spice", "fense"}:
+        status[k] = {"ok": False, "reason": "not run here: skipped by the caller (skip_metrics)",
+                     "fix": f"leave {k} out of skip_metrics"}
 
     # 1. BLEU: corpus from summed counts
     if any(m.startswith("bleu") for m in want):
@@ -195,3 +200,26 @@ def paired(a: CaptionScores, b: CaptionScores, metric: str = "cider_d", n: int =
         raise ValueError(f"{metric} was not computed for both captioners")
     return paired_test(a.per_clip[metric].to_numpy(), b.per_clip[metric].to_numpy(), method="bootstrap", n=n,
                        seed=seed)
+
+
+def compare_table(scores: Dict[str, CaptionScores], metrics: Sequence[str] = ("bleu_1", "bleu_4", "meteor", "rouge_l",
+                                                                                "cider_d", "spice", "spider",
+                                                                                "spider_fl", "fense")) -> pd.DataFrame:
+    """One row per captioner (or baseline): each computed metric with its bootstrap 95 %
+    interval (``<metric> low`` / ``<metric> high``); metrics computed for none are left out."""
+    rows = {}
+    for name, s in scores.items():
+        row = {}
+        for m in metrics:
+            if m in s.corpus:
+                row[LABELS[m]] = s.corpus[m]
+                row[f"{LABELS[m]} low"], row[f"{LABELS[m]} high"] = s.ci[m]
+        rows[name] = row
+    return pd.DataFrame(rows).T
+
+
+def missing_table(s: CaptionScores) -> pd.DataFrame:
+    """The metrics that could not be computed here: why, and the command that fixes it."""
+    df = pd.DataFrame([{"metric": LABELS[m], "missing because": d["reason"], "fix": d["fix"]}
+                       for m, d in s.missing.items()], columns=["metric", "missing because", "fix"])
+    return df.set_index("metric")

@@ -40,15 +40,28 @@ def model_dir(run) -> Path:
                    "this one has none")
 
 
+_LOADED: dict = {}  # (model folder, its weights' mtime and size, device) -> model: one load per process
+
+
 def load_encoder(run, device: str = "cpu"):
     """The run's :class:`~atrlib.models.dual.DualEncoder` in eval mode (E_A and its heads);
-    a config without an audio tower or an unreadable model is an error naming the file."""
+    a config without an audio tower or an unreadable model is an error naming the file. A
+    model is loaded once per process (again when its weights file changes)."""
+    d = model_dir(run)
+    st = (d / "model.safetensors").stat()
+    key = (str(d.resolve()), st.st_mtime_ns, st.st_size, str(device))
+    if key not in _LOADED:
+        _LOADED.clear()  # keep one: a long session moving between runs holds one model
+        _LOADED[key] = _load_encoder(d, device)
+    return _LOADED[key]
+
+
+def _load_encoder(d: Path, device: str):
     import json
 
     from atrlib.errors import RunError, WeightsFileError
     from atrlib.models.dual import load_model
 
-    d = model_dir(run)
     try:
         cfg = json.loads((d / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:

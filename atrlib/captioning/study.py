@@ -128,3 +128,28 @@ def most_common_caption(train_captions: Sequence[Sequence[str]]) -> str:
     df = Counter(w for c in flat for w in set(words(c)))
     score = [np.mean([df[w] for w in words(c)]) if words(c) else 0.0 for c in flat]
     return flat[int(np.argmax(score))]
+
+
+def _p(p) -> str:
+    if p is None or p != p:
+        return "no test"
+    return ("p < 0.001" if p < 0.001 else f"p = {p:.3f}") + (", significant" if p < 0.05 else ", not significant")
+
+
+def learned_lines(table, main: str, tests: Dict[str, Dict], bridge: Optional[Dict] = None,
+                  metric: str = "CIDEr-D") -> List[str]:
+    """07's "What we learned", from the numbers: the main captioner's ``metric`` with its CI
+    against each baseline (paired bootstrap test on per-clip values), then the caption bridge."""
+    r = table.loc[main]
+    out = [f"The captioner reaches {metric} {r[metric]:.3f} (95 % CI {r[metric + ' low']:.3f}–"
+           f"{r[metric + ' high']:.3f}) on the test clips."]
+    for name, t in tests.items():
+        better = "above" if t["diff"] > 0 else "below"
+        out.append(f"Against the {name} ({table.loc[name, metric]:.3f}) it is {abs(t['diff']):.3f} {better} "
+                   f"({_p(t['p_value'])}, [paired bootstrap test](#term-pairedbootstraptest) over clips).")
+    if bridge:
+        out.append(f"Ranking clips by their generated captions (the [caption bridge](#term-captionbridge)) gives "
+                   f"test mAP@10 {bridge['alone']:.3f} against chance {bridge['chance']:.3f}; joined to the "
+                   f"retrieval systems, the ensemble chosen on validation moves test mAP@10 by {bridge['diff']:+.3f} "
+                   f"({_p(bridge['p_value'])}).")
+    return out

@@ -5,8 +5,8 @@ frozen, pre-training on one corpus then fine-tuning on another, one loop read to
     model, history = train_captioner(cfg, data["train"], data["val"], pretrain=CaptionData(...),
                                      out_dir="reports/lab/07_captioning/captioner")
 
-Each step takes ``caption_batch_size`` clips with all their captions: E_AC runs once per clip
-and every caption of the clip reads its memory. The checkpoint kept is the fine-tuning epoch
+Each step takes ``caption_batch_size`` (audio, caption) pairs of similar length (less padding);
+E_AC runs once per distinct clip of the step and each caption reads its clip's memory. The checkpoint kept is the fine-tuning epoch
 with the lowest validation loss (teacher-forced cross-entropy on the validation captions);
 without a validation split, the last. Adam at a constant ``caption_lr`` (the report gives only
 its maximum), gradients clipped at norm 1.
@@ -64,20 +64,47 @@ def caption_loss(logits: torch.Tensor, tokens: torch.Tensor, label_smoothing: fl
 
 
 class _Corpus:
-    """A split's captions as compact ids, grouped by clip."""
+    """A split's captions as compact ids, and the batches of an epoch."""
 
     def __init__(self, data: CaptionData, vocab: Vocabulary, max_tokens: int):
         caps, self.clip = data.flat()
         self.data = data
         self.tokens = vocab.encode(caps, max_tokens) if caps else torch.zeros(0, 2, dtype=torch.long)  # (N, L)
-        self.rows = [torch.nonzero(self.clip == i).flatten() for i in range(len(data.captions))]
+        self.lengths = (self.tokens != PAD).sum(1)                                   # (N,)
 
-    def batch(self, clips: Sequence[int], stride: int, device):
-        rows = torch.cat([self.rows[c] for c in clips])
-        local = torch.cat([torch.full((len(self.rows[c]),), b, dtype=torch.long) for b, c in enumerate(clips)])
+    def batches(self, size: int, generator: Optional[torch.Generator] = None, pairs: str = "captions"
+                ) -> List[torch.Tensor]:
+        """Caption rows in steps of ``size``. Training (a generator): shuffled (``pairs="clips"``:
+        one random caption per clip), then sorted by length within windows of 50 steps (less
+        padding), the steps shuffled again. Validation (no generator): in order (``"clips"``: each
+        clip's first caption)."""
+        n = len(self.tokens)
+        if generator is None:  # validation: every caption, or with pairs="clips" the first of each clip
+            rows = torch.arange(n)
+            if pairs == "clips":
+                rows = rows[torch.cat([torch.ones(1, dtype=torch.bool), self.clip[1:] != self.clip[:-1]])] if n else rows
+            return list(rows.split(size))
+        order = torch.randperm(n, generator=generator)
+        if pairs == "clips":  # the first of each clip's rows in a random order: one random caption per clip
+            seen, keep = set(), []
+            for r in order.tolist():
+                c = int(self.clip[r])
+                if c not in seen:
+                    seen.add(c)
+                    keep.append(r)
+            order = torch.tensor(keep, dtype=torch.long)
+        window = size * 50
+        parts = []
+        for w in order.split(window):
+            parts += list(w[torch.argsort(self.lengths[w], stable=True)].split(size))
+        return [parts[i] for i in torch.randperm(len(parts), generator=generator).tolist()]
+
+    def batch(self, rows: torch.Tensor, stride: int, device):
+        """(features (B, T, D), mask, tokens (n, L) trimmed, clip of each caption (n,) into the B clips)."""
+        clips, local = torch.unique(self.clip[rows], return_inverse=True)
         toks = self.tokens[rows]
-        toks = toks[:, :int((toks != PAD).sum(1).max())]                             # (n, L) trimmed
-        feats, mask = self.data.features.get(clips, stride)
+        toks = toks[:, :int(self.lengths[rows].max())]                               # (n, L) trimmed
+        feats, mask = self.data.features.get(clips.tolist(), stride)
         return feats.to(device), mask.to(device), toks.to(device), local.to(device)
 
 
@@ -86,13 +113,10 @@ def _epoch(model: Captioner, corpus: _Corpus, cfg: CaptionerConfig, device, opti
     """One pass (training when ``optimizer`` is given); the mean loss per caption piece."""
     train = optimizer is not None
     model.train(train)
-    clips = [i for i, r in enumerate(corpus.rows) if len(r)]
-    if train:
-        clips = [clips[i] for i in torch.randperm(len(clips), generator=generator).tolist()]
     stride = cfg.frame_stride if corpus.data.features.kind == "frames" else 1
     total, count = 0.0, 0
-    for s in range(0, len(clips), cfg.caption_batch_size):
-        feats, mask, toks, local = corpus.batch(clips[s:s + cfg.caption_batch_size], stride, device)
+    for rows in corpus.batches(cfg.caption_batch_size, generator if train else None, cfg.caption_pairs):
+        feats, mask, toks, local = corpus.batch(rows, stride, device)
         with torch.set_grad_enabled(train):
             loss = caption_loss(model(feats, mask, toks, local), toks, cfg.label_smoothing if train else 0.0)
         if train:
@@ -170,3 +194,24 @@ def chosen_epoch(history: Sequence[Dict]) -> Optional[int]:
     if any(v != v for v in vals):
         return ft[-1]["epoch"]
     return ft[min(range(len(ft)), key=lambda i: vals[i])]["epoch"]
+
+
+def train_on_run(cfg: CaptionerConfig, run, splits: Dict, pretrain_dataset=None, out_dir=None,
+                 progress: bool = False) -> Tuple[Captioner, List[Dict], Dict[str, CaptionData]]:
+    """What notebook 07 does for one E_A: the run's audio tower over every split of
+    ``splits`` (``{"train", "val", ...}`` datasets; cached), then :func:`train_captioner` on
+    ``train`` (choosing on ``val``), pre-trained on ``pretrain_dataset`` when given. Returns
+    (model, history, {split key: CaptionData})."""
+    from atrlib.captioning.features import encoder_features, load_encoder
+
+    run = str(Path(run).resolve())
+    enc = load_encoder(run, resolve_device(cfg.device))
+    data = {k: CaptionData.from_dataset(encoder_features(enc, ds, cfg.features, progress, run=run), ds)
+            for k, ds in splits.items()}
+    pre = None
+    if pretrain_dataset is not None and cfg.pretrain_epochs:
+        pre = CaptionData.from_dataset(encoder_features(enc, pretrain_dataset, cfg.features, progress, run=run),
+                                       pretrain_dataset)
+    model, history = train_captioner(cfg, data["train"], data.get("val"), pretrain=pre, out_dir=out_dir,
+                                     progress=progress)
+    return model, history, data

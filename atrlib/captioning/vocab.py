@@ -41,8 +41,12 @@ def tokenizer_signature(tok) -> str:
 
 
 def clean_caption(text: str) -> str:
-    """A decoded caption as the challenge's files hold it: one line, single spaces."""
-    return " ".join(str(text).replace("\n", " ").split())
+    """A decoded caption as the challenge's files hold it: one line, single spaces, word
+    pieces around a hyphen or an apostrophe joined ("low - pitched" -> "low-pitched")."""
+    import re
+
+    s = " ".join(str(text).replace("\n", " ").split())
+    return re.sub(r"(\w) ?([-']) ?(\w)", r"\1\2\3", s)
 
 
 class Vocabulary:

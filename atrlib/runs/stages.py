@@ -34,6 +34,9 @@ STAGES: Tuple[StageInfo, ...] = (
               "systems, norm, kfold", needs=("04_loss_ablation",)),
     StageInfo("06_reproduce", "a seed system's paper numbers beside this run's, with CIs, cost and what was left out",
               "recipe", needs=("05_ensemble",)),
+    StageInfo("07_captioning", "caption clips from a run's frozen audio tower (DCASE task 6a): challenge metrics with CIs "
+              "against baselines, captions by ear, the caption bridge in the ensembles", "system, features, "
+              "finetune_epochs, beam_size", needs=("02_train",)),
     StageInfo("08_moments", "when in a long recording: zero-shot, trained and head moment retrieval against chance, "
               "R1@IoU and mAP with CIs", "head_frames, head_epochs, recordings, system", needs=("02_train",)),
 )
