@@ -8,6 +8,7 @@ reproduction report.
     xiaomi2023.py    Xiaomi, DCASE 2023: CLAP and CLAP-TAG on a 9:1 re-split, the 4 best ensembled
     lingban2023.py   Lingban, DCASE 2023: frozen BEATs and a Q-Former (ATC / ATM / ATG)
     samsung2024.py   Samsung Research China-Nanjing, DCASE 2024: BEATs + BERT, A-CML / MLML, k-fold ensemble
+    dcase2025_baseline.py  CP-JKU, the DCASE 2025 task 6 baseline: PaSST + RoBERTa-large, InfoNCE, both protocols
     reproduce.py     a recipe's TrainConfig and batch profile; the 06_reproduce tables, cost and text
 
 The registry fills itself on first use by importing every module of this package and the

@@ -3,8 +3,8 @@ its profile and model configs, the 9:1 re-split, and every recipe end to end at 
 CPU (``python -m atrlib run --profile <recipe> -p size=tiny``, a subprocess as tests/runs/test_notebooks.py).
 
 Tiny runs measured on the shared 2-core machine: huawei2022 18 s, cau2023 25 s, lingban2023 34 s,
-samsung2024 45 s, xiaomi2023 91 s; all five are in the fast suite (the issue asks for every recipe
-on CI)."""
+samsung2024 45 s, xiaomi2023 91 s, dcase2025_baseline 51 s (under other sessions' load); all are in
+the fast suite (the issue asks for every recipe on CI)."""
 import ast
 import json
 import re
@@ -59,10 +59,17 @@ def test_huawei_confidence_intervals_as_printed():
                     assert sc.low <= sc.value <= sc.high
 
 
+# recipes whose source is not a seed report: checked against a verbatim copy in their own test file
+NOT_IN_SEEDS = {"dcase2025_baseline": "a repository README (CPJKU/dcase2025_task6_baseline), checked in "
+                                      "test_dcase2025_baseline.py"}
+
+
 @pytest.mark.skipif(not SEEDS.is_dir(), reason="the seed reports (../shared/seeds) are not on this machine")
 @pytest.mark.parametrize("name", recipe_names())
 def test_every_reported_number_is_in_the_report_text(name):
     r = get_recipe(name)
+    if name in NOT_IN_SEEDS and not (SEEDS / r.paper.seed_file).is_file():
+        pytest.skip(NOT_IN_SEEDS[name])
     text = (SEEDS / r.paper.seed_file).read_text(encoding="utf-8")
     assert r.paper.authors.split(",")[0].split()[-1] in text
     printed = set(re.findall(r"\d+\.\d+", text))
