@@ -125,17 +125,70 @@ def reproduction_table(recipe: Recipe | str, run_dir):
     return pd.DataFrame(rows)
 
 
+CAPTIONING_STAGE = "07_captioning"
+
+
+def captioning_spec(recipe: Recipe) -> Optional[Dict[str, Any]]:
+    """A recipe's task 6a part (its module's ``CAPTIONING``: Table 2's rows, which 07 row stands
+    for which system, the stage's parameters), or None."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f"atrlib.recipes.{recipe.name}")
+    except ImportError:
+        return None
+    return getattr(module, "CAPTIONING", None)
+
+
+def captioning_table(recipe: Recipe | str, run_dir):
+    """The report's captioning table beside this run's ``07_captioning`` numbers: one row per
+    (paper system, metric) with ``paper``, ``run``, ``run_low``/``run_high`` (bootstrap 95 %),
+    ``diff`` and ``missing because`` (a metric this machine could not compute, or a system not
+    formed here). None when the recipe has no captioning part or the run no 07 stage."""
+    import pandas as pd
+
+    from atrlib.captioning.evaluate import LABELS
+
+    r = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    spec = captioning_spec(r)
+    got = _read(Path(run_dir) / CAPTIONING_STAGE / "metrics.json")
+    if spec is None or got is None:
+        return None
+    metrics = spec["metrics"]
+    rows = []
+    for name, (what, *paper) in spec["reported"].items():
+        ours_name = spec["systems"].get(name)
+        ours = (got.get("systems") or {}).get(ours_name) if ours_name else None
+        for m, p in zip(metrics, paper):
+            row = {"paper system": name, "metric": LABELS[m], "paper": p, "run": None, "run_low": None, "run_high": None,
+                   "diff": None, "run system": ours_name or "", "missing because": ""}
+            if ours is None:
+                row["missing because"] = ("the baseline of the challenge, not trained here" if name == "Baseline" else
+                                          "not formed in this run (see what is left out)")
+            elif m in ours:
+                v = ours[m]
+                row.update(run=v["value"], run_low=v["low"], run_high=v["high"], diff=v["value"] - p)
+            else:
+                row["missing because"] = (ours.get("missing") or {}).get(m, {}).get("reason", "not computed")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def run_cost(run_dir) -> Dict[str, Any]:
     """Wall time per finished stage from ``run.json``, their sum, and the device this process
-    sees (the reproduction stage runs on the run's machine): GPU-hours on a GPU, CPU seconds otherwise."""
+    sees (the reproduction stage runs on the run's machine): GPU-hours on a GPU, CPU seconds
+    otherwise, of the retrieval systems; a captioning stage's time is ``captioning_s`` beside it."""
     import torch
 
     rec = _read(Path(run_dir) / "run.json") or {}
     stages = {s["name"]: float(s["duration_s"]) for s in rec.get("stages", []) if s.get("duration_s") is not None}
     total = float(sum(stages.values()))
+    captioning = stages.get(CAPTIONING_STAGE, 0.0)  # the task 6a systems, apart from the retrieval ones
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     out = {"stages_s": stages, "total_s": total, "device": gpu or "cpu", "profile": rec.get("profile")}
-    out["gpu_hours" if gpu else "cpu_seconds"] = total / 3600 if gpu else total
+    out["gpu_hours" if gpu else "cpu_seconds"] = (total - captioning) / 3600 if gpu else total - captioning
+    if CAPTIONING_STAGE in stages:
+        out["captioning_s"] = captioning
     return out
 
 
@@ -191,14 +244,17 @@ def reproduce(recipe: str, run_dir, out_dir) -> Dict[str, Any]:
         return {row["metric"]: {k: row[k] for k in ("paper", "run", "run_low", "run_high", "diff")}
                 for _, row in sub.iterrows()}
 
+    cap = captioning_table(r, run_dir)
     metrics = {"recipe": r.name, "paper": r.paper.title, "single_system": r.single, "single": nums("single"),
                "ensemble_system": r.ensemble, "ensemble": nums("ensemble") or None, "cost": cost,
-               "settings_gap": gaps, "left_out": [n.what for n in r.left_out], "learned": text}
+               "settings_gap": gaps, "left_out": [n.what for n in r.left_out], "learned": text,
+               "captioning": None if cap is None else cap.to_dict("records")}
     key = ["single/mAP@10/run", "single/mAP@10/paper", "single/mAP@10/diff"]
     if r.ensemble and metrics["ensemble"]:
         key += ["ensemble/mAP@10/run", "ensemble/mAP@10/paper"]
     write_metrics(out_dir, metrics, params={"recipe": r.name}, key_metrics=key)
-    return {"recipe": r, "table": table, "gaps": gaps, "cost": cost, "learned": text, "metrics": metrics}
+    return {"recipe": r, "table": table, "gaps": gaps, "cost": cost, "learned": text, "metrics": metrics,
+            "captioning": cap}
 
 
 def readme_table() -> str:
@@ -216,7 +272,8 @@ def readme_table() -> str:
 # ----------------------------------------------------------------------------- the batch profile
 def profile_dict(recipe: Recipe | str, notebook_defaults: Optional[Mapping[str, Mapping[str, Any]]] = None) -> dict:
     """The recipe's batch profile (``notebooks/params/<name>.yaml``) as data: ``05_ensemble``
-    trains the variants (full size), ``06_reproduce`` compares; ``when: size=tiny`` swaps in the
+    trains the variants (full size), ``07_captioning`` their captioners (a recipe with a
+    ``CAPTIONING`` part), ``06_reproduce`` compares; ``when: size=tiny`` swaps in the
     tiny towers, the synth data and 2 epochs. Values equal to a notebook's own default are left
     out (profiles say only what differs); ``notebook_defaults`` maps stage -> its parameters."""
     r = get_recipe(recipe) if isinstance(recipe, str) else recipe
@@ -230,12 +287,19 @@ def profile_dict(recipe: Recipe | str, notebook_defaults: Optional[Mapping[str, 
         tiny["05_ensemble.variants"] = r.variant_dicts(tiny=True)
     if r.kfold:
         tiny["05_ensemble.kfold"] = 2
+    stages = [{"notebook": "05_ensemble.ipynb", "parameters": ens}]
+    cap = captioning_spec(r)
+    what = "trained by 05_ensemble"
+    if cap is not None:  # task 6a: captioners on the variants' audio towers, before 06 compares both tables
+        stages.append({"notebook": f"{CAPTIONING_STAGE}.ipynb", "needs": ["05_ensemble"], "parameters": dict(cap["stage"])})
+        tiny.update(cap["tiny"])
+        what += f", its captioners by {CAPTIONING_STAGE}"
+    stages.append({"notebook": "06_reproduce.ipynb", "needs": ["05_ensemble"], "parameters": {"recipe": r.name}})
     return {
         "description": f"{r.paper.team} {r.paper.year} ({r.paper.task}) reproduced: every system of the recipe "
-                       f"atrlib.recipes.{r.name} trained by 05_ensemble, compared with the report by 06_reproduce. "
+                       f"atrlib.recipes.{r.name} {what}, compared with the report by 06_reproduce. "
                        f"GPU: -p root=/path/to/clotho; CPU smoke test: -p size=tiny",
         "defaults": {"dataset": r.base["dataset"]},
-        "stages": [{"notebook": "05_ensemble.ipynb", "parameters": ens},
-                   {"notebook": "06_reproduce.ipynb", "needs": ["05_ensemble"], "parameters": {"recipe": r.name}}],
+        "stages": stages,
         "when": {"size=tiny": tiny},
     }
