@@ -29,7 +29,7 @@ def test_bad_settings_are_refused_and_cuda_without_a_gpu_is_an_error():
 
     from atrlib.errors import ConfigError
 
-    for bad in ({"features": "spectrogram"}, {"beam_size": 0}, {"hidden": 30, "attention_heads": 4},
+    for bad in ({"features": "spectrogram"}, {"beam_size": 0}, {"hidden": 30, "attention_heads": 7},
                 {"pretrain_epochs": 0, "finetune_epochs": 0}, {"caption_pairs": "both"}):
         with pytest.raises(ValueError):
             CaptionerConfig(**bad)
