@@ -34,7 +34,7 @@ def test_environment_yml_matches_pyproject():
 def test_makefile_pins_torch_first():
     mk = (ROOT / "Makefile").read_text()
     assert "TORCH_SPEC ?= torch==2.13.0" in mk
-    assert mk.index('"$(TORCH_SPEC)"') < mk.index('-e ".[dev,notebook,search,sweep]"')
+    assert mk.index('"$(TORCH_SPEC)"') < mk.index('-e ".[dev,notebook,search,sweep,track]"')
     # the reference implementations are test-only and never pull their own torch
     assert "--no-deps $(REFERENCE_SPECS)" in mk and "hear21passt==0.0.26" in mk and "openbeats==0.1.1" in mk
 

@@ -70,7 +70,7 @@ def test_the_retriever_registry_finds_the_tagbridge_by_discovery():
         import sys
         from atrlib.retrieval.retrievers import RETRIEVERS
         assert "atrlib.retrieval.tagbridge" not in sys.modules
-        assert RETRIEVERS.names() == ["hf-clap", "msclap", "tagbridge", "trained"], RETRIEVERS.names()
+        assert {"hf-clap", "msclap", "tagbridge", "trained"} <= set(RETRIEVERS.names()), RETRIEVERS.names()
         assert "atrlib.retrieval.tagbridge" in sys.modules
         from atrlib.retrieval.tagbridge import TagBridgeRetriever, tagbridge
         assert RETRIEVERS.get("tagbridge") is tagbridge
