@@ -52,9 +52,9 @@ def clean_caption(text: str) -> str:
 class Vocabulary:
     """The tokenizer of ``text_model`` and the compact ids of the pieces the captions use."""
 
-    def __init__(self, text_model: str, pieces: Sequence[int]):
+    def __init__(self, text_model: str, pieces: Sequence[int], tokenizer=None):
         self.text_model = text_model
-        self.tokenizer = load_tokenizer(text_model)
+        self.tokenizer = tokenizer if tokenizer is not None else load_tokenizer(text_model)
         t = self.tokenizer
         special = [t.pad_token_id, t.cls_token_id, t.sep_token_id, t.unk_token_id]
         rest = sorted({int(p) for p in pieces} - set(special))
@@ -68,7 +68,7 @@ class Vocabulary:
     def from_captions(cls, text_model: str, captions: Sequence[str]) -> "Vocabulary":
         tok = load_tokenizer(text_model)
         pieces = {i for ids in tok(list(captions), add_special_tokens=False)["input_ids"] for i in ids}
-        return cls(text_model, sorted(pieces))
+        return cls(text_model, sorted(pieces), tok)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -126,3 +126,29 @@ def test_errors_name_the_folder_or_file(tmp_path, stats_run):
     bad.write_bytes(b"RIFF0000WAVEjunk")
     with pytest.raises(AudioError, match="broken.wav"):
         encoder_features(load_encoder(stats_run), ClipList([bad]), "pooled")
+
+
+def test_caption_command_decodes_a_qformer_runs_atg_head(tmp_path, tiny_splits):
+    """A run trained with the Q-Former terms captions through its ATG head (here untrained:
+    the code path, not the quality)."""
+    import shutil
+
+    from atrlib.__main__ import main
+    from atrlib.captioning.sources import find_system
+    from atrlib.models.dual import create_model, save_model
+
+    torch.manual_seed(0)
+    model = create_model("synth-stats-minilm", heads={"qformer": {"text_model": "tiny", "pretrained": False,
+                                                                  "num_queries": 4, "embed_dim": 16}})
+    save_model(model, tmp_path / "qrun" / "best")
+    assert find_system(tmp_path / "qrun")[0] == "qformer"
+    (tmp_path / "clips").mkdir()
+    for p in tiny_splits["test"].audio_paths[:2]:
+        shutil.copy(p, tmp_path / "clips")
+    out = tmp_path / "p.csv"
+    assert main(["caption", "--system", str(tmp_path / "qrun"), "--audio", str(tmp_path / "clips"), "--out", str(out),
+                 "--max-tokens", "4", "--beam-size", "2"]) == 0
+    assert len(out.read_text().splitlines()) == 3
+    save_model(create_model("synth-stats-minilm"), tmp_path / "plain" / "best")
+    assert main(["caption", "--system", str(tmp_path / "plain"), "--audio", str(tmp_path / "clips"),
+                 "--out", str(tmp_path / "q.csv")]) == 2                # neither a captioner nor a Q-Former
