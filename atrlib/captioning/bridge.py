@@ -42,23 +42,27 @@ def default_captioner() -> Path:
 _TOWERS: dict = {}
 
 
-def text_embeddings(texts: Sequence[str], text_tower: str = "minilm") -> np.ndarray:
-    """(n, d) L2-normalised sentence embeddings of a registered text tower, cached on disk per
-    texts and tower (:func:`atrlib.audio.embeddings.text_tower_embeddings`); the tower is
-    loaded once per process."""
+def text_embeddings(texts: Sequence[str], text_tower="minilm") -> np.ndarray:
+    """(n, d) L2-normalised sentence embeddings of a text tower — a registered name (loaded once
+    per process) or a tower already loaded (e.g. a run's own frozen MiniLM) — cached on disk per
+    texts and tower (:func:`atrlib.audio.embeddings.text_tower_embeddings`)."""
     from atrlib.audio.embeddings import text_tower_embeddings, weights_hash
     from atrlib.models.towers import TEXT_TOWERS
     from atrlib.retrieval.retrievers import l2_normalize
 
-    if text_tower not in _TOWERS:
-        tower = TEXT_TOWERS.get(text_tower)().eval()
-        _TOWERS[text_tower] = (tower, {"name": text_tower, "kwargs": {}, "pretrained": "None",
-                                       "weights": weights_hash(tower)})
-    tower, tid = _TOWERS[text_tower]
+    if isinstance(text_tower, str):
+        if text_tower not in _TOWERS:
+            _TOWERS[text_tower] = TEXT_TOWERS.get(text_tower)().eval()
+        tower = _TOWERS[text_tower]
+    else:
+        tower = text_tower.eval()
+    source = getattr(tower, "name_or_path", None)  # a published model: its name says which weights
+    tid = {"tower": type(tower).__name__, "source": str(source), "settings": tower.extra_repr()} if source else \
+        {"tower": type(tower).__name__, "weights": weights_hash(tower)}
     return l2_normalize(text_tower_embeddings(tower, tid, list(texts), progress=False))
 
 
-def bridge_matrix(dataset, captions: Sequence[str], text_tower: str = "minilm", system: str = "captionbridge"):
+def bridge_matrix(dataset, captions: Sequence[str], text_tower="minilm", system: str = "captionbridge"):
     """The text-to-audio :class:`~atrlib.retrieval.simfile.SimilarityMatrix` of ``dataset``'s
     captions against its clips' generated ``captions`` (one per clip, in clip order)."""
     from atrlib.retrieval.metrics import t2a_relevance

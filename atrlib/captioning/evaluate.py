@@ -15,8 +15,8 @@ SPIDEr-FL multiplies it by 0.1 where the fluency-error probability exceeds 0.9 (
 rule); both are missing when SPICE (or the fluency detector) is.
 
 Intervals: one shared bootstrap draw of clips (1000 resamples): BLEU is recomputed from the
-resampled n-gram counts, the other metrics are means of per-clip values (METEOR's corpus value
-is the jar's own aggregate; its interval is that of the per-clip mean).
+resampled n-gram counts and METEOR by the jar from the resampled clips' statistics (its corpus
+value aggregates statistics, it is not a mean); the other metrics are means of per-clip values.
 """
 from __future__ import annotations
 
@@ -148,17 +148,19 @@ def evaluate_captions(candidates: Sequence[str], references: Sequence[Sequence[s
                               "fix": "score more than one clip"}
         else:
             per["cider_d"] = M.cider_d(cands, trefs)
-    for name, fn in (("meteor", X.meteor), ("spice", X.spice)):
+    for name in ("meteor", "spice"):
         wanted = name in want or (name == "spice" and {"spider", "spider_fl"} & set(want))
         if not wanted:
             continue
         if not status[name]["ok"]:
             missing[name] = {"reason": status[name]["reason"], "fix": status[name]["fix"]}
             continue
-        value, clips = fn(cands, trefs)
+        if name == "meteor":  # the jar's corpus value aggregates statistics: its interval re-aggregates them
+            value, clips, boot = X.meteor(cands, trefs, rows)
+            corpus["meteor"], ci["meteor"] = float(value), M.interval(np.asarray(boot))
+        else:
+            value, clips = X.spice(cands, trefs)
         per[name] = np.asarray(clips, dtype=float)
-        if name == "meteor":
-            corpus["meteor"] = float(value)
     if "cider_d" in per and "spice" in per:
         per["spider"] = (per["cider_d"] + per["spice"]) / 2
     elif {"spider", "spider_fl"} & set(want):
@@ -181,7 +183,7 @@ def evaluate_captions(candidates: Sequence[str], references: Sequence[Sequence[s
                                               + why["reason"], "fix": why["fix"]}
     # 4. corpus values and intervals of the mean-type metrics
     for m, v in per.items():
-        if m.startswith("bleu"):
+        if m.startswith("bleu") or m == "meteor":
             continue
         corpus.setdefault(m, float(np.mean(v)))
         ci[m] = M.interval(v[rows].mean(axis=1))

@@ -139,9 +139,13 @@ def ptb_tokenize(sentences: Sequence[str]) -> List[str]:
 
 
 # ----------------------------------------------------------------------------- METEOR
-def meteor(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> Tuple[float, List[float]]:
-    """(corpus METEOR, per-clip METEOR) from meteor-1.5.jar, as pycocoevalcap's ``Meteor``:
-    one SCORE line per clip, then one EVAL line with every clip's statistics."""
+def meteor(candidates: Sequence[str], references: Sequence[Sequence[str]], resamples=None
+           ) -> Tuple[float, List[float], List[float]]:
+    """(corpus METEOR, per-clip METEOR, corpus METEOR of each resample) from meteor-1.5.jar, as
+    pycocoevalcap's ``Meteor``: one SCORE line per clip, then one EVAL line with every clip's
+    statistics (the corpus value aggregates the statistics, it is not the mean of the clips).
+    ``resamples`` ((B, n) clip indices): the same EVAL over each resampled set of statistics,
+    so a bootstrap interval is of the corpus value itself."""
     jar = find_jar("meteor", METEOR_JAR)
     java = java_path()
     if jar is None or java is None:
@@ -150,22 +154,27 @@ def meteor(candidates: Sequence[str], references: Sequence[Sequence[str]]) -> Tu
            "-l", "en", "-norm"]
     p = subprocess.Popen(cmd, cwd=str(jar.parent), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL)
+
+    def evaluate(rows: Sequence[str]) -> Tuple[List[float], float]:
+        p.stdin.write(("EVAL ||| " + " ||| ".join(rows) + "\n").encode())
+        p.stdin.flush()
+        clips = [float(p.stdout.readline().strip()) for _ in rows]
+        return clips, float(p.stdout.readline().strip())
+
     try:
-        eval_line = "EVAL"
+        stats = []
         for cand, refs in zip(candidates, references):
             cand = cand.replace("|||", "").replace("  ", " ")
             p.stdin.write((" ||| ".join(("SCORE", " ||| ".join(refs), cand)) + "\n").encode())
             p.stdin.flush()
-            eval_line += " ||| " + p.stdout.readline().decode().strip()
-        p.stdin.write((eval_line + "\n").encode())
-        p.stdin.flush()
-        per_clip = [float(p.stdout.readline().strip()) for _ in candidates]
-        corpus = float(p.stdout.readline().strip())
+            stats.append(p.stdout.readline().decode().strip())
+        per_clip, corpus = evaluate(stats)
+        boot = [evaluate([stats[int(i)] for i in r])[1] for r in (resamples if resamples is not None else [])]
     finally:
         p.stdin.close()
         p.kill()
         p.wait()
-    return corpus, per_clip
+    return corpus, per_clip, boot
 
 
 # ----------------------------------------------------------------------------- SPICE

@@ -96,9 +96,12 @@ def test_meteor_equals_pycocoevalcap():
     cands, refs = _tokenized()
     res, gts = _coco(cands[:-1], refs[:-1])
     ref_corpus, ref_sent = Meteor().compute_score(gts, res)
-    corpus, per = X.meteor(cands[:-1], refs[:-1])
+    n = len(cands) - 1
+    corpus, per, boot = X.meteor(cands[:-1], refs[:-1], resamples=[list(range(n)), [0] * n])
     assert corpus == pytest.approx(ref_corpus, abs=1e-12)
     np.testing.assert_allclose(per, ref_sent, atol=1e-12)
+    assert boot[0] == pytest.approx(corpus, abs=1e-12)                  # the identity resample: the corpus value
+    assert boot[1] == pytest.approx(per[0], abs=1e-12)                  # one clip n times: that clip's METEOR
 
 
 def test_scores_table_has_intervals_and_missing_metrics_with_reasons(monkeypatch):
