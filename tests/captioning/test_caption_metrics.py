@@ -134,3 +134,42 @@ def test_paired_test_between_two_captioners_and_bad_input():
         E.evaluate_captions(CANDS[:2], [REFS[0], [" "]], java=False)
     with pytest.raises(InputFileError, match="empty"):
         E.evaluate_captions([], [], java=False)
+
+
+def test_spice_client_and_spider_with_a_stand_in_for_the_spice_jar(tmp_path, monkeypatch):
+    """The SPICE client's protocol (a JSON file in, ``-out`` JSON with each clip's F-score) and
+    SPIDEr = (CIDEr-D + SPICE) / 2, with a stand-in program where the real CoreNLP 3.6.0 jars
+    are missing; the tokenizer and METEOR still run the real jars through the real Java."""
+    import shutil
+    import sys
+
+    java = X.java_path()
+    spice_dir = tmp_path / "aac-metrics" / "spice"
+    (spice_dir / "lib").mkdir(parents=True)
+    for name in ["spice-1.0.jar"] + [f"lib/{j}" for j in X.SPICE_CORENLP]:
+        (spice_dir / name).write_bytes(b"stand-in")
+    fake = tmp_path / "java"
+    fake.write_text(f"""#!{sys.executable}
+import json, os, sys
+args = sys.argv[1:]
+if not any(a.endswith("spice-1.0.jar") for a in args):
+    os.execv({str(java or "java")!r}, [{str(java or "java")!r}] + args)   # tokenizer, METEOR: the real Java
+src, dst = args[args.index("-Xmx8G") + 2], args[args.index("-out") + 1]
+assert "-subset" in args and "-silent" in args and "-cache" in args
+rows = json.load(open(src))
+json.dump([{{"image_id": r["image_id"], "scores": {{"All": {{"f": len(r["test"].split()) / 10}}}}}} for r in rows],
+          open(dst, "w"))
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("AAC_METRICS_CACHE_PATH", str(tmp_path))
+    monkeypatch.setenv("AAC_METRICS_JAVA_PATH", str(fake))
+    assert X.status()["spice"]["ok"]
+    s = E.evaluate_captions(CANDS, REFS, metrics=["cider_d", "spice", "spider"], skip=["meteor"],
+                            java=shutil.which("java") is not None)
+    if "spice" not in s.corpus:
+        pytest.skip(f"no Java to run the tokenizer: {s.missing}")
+    words = [len(c.split()) for c in E.tokenize(CANDS)[0]]                # what the program was handed: PTB words
+    np.testing.assert_allclose(s.per_clip["spice"], np.array(words) / 10)
+    np.testing.assert_allclose(s.per_clip["spider"], (s.per_clip["cider_d"] + s.per_clip["spice"]) / 2)
+    assert s.corpus["spider"] == pytest.approx(s.per_clip["spider"].mean())
+    assert s.ci["spider"][0] <= s.corpus["spider"] <= s.ci["spider"][1]
