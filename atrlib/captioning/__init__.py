@@ -11,6 +11,7 @@ Xiaomi 2023 captioning sub-system — and captions as a retrieval signal.
     external    the Java tools (PTB tokenizer, METEOR, SPICE) and FENSE: found here or missing, with why
     evaluate    every challenge metric, corpus and per clip, bootstrap CIs, paired tests
     files       predictions.csv / references.csv / metrics.json in the challenge's formats
+    sources     a folder (captioner, 07 stage, Q-Former run) -> what decodes its clips; ensembles
     bridge      the caption-bridge retriever: rank clips by query-caption text similarity
     study       what notebook 07 shows: side by side, best / worst, word confusions, baselines
 """

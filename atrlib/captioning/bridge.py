@@ -9,8 +9,8 @@ similarity between the query and each clip's caption under a text tower (MiniLM 
 Registered in :data:`atrlib.retrieval.retrievers.RETRIEVERS` as ``captionbridge`` (through the
 ``atrlib.retrievers`` entry point), so ``atrlib search --system captionbridge`` and the
 notebooks' ``resolve_retriever`` find it. ``captioner``: a trained captioner folder, several
-(an ensemble of their log-probabilities), or ``"auto"`` (the demo run's 07_captioning
-captioner). Its E_A is the run the captioner was trained on (recorded in its folder).
+(an ensemble of their log-probabilities), or ``"auto"`` (``$ATRLIB_CAPTIONER``, else the demo
+run's 07_captioning captioner). Its E_A is the run the captioner was trained on (recorded in its folder).
 
 :func:`bridge_matrix` scores a split from captions already generated (notebook 07), written as
 ``sim_<split>.npz`` so that the bridge joins the ensembles of 05 like any system.
@@ -26,17 +26,27 @@ from atrlib.retrieval.retrievers import RETRIEVERS, Retriever
 
 
 def default_captioner() -> Path:
-    """``auto``: the demo run's captioner (``reports/demo/07_captioning/captioner``)."""
+    """``auto``: ``$ATRLIB_CAPTIONER`` (a captioner or 07_captioning folder), else the demo run's
+    captioner (``reports/demo/07_captioning/captioner``)."""
+    import os
+
     from atrlib.errors import ConfigError
     from atrlib.paths import REPO_ROOT
 
+    env = os.environ.get("ATRLIB_CAPTIONER")
+    if env:
+        for cand in (Path(env), Path(env) / "captioner"):
+            if (cand / "captioner.json").is_file():
+                return cand
+        raise ConfigError(f"ATRLIB_CAPTIONER={env}: no captioner there (captioner.json, or captioner/ of a "
+                          "07_captioning folder)")
     reports = REPO_ROOT / "reports" if (REPO_ROOT / "notebooks").is_dir() else Path.cwd() / "reports"
     cand = reports / "demo" / "07_captioning" / "captioner"  # as atrlib.runs.profiles.default_reports_dir
     if (cand / "captioner.json").is_file():
         return cand
     raise ConfigError(f"captionbridge: no captioner given and none at {cand}; run the 07_captioning stage "
-                      "(make demo) or pass captioner=FOLDER (command line: search --system captionbridge needs it "
-                      "there)")
+                      "(make demo), pass captioner=FOLDER, or set ATRLIB_CAPTIONER=FOLDER (the command line's "
+                      "search --system captionbridge reads it)")
 
 
 _TOWERS: dict = {}

@@ -95,6 +95,19 @@ def test_caption_bridge_is_a_registered_retriever(trained, tiny_splits):
     np.testing.assert_allclose(sm.sim[:1], r.similarity(tiny_splits["test"].captions_flat()[:1], paths), atol=1e-5)
 
 
+def test_search_command_ranks_through_the_caption_bridge(trained, tiny_splits, tmp_path, monkeypatch, capsys):
+    refs = _clips(tiny_splits, tmp_path / "clips")
+    monkeypatch.setenv("ATRLIB_CAPTIONER", str(tmp_path / "nothing"))
+    assert main(["search", "--system", "captionbridge", "--audio", str(tmp_path / "clips"), "--query", "a beep"]) == 2
+    assert "ATRLIB_CAPTIONER" in capsys.readouterr().err
+    monkeypatch.setenv("ATRLIB_CAPTIONER", str(trained["folder"]))
+    out = tmp_path / "ranking.csv"
+    assert main(["search", "--system", "captionbridge", "--audio", str(tmp_path / "clips"), "--query", "a beep",
+                 "--out", str(out)]) == 0
+    ranking = pd.read_csv(out)
+    assert sorted(ranking["file"]) == sorted(refs) and ranking["score"].is_monotonic_decreasing
+
+
 def test_study_helpers_on_known_captions():
     from atrlib.captioning import study as S
 
