@@ -152,3 +152,28 @@ def test_caption_command_decodes_a_qformer_runs_atg_head(tmp_path, tiny_splits):
     save_model(create_model("synth-stats-minilm"), tmp_path / "plain" / "best")
     assert main(["caption", "--system", str(tmp_path / "plain"), "--audio", str(tmp_path / "clips"),
                  "--out", str(tmp_path / "q.csv")]) == 2                # neither a captioner nor a Q-Former
+
+
+@pytest.mark.slow
+def test_a_trained_qformer_captions_through_its_atg_head(tmp_path, tiny_splits):
+    """Train a dual encoder with the Q-Former terms (ATG included) on the tiny data, then caption
+    its test clips with the ATG head through the same beam search."""
+    from atrlib.captioning.decode import generate
+    from atrlib.captioning.evaluate import evaluate_captions
+    from atrlib.captioning.features import ClipList
+    from atrlib.captioning.sources import caption_source
+    from atrlib.train.config import TrainConfig
+    from atrlib.train.loop import run_training
+
+    cfg = TrainConfig(dataset="synth", size="tiny", model="synth-stats-minilm", loss="infonce+atc+atm+atg",
+                      loss_kwargs={"qformer": {"text_model": "tiny", "pretrained": False, "num_queries": 4}},
+                      epochs=4, batch_size=16, lr=0.003, out_dir=str(tmp_path / "run"), progress=False)
+    out = run_training(cfg)
+    hist = out["history"]
+    assert hist[-1]["train_atg"] < hist[0]["train_atg"]                 # the ATG head learned something
+    test = tiny_splits["test"]
+    caps = generate(caption_source([tmp_path / "run"], ClipList(test.audio_paths)), beam_size=3, max_tokens=12)
+    assert len(caps) == len(test) and all(isinstance(c, str) for c in caps)
+    refs = [[c for c, i in zip(test.captions_flat(), test.caption_clip_index()) if i == k] for k in range(len(test))]
+    s = evaluate_captions(caps, refs, metrics=["bleu_1", "cider_d"], java=False)
+    assert 0 <= s.corpus["bleu_1"] <= 1 and s.corpus["cider_d"] >= 0
