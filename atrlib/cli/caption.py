@@ -53,6 +53,27 @@ def _claim(out: Path, overwrite: bool, inputs) -> None:
     check_writable(out, "--out")
 
 
+def _claim_metrics(path: Path, overwrite: bool) -> None:
+    """metrics.json beside --out: new, or an earlier caption scoring moved aside with --overwrite."""
+    import json
+
+    from atrlib.errors import OutputExistsError
+    from atrlib.files import move_aside
+
+    if not path.exists():
+        return
+    try:
+        ours = {"tokenizer", "n_clips", "missing"} <= set(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours:
+        raise OutputExistsError(f"{path} exists and is not a caption scoring; --references writes metrics.json "
+                                "beside --out: choose an --out in another folder")
+    if not overwrite:
+        raise OutputExistsError(f"{path} already holds a caption scoring; pass --overwrite to move it aside")
+    print(f"moved the previous metrics {path} -> {move_aside(path)}")
+
+
 def main(args) -> int:
     from atrlib.captioning.config import resolve_device
     from atrlib.captioning.decode import generate
@@ -66,6 +87,8 @@ def main(args) -> int:
         raise ValueError("--beam-size and --max-tokens must be at least 1")
     out = Path(args.out)
     _claim(out, args.overwrite, [args.audio, args.references, *args.system])
+    if args.references:
+        _claim_metrics(out.parent / "metrics.json", args.overwrite)
     for s in args.system:
         find_system(s)
     refs = read_references(args.references) if args.references else None

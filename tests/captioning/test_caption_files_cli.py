@@ -67,6 +67,11 @@ def test_caption_command_single_ensemble_references_and_errors(trained, tiny_spl
                  str(tmp_path / "refs.csv"), "--no-java"]) == 0
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert m["n_clips"] == 4 and "cider_d" in m and "reason" in m["missing"]["meteor"]
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "metrics.json").write_text('{"my": 1}')          # a file of the user's own is never replaced
+    assert main(["caption", "--system", cap, "--audio", str(tmp_path / "clips"), "--out",
+                 str(tmp_path / "mine" / "p.csv"), "--references", str(tmp_path / "refs.csv"), "--overwrite"]) == 2
+    assert "is not a caption scoring" in capsys.readouterr().err
     # bad input: a run without an audio tower, a corrupt clip, an empty references file -> exit 2, named
     (tmp_path / "norun").mkdir()
     assert main(["caption", "--system", str(tmp_path / "norun"), "--audio", str(tmp_path / "clips"),
