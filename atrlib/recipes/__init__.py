@@ -1,4 +1,4 @@
-"""The five seed systems as named recipes: the paper, its reported numbers, the settings, what
+"""The five seed systems and the DCASE 2025 baseline as named recipes: the paper, its reported numbers, the settings, what
 the workbench leaves out and why — pure data, one module per system, plus the helpers of the
 reproduction report.
 
