@@ -18,6 +18,7 @@ embeddings.
 from __future__ import annotations
 
 import hashlib
+import weakref
 import json
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
@@ -32,15 +33,28 @@ from atrlib.files import save_npy_atomic
 from atrlib.paths import cache_dir
 
 
+_HASHED: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+
 def weights_hash(module: nn.Module) -> str:
-    """sha256 over a module's state (names, shapes and values), first 16 hex digits."""
+    """sha256 over a module's state (names, shapes and values), first 16 hex digits.
+
+    Remembered per module while none of its tensors is replaced or changed in place (their
+    storage and version counters are the key), so asking again for a frozen tower is free."""
+    state = module.state_dict()
+    key = tuple((k, v.data_ptr(), v._version, tuple(v.shape)) for k, v in state.items())
+    hit = _HASHED.get(module)
+    if hit is not None and hit[0] == key:
+        return hit[1]
     h = hashlib.sha256()
-    for k, v in sorted(module.state_dict().items()):
+    for k, v in sorted(state.items()):
         h.update(k.encode())
         t = v.detach().cpu().contiguous()
         h.update(str(tuple(t.shape)).encode())
         h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return h.hexdigest()[:16]
+    digest = h.hexdigest()[:16]
+    _HASHED[module] = (key, digest)
+    return digest
 
 
 def module_device(module: nn.Module) -> torch.device:
