@@ -43,6 +43,22 @@ def _rows(path, what: str):
     return p, header, rows[1:]
 
 
+def _named_rows(p: Path, header: List[str], rows):
+    """(line number, file_name, row) for each data row; an empty or repeated file_name is an
+    error naming the line."""
+    from atrlib.errors import InputFileError
+
+    i, seen = header.index("file_name"), set()
+    for line, r in enumerate(rows, 2):
+        name = r[i].strip() if i < len(r) else ""
+        if not name:
+            raise InputFileError(f"{p}, line {line}: empty file_name")
+        if name in seen:
+            raise InputFileError(f"{p}, line {line}: {name} is listed twice")
+        seen.add(name)
+        yield line, name, r
+
+
 def read_predictions(path) -> Dict[str, str]:
     """file_name -> predicted caption."""
     from atrlib.errors import InputFileError
@@ -50,14 +66,9 @@ def read_predictions(path) -> Dict[str, str]:
     p, header, rows = _rows(path, "predictions")
     if "caption_predicted" not in header:
         raise InputFileError(f"{p}: no 'caption_predicted' column in the header {header}")
-    i, j = header.index("file_name"), header.index("caption_predicted")
+    j = header.index("caption_predicted")
     out: Dict[str, str] = {}
-    for line, r in enumerate(rows, 2):
-        name = r[i].strip() if i < len(r) else ""
-        if not name:
-            raise InputFileError(f"{p}, line {line}: empty file_name")
-        if name in out:
-            raise InputFileError(f"{p}, line {line}: {name} is listed twice")
+    for _, name, r in _named_rows(p, header, rows):
         out[name] = r[j].strip() if j < len(r) else ""
     if not out:
         raise InputFileError(f"{p}: no predictions (only a header)")
@@ -72,14 +83,8 @@ def read_references(path) -> Dict[str, List[str]]:
     cols = [k for k, h in enumerate(header) if h.startswith("caption_")]
     if not cols:
         raise InputFileError(f"{p}: no caption_1 ... caption_N columns in the header {header}")
-    i = header.index("file_name")
     out: Dict[str, List[str]] = {}
-    for line, r in enumerate(rows, 2):
-        name = r[i].strip() if i < len(r) else ""
-        if not name:
-            raise InputFileError(f"{p}, line {line}: empty file_name")
-        if name in out:
-            raise InputFileError(f"{p}, line {line}: {name} is listed twice")
+    for line, name, r in _named_rows(p, header, rows):
         refs = [r[k].strip() for k in cols if k < len(r) and r[k].strip()]
         if not refs:
             raise InputFileError(f"{p}, line {line}: {name} has no reference caption")

@@ -8,21 +8,12 @@ import atrlib  # noqa: F401  (thread settings before torch)
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from atrlib.__main__ import main as cli
 from atrlib.errors import OutputExistsError
 from atrlib.files import OUTPUT_MARKER, check_output, claim_output, output_kind
-
-
-def _tones(folder: Path, n: int = 3) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    t = np.arange(8000) / 16000
-    for i in range(n):
-        sf.write(folder / f"c{i}.wav", (0.3 * np.sin(2 * np.pi * 300 * (i + 1) * t)).astype(np.float32), 16000)
-    return folder
+from sounds import tones as _tones
 
 
 def _user_folder(path: Path) -> Path:

@@ -18,6 +18,7 @@ import soundfile as sf
 from atrlib.__main__ import main as cli
 from atrlib.errors import (AtrlibError, AudioError, DatasetError, OutputExistsError, ParaphraseFileError, StoreError,
                            TeacherFileError, WeightsFileError)
+from sounds import tones as _tones
 
 
 def _run(capsys, argv):
@@ -34,14 +35,6 @@ def _one_message(rc, err, *names):
     for name in names:
         assert str(name) in lines[0], (name, lines[0])
     return lines[0]
-
-
-def _tones(folder: Path, n: int = 3) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    t = np.arange(8000) / 16000
-    for i in range(n):
-        sf.write(folder / f"c{i}.wav", (0.3 * np.sin(2 * np.pi * 300 * (i + 1) * t)).astype(np.float32), 16000)
-    return folder
 
 
 @pytest.fixture(scope="module")
