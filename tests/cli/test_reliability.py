@@ -29,6 +29,7 @@ from atrlib.files import dir_mode, file_mode, read_json, write_text_atomic
 from atrlib.runs.profiles import load_profile, parse_overrides, resolve_parameters
 from atrlib.train.config import TrainConfig
 from atrlib.train.loop import fit, run_training
+from stage_notebooks import stage_notebook as _stage_notebook
 
 REPO = Path(atrlib.__file__).resolve().parents[1]
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "notebooks"
@@ -159,17 +160,6 @@ def test_run_overwrite_never_moves_a_folder_that_is_not_a_run(tmp_path, monkeypa
     monkeypatch.chdir(work)  # `--out .` in the user's working directory
     assert cli_main(["run", "--profile", str(SINGLE), "--out", ".", "--overwrite", "--no-progress"]) == 2
     assert (work / "thesis.tex").exists() and not list(tmp_path.glob("my-work.prev-*"))
-
-
-def _stage_notebook(path: Path, params: str, body: str):
-    import nbformat
-
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(params)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, str(path))
 
 
 def test_run_resume_marks_a_killed_run_interrupted_keeps_ok_stages_and_resumes_training(tmp_path):

@@ -5,22 +5,15 @@ import atrlib  # noqa: F401  (thread settings before torch)
 
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from atrlib.__main__ import main as cli
 from atrlib.errors import ProfileError
 from atrlib.files import read_json
 from atrlib.runs.profiles import load_profile, parse_overrides, resolve_parameters
+from stage_notebooks import stage_notebook as _notebook
 
 
-def _notebook(path: Path, params: str, body: str) -> None:
-    nb = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(params)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [cell, nbformat.v4.new_code_cell(body)]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nbformat.write(nb, str(path))
 
 
 @pytest.fixture()
