@@ -7,40 +7,17 @@ import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
 from atrlib.errors import WeightsNotFoundError
-from atrlib.models.beats import BEATS_CONFIGS, BEATs, BEATsConfig, build_beats, relative_position_buckets
+from atrlib.models.beats import BEATS_CONFIGS, BEATs, build_beats, relative_position_buckets
 from atrlib.models.towers import AUDIO_TOWERS
 from reference_code import import_reference, kaldi_reference, reference_cache
-
-# the ESPnet port adds two fixed all-ones convs that turn sample masks into patch masks; the
-# authors' checkpoints do not have them
-ESPNET_ONLY = ("patch_embedding_pad.", "raw2fbank_pad.")
-AUTHOR_KEYS = [f.name for f in dataclasses.fields(BEATsConfig)][:25]   # the fields named as in the authors' cfg
-
+from reference_towers import BEATS_ESPNET_ONLY as ESPNET_ONLY
+from reference_towers import beats_author_cfg as _author_cfg
+from reference_towers import beats_pair as _pair
 
 @pytest.fixture(scope="module")
 def ref_module(request):
     path = kaldi_reference(reference_cache(request.config, "atrlib-torchaudio-kaldi"))
     return import_reference("openbeats.beats_encoder", path, "openbeats==0.1.1")
-
-
-def _author_cfg(cfg: BEATsConfig) -> dict:
-    return {k: getattr(cfg, k) for k in AUTHOR_KEYS}
-
-
-def _pair(ref_module, name: str, seed: int = 0, **cfg_overrides):
-    """(reference encoder, ours) with the reference's random weights loaded into ours, strictly."""
-    cfg = dataclasses.replace(BEATS_CONFIGS[name], **cfg_overrides)
-    torch.manual_seed(seed)
-    ref = ref_module.BeatsEncoder(input_size=0, beats_config=_author_cfg(cfg), is_pretraining=False).eval()
-    sd = {k: v for k, v in ref.state_dict().items() if not k.startswith(ESPNET_ONLY)}
-    with torch.no_grad():  # the reference inits grep_a to ones and biases to zero: randomise them too
-        for k, v in sd.items():
-            if k.endswith("grep_a") or k.endswith(".bias") or k.endswith("weight_g"):
-                v.copy_(v + 0.1 * torch.randn_like(v))
-    ours = BEATs(cfg).eval()
-    assert set(ours.state_dict()) == set(sd)
-    ours.load_state_dict(sd, strict=True)
-    return ref, ours, cfg
 
 
 def _waves(batch, seconds, seed=0):

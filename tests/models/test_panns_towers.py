@@ -12,12 +12,6 @@ scales, which would hide whole paths), load that state dict into our tower with
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
-import types
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -27,41 +21,10 @@ from atrlib.models.resnet38 import ResNet38, build_resnet38
 from atrlib.models.towers import AUDIO_TOWERS
 from atrlib.errors import WeightsFileError
 from atrlib.models.wavegram import WavegramLogmelCnn14, build_wavegram
+from reference_towers import PANNS_ARGS, randomise_
+from reference_towers import panns_models as reference_models
 
-PANNS_ARGS = dict(sample_rate=32000, window_size=1024, hop_size=320, mel_bins=64, fmin=50, fmax=14000, classes_num=527)
 REL_TOL = 1e-4
-
-
-def reference_models(package: str, pip_hint: str):
-    """``<package>/models.py`` imported without running ``<package>/__init__.py``."""
-    for dep in ("torchlibrosa", package):
-        if importlib.util.find_spec(dep) is None:
-            pytest.skip(f"reference code absent: pip install --no-deps {pip_hint} torchlibrosa==0.1.0")
-    alias = f"_atrlib_ref_{package}"
-    if f"{alias}.models" in sys.modules:
-        return sys.modules[f"{alias}.models"]
-    folder = Path(importlib.util.find_spec(package).origin).parent
-    stand_in = types.ModuleType(alias)
-    stand_in.__path__ = [str(folder)]                      # a package with the same files, empty __init__
-    sys.modules[alias] = stand_in
-    return importlib.import_module(f"{alias}.models")
-
-
-def randomise_(model: torch.nn.Module, seed: int) -> None:
-    """Random values for every trainable weight and every BatchNorm buffer (frozen front end kept)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            fan_in = p[0].numel() if p.dim() > 1 else 1
-            p.copy_(torch.randn(p.shape, generator=g) / fan_in ** 0.5)
-        for m in model.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
 
 
 def _wave(seconds: float, batch: int = 2, seed: int = 0) -> torch.Tensor:

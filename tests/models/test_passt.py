@@ -1,15 +1,15 @@
 """PaSST tower: strict loading of the authors' layout, and equality with their code (hear21passt
 0.0.26) on the same random weights — network, patch-out, front end, windows."""
-import dataclasses
-
 import pytest
 import torch
 
 import atrlib  # noqa: F401  (thread settings before torch work)
 from atrlib.errors import WeightsNotFoundError
-from atrlib.models.passt import PASST_CONFIGS, PaSST, build_passt
+from atrlib.models.passt import PASST_CONFIGS, build_passt
 from atrlib.models.towers import AUDIO_TOWERS
 from reference_code import import_reference, kaldi_reference, reference_cache
+from reference_towers import passt_front_end as _ref_front_end
+from reference_towers import passt_pair as _pair
 
 
 @pytest.fixture(scope="module")
@@ -20,28 +20,6 @@ def kaldi_py(request):
 @pytest.fixture(scope="module")
 def ref_passt(kaldi_py):
     return import_reference("hear21passt.models.passt", kaldi_py, "hear21passt==0.0.26")
-
-
-def _ref_net(ref_passt, cfg, seed=0):
-    torch.manual_seed(seed)
-    net = ref_passt.PaSST(img_size=(cfg.n_mels, cfg.input_tdim), patch_size=cfg.patch_size,
-                          stride=(cfg.fstride, cfg.tstride), in_chans=1, num_classes=cfg.num_classes,
-                          embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads, distilled=True,
-                          s_patchout_t=cfg.s_patchout_t, s_patchout_f=cfg.s_patchout_f)
-    with torch.no_grad():  # the authors init biases / LayerNorms / heads to constants: randomise them
-        for k, v in net.state_dict().items():
-            if k.endswith(".bias") or "norm" in k or k.startswith("head"):
-                v.copy_(v + 0.1 * torch.randn_like(v))
-    return net
-
-
-def _pair(ref_passt, name, seed=0, **overrides):
-    cfg = dataclasses.replace(PASST_CONFIGS[name], **overrides)
-    ref = _ref_net(ref_passt, cfg, seed).eval()
-    ours = PaSST(cfg).eval()
-    assert set(ours.state_dict()) == set(ref.state_dict())
-    ours.load_state_dict(ref.state_dict(), strict=True)
-    return ref, ours, cfg
 
 
 def _ref_tokens(ref, mel):
@@ -97,12 +75,6 @@ def test_patchout_in_training_equals_reference(ref_passt):
     assert patches.shape[1] == (cols - 7) * (cfg.grid[0] - 1) == tokens.shape[1] - 2
     assert _rel(pooled, feats) <= 1e-4
     assert _rel(patches, _time_major(tokens[:, 2:], cfg.grid[0] - 1)) <= 1e-4
-
-
-def _ref_front_end(kaldi_py):
-    pre = import_reference("hear21passt.models.preprocess", kaldi_py, "hear21passt==0.0.26")
-    return pre.AugmentMelSTFT(n_mels=128, sr=32000, win_length=800, hopsize=320, n_fft=1024, freqm=0, timem=0,
-                              fmin=0.0, fmax=None, fmin_aug_range=10, fmax_aug_range=2000).eval()
 
 
 def _wave3s():
