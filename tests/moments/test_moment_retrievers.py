@@ -213,6 +213,8 @@ BAD = [
     ("too short", lambda q: [q[0], {**q[1], "vid": "short"}], 2, "lasts 1.00 s, shorter than one analysis window (3 s)"),
     ("duration", lambda q: [{**q[0], "duration": 99}, q[1]], 1, "duration 99 s, but"),
     ("not json", lambda q: [q[0], '{"qid": 3,'], 2, "not JSON"),
+    ("non-numeric duration", lambda q: [q[0], {**q[1], "duration": "60 s"}], 2, "duration '60 s' is not a number"),
+    ("zero duration", lambda q: [q[0], {**q[1], "duration": 0}], 2, "duration 0 s; a recording lasts more than 0 s"),
     ("empty query", lambda q: [q[0], {**q[1], "query": " "}], 2, "is not a sentence"),
     ("duplicate", lambda q: [q[0], {**q[1], "qid": q[0]["qid"]}], 2, "again (first on line 1)"),
 ]

@@ -80,6 +80,20 @@ def test_missing_predictions_are_a_note_and_score_zero(files, capsys):
     assert json.loads(out.read_text())["R1@0.5"] == 50.0
 
 
+def test_predictions_beyond_the_duration_are_clipped_and_said_so(files, capsys):
+    gt, pred, out = files
+    # q0's first window starts 10 s before the recording, its second ends 10 s after it: both are clipped
+    _jsonl(out.parent / "pred.jsonl", [{**PRED[0], "pred_relevant_windows": [[-10, 8, 0.9], [55, 70, 0.2]]}, *PRED[1:]])
+    assert main(["moments", "evaluate", "--pred", pred, "--gt", gt, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {pred}: 2 predicted window(s) on 1 line(s) reach outside [0, duration] and were clipped" in err
+    assert "(first: line 1)" in err
+    want = moment_metrics([[tuple(w) for w in g["relevant_windows"]] for g in GT],
+                          [[(0.0, 8.0, 0.9), (55.0, 60.0, 0.2)]] + [[tuple(w) for w in p["pred_relevant_windows"]]
+                                                                   for p in PRED[1:]])
+    assert json.loads(out.read_text()) == pytest.approx(want)
+
+
 def test_out_is_replaced_only_with_overwrite_and_only_an_earlier_result(files, capsys):
     gt, pred, out = files
     args = ["moments", "evaluate", "--pred", pred, "--gt", gt, "--out", str(out)]
