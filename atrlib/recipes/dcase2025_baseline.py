@@ -119,9 +119,11 @@ DCASE2025_BASELINE = Recipe(
         Note("segment pooling by duration in training", "06's numbers score each clip at its real length (the "
              "baseline's rule); in training atrlib's loop hands the tower the clip zero-padded to 30 s without "
              "its length, so a clip under 20 s also averages a silent 10-s segment"),
-        Note("this run's mAP@16", "06_reproduce compares the 2024 protocol's four numbers; the paper's mAP@16 is "
-             "in its table. `python -m atrlib evaluate --system <run>/05_ensemble/variants/passt-roberta --dataset "
-             "clotho --root /data/clotho --relevance metadata_eval.csv --out ...` scores a run under both protocols"),
+        Note("this run's mAP@16 without the relevance file", "06_reproduce scores the single system under the 2025 "
+             "protocol beside the paper's mAP@16 when given the DCASE 2025 annotations (`-p "
+             "06_reproduce.relevance_file=metadata_eval.csv`); the file is not bundled, and without it the row says "
+             "'not scored: no relevance file'. `python -m atrlib evaluate --system <run>/05_ensemble/variants/"
+             "passt-roberta --relevance metadata_eval.csv ...` scores any run under both protocols"),
     ),
     choices=(
         Note("epochs", "train.py runs 20 epochs, but its schedule ends at epoch 16 (1 warm-up + 15 ramp-down) and "

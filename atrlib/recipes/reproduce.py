@@ -14,6 +14,7 @@ schedule, weight decay, clipping and accumulation are the paper's — stored in
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -192,6 +193,138 @@ def run_cost(run_dir) -> Dict[str, Any]:
     return out
 
 
+# ----------------------------------------------------------------------------- projected cost
+# Training pairs of the corpora the published rows name (pairs = clips x captions per clip):
+#   Clotho v2.1 development: 3,839 clips x 5 captions (Drossos et al., ICASSP 2020; Clotho v2.1 release notes);
+#   AudioCaps train: 49,838 clips x 1 caption (Kim et al., NAACL 2019, Table 1; fewer are still on YouTube);
+#   WavCaps: 403,050 clips x 1 caption (Mei et al., 2023, Table 1: FreeSound 262,300, BBC Sound Effects
+#   31,201, SoundBible 1,232, AudioSet SL 108,317); the 2025 baseline drops the Freesound ids of Clotho's
+#   held-out splits first (at most 7,942, aac-datasets' list: under 2 %), which this count keeps.
+CORPUS_PAIRS = {"Clotho": 3_839 * 5, "AudioCaps": 49_838, "WavCaps": 403_050}
+# Epochs the published runs trained, where the recipe trains fewer: the 2025 baseline's train.py runs 20
+# (its schedule ends at 16; dcase2025_baseline's choices note "epochs").
+PUBLISHED_EPOCHS = {"dcase2025_baseline": 20}
+_TIME = re.compile(r"(?:NVIDIA\s+)?(?P<gpu>A40|A100|H100|V100|RTX 2080 Ti)\b.*?(?P<h>\d+)\s*h\s*(?P<m>\d+)\s*min")
+
+
+def _cost_of(folder: Path) -> Optional[dict]:
+    from atrlib.train.cost import COST_FILE
+
+    return _read(Path(folder) / COST_FILE)
+
+
+def single_cost(recipe: Recipe | str, run_dir) -> Optional[dict]:
+    """The single system's ``cost.json`` (None when it wrote none)."""
+    r = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    return _cost_of(variant_dir(run_dir, r.single_variant.name))
+
+
+def cost_table(recipe: Recipe | str, run_dir, gpu: str = "A40", utilisation: float = 0.35):
+    """One row per trained system of the run (the variants, then the k-fold members as one row of
+    ``recipe.kfold`` members): parameters, FLOPs per step and memory at the recipe's batch,
+    projected GPU-hours on ``gpu`` for the recipe's epochs over the run's full training set, with
+    the interval of the utilisation range; a variant the run did not train is projected from the
+    single system's measurement at its own batch. The last row, ``recipe``, sums the hours.
+    None when no system of the run wrote a ``cost.json``."""
+    import pandas as pd
+
+    from atrlib.train.cost import project
+
+    r = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    single = _cost_of(variant_dir(run_dir, r.single_variant.name))
+    systems = [(v.name, v.name, _cost_of(variant_dir(run_dir, v.name)), 1) for v in r.variants]
+    folds = sorted((Path(run_dir) / "05_ensemble" / "kfold").glob("fold*"))
+    if r.kfold and folds:
+        systems.append((f"kfold ({r.kfold} members)", None, _cost_of(folds[0]), r.kfold))
+    rows = []
+    for name, variant, cost, members in systems:
+        note = "measured"
+        if cost is None and single is not None and variant is not None:
+            cost, note = single, f"projected from {r.single_variant.name}'s measurement"
+        if cost is None:
+            continue
+        rc = train_config(r, variant)  # the recipe's full-size settings (a k-fold member: the base's)
+        p = project(cost, gpu=gpu, utilisation=utilisation, batch_size=rc.batch_size, epochs=rc.epochs,
+                    precision=rc.precision)
+        par = cost["parameters"]["parts"]["total"]
+        rows.append({"system": name, "model": cost["model"], "trainable params": par["trainable"],
+                     "frozen params": par["frozen"], "batch": p["batch"], "epochs": p["epochs"],
+                     "train pairs": p["train_pairs"], "GFLOP/step": p["flops_per_step"] / 1e9,
+                     "memory GiB": p["memory_bytes"] / 2 ** 30, "members": members,
+                     "GPU-hours": members * p["gpu_hours"], "GPU-hours low": members * p["gpu_hours_low"],
+                     "GPU-hours high": members * p["gpu_hours_high"], "how": note})
+    if not rows:
+        return None
+    table = pd.DataFrame(rows)
+    total = {"system": "recipe", "members": int(table["members"].sum()),
+             **{k: float(table[k].sum()) for k in ("GPU-hours", "GPU-hours low", "GPU-hours high")},
+             "how": f"sum over systems and members, one {gpu} at {utilisation:.0%} utilisation"}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+
+
+def published_time_table(recipe: Recipe | str, run_dir, utilisation: float = 0.35):
+    """The reported rows that print their training time and GPU (``"NVIDIA A40, 34 h 44 min"``)
+    beside this run's projection for that row: the single system's measurement at the row's
+    variant's batch, the row's corpora (:data:`CORPUS_PAIRS`, named in the row's name), the
+    published epochs, on the row's GPU. ``ratio`` = projected / published. None when no row
+    prints a time or the run has no ``cost.json``."""
+    import pandas as pd
+
+    from atrlib.train.cost import project
+
+    r = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    cost = _cost_of(variant_dir(run_dir, r.single_variant.name))
+    if cost is None:
+        return None
+    rows = []
+    for row in r.reported:
+        m = _TIME.search(row.description)
+        if not m:
+            continue
+        corpora = [c for c in CORPUS_PAIRS if c.lower() in row.name.lower()] or ["Clotho"]
+        variant = next((v.name for v in r.variants if v.stands_for == row.name), r.single_variant.name)
+        rc = train_config(r, variant)
+        epochs = PUBLISHED_EPOCHS.get(r.name, rc.epochs)
+        pairs = sum(CORPUS_PAIRS[c] for c in corpora)
+        p = project(cost, gpu=m["gpu"], utilisation=utilisation, batch_size=rc.batch_size, epochs=epochs,
+                    train_pairs=pairs, precision=rc.precision)
+        published = int(m["h"]) + int(m["m"]) / 60
+        rows.append({"paper system": row.name, "GPU": m["gpu"], "corpora": " + ".join(corpora), "train pairs": pairs,
+                     "batch": rc.batch_size, "epochs": epochs, "published hours": published,
+                     "projected hours": p["gpu_hours"], "projected low": p["gpu_hours_low"],
+                     "projected high": p["gpu_hours_high"], "ratio": p["gpu_hours"] / published,
+                     "model measured": cost["model"]})
+    return pd.DataFrame(rows) if rows else None
+
+
+def map16_row(recipe: Recipe | str, run_dir, relevance_file: str = "") -> Optional[Dict[str, Any]]:
+    """This run's mAP@16 (the DCASE 2025 protocol, :mod:`atrlib.retrieval.protocol2025`, jackknife
+    95 %) beside the paper's for the single system, when the paper reports one. ``relevance_file``
+    empty: ``run`` is None and ``missing because`` says so. None when the paper has no mAP@16."""
+    r = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    paper = r.reported_system(r.single).scores().get("mAP@16")
+    if paper is None:
+        return None
+    row: Dict[str, Any] = {"system": "single", "paper system": r.single, "metric": "mAP@16", "paper": paper.value,
+                           "run": None, "run_low": None, "run_high": None, "diff": None, "queries": None,
+                           "missing because": ""}
+    if not relevance_file:
+        row["missing because"] = "not scored: no relevance file (06's relevance_file, e.g. metadata_eval.csv)"
+        return row
+    from atrlib.data.splits import load_splits
+    from atrlib.retrieval.protocol2025 import PROTOCOL_2025, both_protocols
+    from atrlib.retrieval.simfile import load_similarity, sim_path
+    from atrlib.train.config import TrainConfig
+
+    folder = variant_dir(run_dir, r.single_variant.name)
+    cfg = TrainConfig.from_dict(_read(folder / "params.json") or {})
+    test = load_splits(cfg)["test"]
+    got = both_protocols(load_similarity(sim_path(folder, "test")), test, relevance_file).loc[PROTOCOL_2025]
+    row.update(run=float(got["mAP@16"]), run_low=float(got["mAP@16_low"]), run_high=float(got["mAP@16_high"]),
+               diff=float(got["mAP@16"]) - paper.value, queries=int(got["queries"]))
+    return row
+
+
 GAP_FIELDS = ("model", "dataset", "loss", "epochs", "batch_size", "grad_accum", "lr", "weight_decay", "warmup",
               "scheduler", "max_grad_norm", "patience")
 
@@ -226,9 +359,12 @@ def learned_text(recipe: Recipe, table, gaps: Sequence[Mapping[str, Any]]) -> st
     return out
 
 
-def reproduce(recipe: str, run_dir, out_dir) -> Dict[str, Any]:
-    """What ``06_reproduce`` does: the table, cost, settings gap and what was left out; writes
-    ``<out_dir>/metrics.json`` and returns everything (``table`` as a DataFrame)."""
+def reproduce(recipe: str, run_dir, out_dir, relevance_file: str = "", gpu: str = "A40",
+              utilisation: float = 0.35) -> Dict[str, Any]:
+    """What ``06_reproduce`` does: the table, this run's mAP@16 where the paper has one (with a
+    ``relevance_file``), cost (stage times, the projection per system on ``gpu`` at
+    ``utilisation``, published training times beside their projection), settings gap and what
+    was left out; writes ``<out_dir>/metrics.json`` and returns everything (tables as DataFrames)."""
     from atrlib.files import write_metrics
 
     if not recipe:  # the notebook's default: the run's profile is named after its recipe
@@ -238,6 +374,9 @@ def reproduce(recipe: str, run_dir, out_dir) -> Dict[str, Any]:
     gaps = settings_gap(r, run_dir)
     cost = run_cost(run_dir)
     text = learned_text(r, table, gaps)
+    map16 = map16_row(r, run_dir, relevance_file)
+    costs = cost_table(r, run_dir, gpu, utilisation)
+    times = published_time_table(r, run_dir, utilisation)
 
     def nums(kind):
         sub = table[table["system"] == kind]
@@ -245,16 +384,24 @@ def reproduce(recipe: str, run_dir, out_dir) -> Dict[str, Any]:
                 for _, row in sub.iterrows()}
 
     cap = captioning_table(r, run_dir)
-    metrics = {"recipe": r.name, "paper": r.paper.title, "single_system": r.single, "single": nums("single"),
+    single = nums("single")
+    if map16 is not None:
+        single["mAP@16"] = {k: map16[k] for k in ("paper", "run", "run_low", "run_high", "diff", "missing because")}
+    metrics = {"recipe": r.name, "paper": r.paper.title, "single_system": r.single, "single": single,
                "ensemble_system": r.ensemble, "ensemble": nums("ensemble") or None, "cost": cost,
+               "projected_cost": None if costs is None else costs.to_dict("records"),
+               "published_times": None if times is None else times.to_dict("records"),
                "settings_gap": gaps, "left_out": [n.what for n in r.left_out], "learned": text,
                "captioning": None if cap is None else cap.to_dict("records")}
     key = ["single/mAP@10/run", "single/mAP@10/paper", "single/mAP@10/diff"]
     if r.ensemble and metrics["ensemble"]:
         key += ["ensemble/mAP@10/run", "ensemble/mAP@10/paper"]
-    write_metrics(out_dir, metrics, params={"recipe": r.name}, key_metrics=key)
+    if map16 is not None and map16["run"] is not None:
+        key += ["single/mAP@16/run", "single/mAP@16/paper"]
+    write_metrics(out_dir, metrics, params={"recipe": r.name, "relevance_file": relevance_file, "gpu": gpu,
+                                            "utilisation": utilisation}, key_metrics=key)
     return {"recipe": r, "table": table, "gaps": gaps, "cost": cost, "learned": text, "metrics": metrics,
-            "captioning": cap}
+            "captioning": cap, "map16": map16, "cost_table": costs, "published_times": times}
 
 
 def readme_table() -> str:

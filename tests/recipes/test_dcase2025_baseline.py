@@ -286,3 +286,13 @@ def test_tiny_run_scored_under_both_protocols(tmp_path):
                for q, fs in zip(ann.queries, ann.files)]
     assert m["protocol_2025"]["queries"] == len(ann) and m["protocol_2025"]["ranking_metric"] == "mAP@16"
     assert m["protocol_2025"]["mAP@16"] == pytest.approx(float(np.mean(by_hand)), abs=1e-9)
+    # 06 with the relevance file: this run's mAP@16 beside the paper's; without it, the row says why not
+    from atrlib.recipes.reproduce import reproduce
+
+    again = reproduce(NAME, out, tmp_path / "06", relevance_file=str(rel))["metrics"]["single"]["mAP@16"]
+    assert again["run"] == pytest.approx(m["protocol_2025"]["mAP@16"], abs=1e-9) and again["paper"] == 0.3282
+    assert again["diff"] == pytest.approx(again["run"] - 0.3282)
+    assert rep["single"]["mAP@16"]["run"] is None and "no relevance file" in rep["single"]["mAP@16"]["missing because"]
+    big = {row["paper system"]: row for row in rep["published_times"]}["Clotho, AudioCaps, WavCaps"]
+    assert big["published hours"] == pytest.approx(34 + 44 / 60) and big["ratio"] == \
+        pytest.approx(big["projected hours"] / big["published hours"])

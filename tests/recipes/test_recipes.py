@@ -218,6 +218,11 @@ def test_recipe_end_to_end_at_tiny_size(name, tmp_path):
     assert "smoke run" in m["learned"] and f"{paper['mAP@10'].value:.3f}" in m["learned"]
     assert m["cost"]["device"] == "cpu" and m["cost"]["cpu_seconds"] == pytest.approx(m["cost"]["stages_s"]["05_ensemble"])
     assert m["left_out"] == [n.what for n in r.left_out]
+    cost = json.loads((run_sim / "cost.json").read_text())                 # every trained system wrote one
+    proj = {row["system"]: row for row in m["projected_cost"]}
+    assert proj[r.single_variant.name]["GFLOP/step"] == pytest.approx(
+        (cost["flops_fit"]["fixed"] + r.base["batch_size"] * cost["flops_fit"]["per_pair"]) / 1e9)  # the paper's batch
+    assert proj["recipe"]["GPU-hours"] == pytest.approx(sum(v["GPU-hours"] for k, v in proj.items() if k != "recipe"))
     params = json.loads((run_sim / "params.json").read_text())
     for k, v in r.single_variant.fields.items():                           # the paper's optimiser settings were used
         assert params[k] == v, k
