@@ -53,3 +53,16 @@ def test_recipe_steps_cover_every_recipe_model():
     models = rs.recipe_models()
     assert {"cau2023", "huawei2022", "lingban2023", "samsung2024", "xiaomi2023", "dcase2025_baseline"} <= set(models)
     assert models["dcase2025_baseline"] == "dcase2025-baseline" and models["cau2023"] == "cau2023-cnn14"
+
+
+def test_recipe_steps_say_what_is_missing_before_offline_builds_exist(monkeypatch, capsys, tmp_path):
+    import json
+
+    import bench_recipe_steps as rs
+
+    monkeypatch.setattr(rs, "offline_build_available", lambda: False)
+    monkeypatch.setattr(sys, "argv", ["bench_recipe_steps.py", "xiaomi2023", "--json", str(tmp_path / "rows.json")])
+    assert rs.main() == 0
+    assert "| xiaomi2023 | xiaomi2023 | needs pretrained=False (not yet available) |" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert rows == [{"recipe": "xiaomi2023", "model": "xiaomi2023", "note": rs.NOT_YET}]
