@@ -18,7 +18,7 @@ split through the optional ``aac-datasets`` package (``pip install atrlib[downlo
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 from atrlib.data.base import DATASETS, AudioCaptionDataset, root_and_split
 from atrlib.data.captions_csv import build_dataset
@@ -70,3 +70,38 @@ def load_clotho(root=None, split: str = "evaluation", on_error: str = "raise", l
         download_clotho(root, split)
         audio_dir, csv_path = locate(root, split)
     return build_dataset("clotho", split, root, audio_dir, csv_path, on_error=on_error, limit=limit, encoding=encoding)
+
+
+def sample_layout(source: AudioCaptionDataset, out, counts: Sequence[int] = (3, 2, 2)) -> Path:
+    """A small Clotho folder in the official layout from the clips of ``source`` (any loaded
+    split, e.g. a few real evaluation clips): the first ``counts[0]`` clips become
+    ``development``, the next ``counts[1]`` ``validation``, the next ``counts[2]``
+    ``evaluation``, each with its captions CSV (five caption columns; a clip with fewer repeats
+    its last caption). Audio is copied (the loader refuses links out of its folder). For dry runs
+    (``fast_dev_run``) on real audio; returns ``out``."""
+    import csv
+    import shutil
+
+    out = Path(out)
+    need = sum(counts)
+    if len(source) < need:
+        raise DatasetError(f"{source.name}/{source.split}: {len(source)} clips, but the layout needs {need} "
+                           f"({' + '.join(map(str, counts))} for {', '.join(SPLITS)})")
+    start = 0
+    for split, n in zip(SPLITS, counts):
+        folder = out / f"clotho_audio_{split}"
+        folder.mkdir(parents=True, exist_ok=True)
+        rows = []
+        for item in source.items[start:start + n]:
+            src = Path(item["audio_path"])
+            dst = folder / src.name
+            if not dst.exists():
+                shutil.copyfile(src, dst)
+            caps = list(item["captions"])[:5]
+            rows.append([src.name] + caps + [caps[-1]] * (5 - len(caps)))
+        start += n
+        with open(out / f"clotho_captions_{split}.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["file_name"] + [f"caption_{k}" for k in range(1, 6)])
+            w.writerows(rows)
+    return out

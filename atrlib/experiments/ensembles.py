@@ -212,7 +212,7 @@ def kfold_ensemble(base, k: int, out_dir, norm: str = "zscore") -> Optional[Dict
     best_fold = E.choose_on_validation(fold_val)
     sm = E.apply({n: 1.0 for n in fold_test}, fold_test, norm=norm)
     c = E.compare_to_best(fold_test, sm, best=best_fold)
-    return {"folds": int(k), "ensemble_mAP@10": clip_interval(c["ensemble"]["mAP@10"]), "best_fold": best_fold,
+    return {"folds": len(runs), "ensemble_mAP@10": clip_interval(c["ensemble"]["mAP@10"]), "best_fold": best_fold,
             "best_fold_mAP@10": clip_interval(c["best"]["mAP@10"]), "p_value": c["paired"]["p_value"],
             "fold_val_mAP@10": fold_val}
 

@@ -16,16 +16,18 @@ from pathlib import Path
 from typing import Dict, List
 
 from atrlib.train.config import TrainConfig
+from atrlib.train.dev_run import folds_to_train
 from atrlib.train.loop import run_training
 
 
 def kfold_train(cfg: TrainConfig, k: int = 5, out_dir: str | Path | None = None) -> List[Path]:
     """Train ``k`` models on folds of ``cfg.train_split`` + ``cfg.val_split``; returns the run
     folders ``<out_dir>/fold<i>``, each scored on ``cfg.test_split``. Each is one training run
-    with ``fold=i, folds=k`` (:func:`atrlib.data.splits.load_splits` cuts the folds)."""
+    with ``fold=i, folds=k`` (:func:`atrlib.data.splits.load_splits` cuts the folds).
+    ``cfg.fast_dev_run``: the first fold only (a dry run)."""
     out = Path(out_dir or cfg.out_dir)
     runs = []
-    for i in range(k):
+    for i in folds_to_train(k, cfg):
         run = out / f"fold{i}"
         run_training(replace(cfg, out_dir=str(run), fold=i, folds=k))
         runs.append(run)

@@ -103,9 +103,12 @@ class CrossAttnTextEncoder(nn.Module):
     """See the module docstring. ``frame_dim``: size of the audio tower's frames."""
 
     def __init__(self, frame_dim: int, text_model: str = "minilm", num_layers: int = 0, max_length: int = 40,
-                 frame_stride: int = 1, config_overrides: Optional[Dict] = None, dropout: Optional[float] = None):
+                 frame_stride: int = 1, config_overrides: Optional[Dict] = None, dropout: Optional[float] = None,
+                 pretrained: bool = True):
         super().__init__()
-        from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+        from transformers import AutoConfig, AutoModelForMaskedLM
+
+        from atrlib.models.offline_hf import text_config, text_tokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -114,7 +117,8 @@ class CrossAttnTextEncoder(nn.Module):
                              max_length=int(max_length), frame_stride=int(frame_stride),
                              config_overrides=dict(config_overrides or {}), dropout=dropout)
         self.max_length, self.frame_stride = int(max_length), int(frame_stride)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        random_lm = text_model == "tiny" or not pretrained   # random weights: built offline from the config
+        self.tokenizer = text_tokenizer(path, pretrained=not random_lm)
         kw = dict(add_cross_attention=True, is_decoder=True, **(config_overrides or {}))
         if num_layers:
             kw["num_hidden_layers"] = int(num_layers)
@@ -126,6 +130,8 @@ class CrossAttnTextEncoder(nn.Module):
             if text_model == "tiny":
                 cfg = AutoConfig.from_pretrained(path, **{**TINY_BERT, **kw})
                 self.lm = AutoModelForMaskedLM.from_config(cfg)
+            elif not pretrained:
+                self.lm = AutoModelForMaskedLM.from_config(text_config(path, pretrained=False, **kw))
             else:
                 self.lm = AutoModelForMaskedLM.from_pretrained(path, **kw)
         finally:

@@ -67,6 +67,9 @@ class ModelConfig:
     audio_frontend: Dict[str, Any] = option(factory=dict, help="tower-independent front-end options "
                                             "(atrlib.models.clip_frontend.AudioFrontendConfig: segment_seconds, "
                                             "max_seconds, segment_pool, train_crop_seconds, spec_*); {} = none")
+    pretrained: bool = option(True, "False: every tower and extra head at its full size with random weights, "
+                                    "nothing downloaded (dry runs, cost; atrlib.models.offline_hf); all of it is "
+                                    "then stored with the model")
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
@@ -84,13 +87,17 @@ class ModelConfig:
         return asdict(self)
 
 
-def _build_tower(kind: str, tc: TowerConfig, audio_cfg: Optional[Dict[str, Any]] = None) -> nn.Module:
+def _build_tower(kind: str, tc: TowerConfig, audio_cfg: Optional[Dict[str, Any]] = None,
+                 pretrained: bool = True) -> nn.Module:
+    """The tower ``tc``; ``pretrained=False`` (the model config's): random weights, offline."""
     from atrlib.models.towers import AUDIO_TOWERS, TEXT_TOWERS
 
     reg = AUDIO_TOWERS if kind == "audio" else TEXT_TOWERS
     kw = dict(tc.kwargs)
+    if kind == "text" and not pretrained:
+        kw["pretrained"] = False
     if kind == "audio":
-        kw["pretrained"] = tc.pretrained
+        kw["pretrained"] = tc.pretrained if pretrained else None
         clash = sorted(set(audio_cfg or {}) & set(kw))
         if clash:
             raise ValueError(f"front-end field(s) {clash} are set both in audio_cfg and in audio.kwargs; keep one")
@@ -117,8 +124,9 @@ class DualEncoder(nn.Module):
         self.config = config
         from atrlib.models.clip_frontend import wrap_audio_tower
 
-        self.audio_tower = wrap_audio_tower(_build_tower("audio", config.audio, config.audio_cfg), config.audio_frontend)
-        self.text_tower = _build_tower("text", config.text)
+        self.audio_tower = wrap_audio_tower(_build_tower("audio", config.audio, config.audio_cfg, config.pretrained),
+                                            config.audio_frontend)
+        self.text_tower = _build_tower("text", config.text, pretrained=config.pretrained)
         c = config
         head_kw = dict(hidden=c.head_hidden, dropout=c.head_dropout)
         self.audio_head = build_head(c.head, self.audio_tower.embed_dim, c.embed_dim, **head_kw)
@@ -246,8 +254,11 @@ def _rebuilt_on_load(model: DualEncoder) -> List[str]:
     """State-dict prefixes :func:`save_model` leaves out: frozen towers whose weights come from
     outside the checkpoint — ``pretrained`` set, or a text tower that loaded a published model
     by name (it has ``name_or_path``). They never change in training, so rebuilding them from
-    the config gives the same weights. A frozen *randomly initialised* tower is stored."""
+    the config gives the same weights. A frozen *randomly initialised* tower is stored (and with
+    the model config's ``pretrained=False`` every tower is)."""
     skip = []
+    if not model.config.pretrained:
+        return skip
     for part, tc in (("audio", model.config.audio), ("text", model.config.text)):
         tower = getattr(model, f"{part}_tower")
         if tc.frozen and (tc.pretrained not in (None, False) or getattr(tower, "name_or_path", None)):

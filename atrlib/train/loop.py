@@ -49,6 +49,8 @@ from atrlib.retrieval.scoring import save_run_outputs, similarity, split_metrics
 from atrlib.train.checkpoints import clean_partial_saves, find_checkpoint, save_best, save_checkpoint
 from atrlib.train import tracking
 from atrlib.train.config import TrainConfig
+from atrlib.train.dev_run import NOTE, dev_run_config, dev_run_data, pair_count
+from atrlib.train.cost import write_run_cost
 from atrlib.train.mixup import mixup_embeddings
 from atrlib.train.preflight import check_split_overlap, overlap_note, prepare_out_dir, split_overlap
 
@@ -107,18 +109,23 @@ def adamw(groups: List[dict], lr: float) -> torch.optim.AdamW:
 # ---------------------------------------------------------------------------------------------
 # the loop
 # ---------------------------------------------------------------------------------------------
-def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict]:
+def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], train_pairs_full: Optional[int] = None) -> List[dict]:
     """Train ``model`` on ``data["train"]``, validating on ``data["val"]`` every epoch.
 
     Returns the history (one dict per epoch: ``epoch``, ``train_loss`` and each
     ``train_<term>`` of the loss, ``lr``, ``logit_scale``, ``val_R@1`` ... ``val_mAP@10``,
     ``seconds``); leaves the best weights (by validation mAP@10) loaded in ``model``, on
     the training device. ``cfg.max_audio_seconds`` (when set) replaces the model config's.
+    ``cfg.fast_dev_run`` = N: N optimiser steps in one epoch at a small batch
+    (:mod:`atrlib.train.dev_run`); ``data`` is then already cut to the clips N batches need.
+    ``train_pairs_full``: the pairs per epoch of the whole training split (the cost projection's;
+    default: ``data["train"]``'s).
     """
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
-    # 1. devices, precision, seeds
+    # 1. devices, precision, seeds; a dry run's settings (the user's config is what is recorded)
+    user_cfg, cfg = cfg, dev_run_config(cfg)
     want_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device='cuda' but no CUDA GPU is visible; use device='auto' or 'cpu'")
@@ -132,7 +139,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
     out = Path(cfg.out_dir)
     check_split_overlap(data, cfg.allow_split_overlap)  # no testing on clips trained on, unless allowed
     if acc.is_main_process:
-        prepare_out_dir(cfg)  # never replace an earlier run; resume only an unchanged configuration
+        prepare_out_dir(user_cfg)  # never replace an earlier run; resume only an unchanged configuration
     out.mkdir(parents=True, exist_ok=True)
     show = cfg.progress and acc.is_main_process
     if acc.is_main_process:
@@ -201,6 +208,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
             print(f"resumed from {ckpt} after epoch {start_epoch} (best val mAP@10 {best:.4f})")
     model, optimizer = acc.prepare(model, optimizer)
     tracked = tracking.start(acc, cfg)
+    write_run_cost(user_cfg, acc, model, train_in, val_in, loss_fn, train_pairs_full)  # out_dir/cost.json, on a copy
     core: DualEncoder = acc.unwrap_model(model)
 
     # 5. epochs
@@ -218,6 +226,8 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
         n_batches = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not show, leave=False)
         for audio, text, clips, *caption_idx in bar:
+            if cfg.fast_dev_run and n_batches >= cfg.fast_dev_run:
+                break  # a dry run: N optimiser steps
             step += 1
             if cfg._debug_exit_at_step is not None and step == cfg._debug_exit_at_step:
                 os._exit(137)  # a hard kill, for the resume test: no cleanup, no flush
@@ -272,7 +282,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any]) -> List[dict
                 save_best(out, core)
             save_checkpoint(out, core, optimizer, scheduler,
                             {"epoch": epoch + 1, "step": step, "history": history, "best": best,
-                             "bad_epochs": bad_epochs, "config": cfg.to_dict()})
+                             "bad_epochs": bad_epochs, "config": user_cfg.to_dict()})
             write_json(out / "history.json", history)
             if show or cfg.log_every:
                 print(f"epoch {epoch + 1}: loss {entry['train_loss']:.4f}  val mAP@10 {scores['mAP@10']:.4f}  "
@@ -295,6 +305,8 @@ def finish_run(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], histo
     out = Path(cfg.out_dir)
     metrics: Dict[str, Any] = {"epochs_run": len(history),
                                "best_val_mAP@10": max((h["val_mAP@10"] for h in history), default=float("nan"))}
+    if cfg.fast_dev_run:
+        metrics["fast_dev_run"] = NOTE.format(n=cfg.fast_dev_run)
     sims = save_run_outputs(out, model, {k: data[k] for k in ("val", "test") if k in data},
                             cfg.embed_batch_size, cfg.progress)
     for key, sm in sims.items():
@@ -316,8 +328,10 @@ def run_training(cfg: TrainConfig, data: Optional[Dict[str, Any]] = None) -> Dic
 
     torch.manual_seed(cfg.seed)
     data = data if data is not None else load_splits(cfg)
-    model = create_model(cfg.model, **cfg.model_overrides)
-    history = fit(cfg, model, data)
+    full_pairs = pair_count(data["train"], cfg.pairs)
+    data = dev_run_data(data, cfg)  # fast_dev_run: the clips N batches need
+    model = create_model(cfg.model, **{**cfg.model_overrides, **({} if cfg.pretrained else {"pretrained": False})})
+    history = fit(cfg, model, data, train_pairs_full=full_pairs)
     from accelerate import PartialState
 
     # with several processes (accelerate launch / torchrun) only the main one scores and writes
