@@ -17,4 +17,5 @@ Moment-DETR / Lighthouse evaluator).
     head_train.py training it (seeded, chosen on validation, resumable) and using it on any recording
     predict.py    a queries file answered: the system by name or folder, audio by vid, errors naming the line
     study.py      what notebook 08 calls: generated splits, tables with CIs and paired tests, failures, a figure
+    heldout.py    the held-out study on a folder of real clips: disjoint clip groups, every choice on validation
 """

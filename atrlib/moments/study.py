@@ -36,10 +36,13 @@ SPLITS = ("train", "validation", "test")
 
 def generated_splits(dataset: str = "synth", size: str = "demo", root: Optional[str] = None,
                      counts: Sequence[int] = (12, 6, 6), duration: float = 45.0, snr_db: float = 10.0, seed: int = 0,
-                     max_events: int = 3, sample_rate: int = 16000, cache_root: Optional[Path] = None):
+                     max_events: int = 3, sample_rate: int = 16000, cache_root: Optional[Path] = None,
+                     min_events: int = 1, dataset_kwargs: Optional[Mapping] = None):
     """split -> :class:`~atrlib.moments.datasets.MomentDataset` of recordings generated from the
-    same split of ``dataset`` (``counts``: recordings per split). Written once per settings into
-    the cache (atomically: a folder is renamed into place when complete)."""
+    same split of ``dataset`` (``counts``: recordings per split; ``min_events``..``max_events``
+    events each; ``dataset_kwargs``: more keywords for the clip loader, e.g. a folder's
+    ``split_ratios``). Written once per settings into the cache (atomically: a folder is renamed
+    into place when complete)."""
     from atrlib.data import load_dataset
     from atrlib.moments.datasets import load_generated
     from atrlib.moments.generate import ANNOTATIONS, generate_moments
@@ -48,6 +51,8 @@ def generated_splits(dataset: str = "synth", size: str = "demo", root: Optional[
     settings = {"dataset": dataset, "size": size, "root": str(root or ""), "counts": list(counts),
                 "duration": duration, "snr_db": snr_db, "seed": seed, "max_events": max_events,
                 "sample_rate": sample_rate, "version": 1}
+    if min_events != 1 or dataset_kwargs:  # only then: earlier caches keep their keys
+        settings.update(min_events=min_events, dataset_kwargs=dict(dataset_kwargs or {}))
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     base = Path(cache_root or cache_dir() / "moments") / f"{dataset}-{size}-{key}"
     out = {}
@@ -55,11 +60,13 @@ def generated_splits(dataset: str = "synth", size: str = "demo", root: Optional[
         folder = base / split
         if not (folder / ANNOTATIONS).is_file():
             kw = {"size": size} if dataset == "synth" else {}
+            kw.update(dataset_kwargs or {})
             clips = load_dataset(dataset, split=split, root=root or None, **kw)
             tmp = base / f".{split}.{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             generate_moments(clips, tmp, n=int(n), duration=duration, snr_db=snr_db, seed=seed + SPLITS.index(split),
-                             sample_rate=sample_rate, max_events=max_events, prefix=f"{split[:3]}")
+                             sample_rate=sample_rate, min_events=min_events, max_events=max_events,
+                             prefix=f"{split[:3]}")
             if not (folder / ANNOTATIONS).is_file():  # another process may have finished first
                 shutil.rmtree(folder, ignore_errors=True)
                 os.replace(tmp, folder)
