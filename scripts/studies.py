@@ -1,4 +1,4 @@
-"""The README's study tables, regenerated on the embedded dataset (frozen demo towers):
+"""The README's study tables, regenerated (the embedded dataset on frozen demo towers; moments: real clips):
 
 - ``objectives``: InfoNCE vs InfoNCE + A-CML + MLML and InfoNCE + A-CML (staged: started from the InfoNCE run), with
   and without top-16 re-ranking by the matching head (alone, or fused with the similarity by a
@@ -7,8 +7,13 @@
   soft caption relevance and caption augmentation, each under the 2024 protocol (mAP@10, one
   clip per caption) and the 2025 one (mAP@16 on a multi-relevance file built from the synth
   metadata: clips that share the query clip's background and event kinds).
+- ``moments``: the held-out moment study (:mod:`atrlib.moments.heldout`) on recordings generated
+  from a folder of real clips (default ``../shared/data/gcompris_sounds``): clips in disjoint
+  train / validation / test groups, every choice on validation, the test recordings scored once;
+  writes ``results.json`` and ``results.md`` (the README's moments table) into ``--out``.
 
     python scripts/studies.py all --out reports/studies                      # demo size (hours on 2 CPU cores)
+    python scripts/studies.py moments --readme README.md                     # ~10 min on 2 CPU cores
     python scripts/studies.py objectives --out /tmp/st --size smoke --epochs 3  # a quick look
 
 Every run folder is reused when it is already complete, so an interrupted run continues.
@@ -35,7 +40,7 @@ def _table(df) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("study", choices=["objectives", "distillation", "listwise", "augmentation", "all"])
+    ap.add_argument("study", choices=["objectives", "distillation", "listwise", "augmentation", "all", "moments"])
     ap.add_argument("--out", default="reports/studies", help="folder for every run and table")
     ap.add_argument("--size", default="demo", help="synth size: tiny / smoke / demo")
     ap.add_argument("--epochs", type=int, default=30, help="epochs of every training run")
@@ -45,7 +50,13 @@ def main(argv=None) -> int:
                          "frozen stage-1 dual encoder (train_only='extra_heads'), into <out>/objectives-heads")
     ap.add_argument("--auxiliary", default="acml+mlml,acml", help="objectives: cross-modal terms added to InfoNCE, "
                                                                   "comma-separated (each a run)")
+    ap.add_argument("--clips", default="", help="moments: the clip folder ('' = <shared>/data/gcompris_sounds)")
+    ap.add_argument("--recordings", default="40,16,24", help="moments: recordings for train,validation,test")
+    ap.add_argument("--readme", default="", help="moments: also put results.md between the README's "
+                                                 "<!-- moments-study:begin/end --> markers in this file")
     args = ap.parse_args(argv)
+    if args.study == "moments":
+        return moments(args)
 
     from atrlib.data.synth import synth_metadata
     from atrlib.experiments.distillation import (augmentation_ablation, distillation_study, same_clip_paraphrases,
@@ -90,6 +101,30 @@ def main(argv=None) -> int:
         para = same_clip_paraphrases(data["train"], out / "paraphrases.json")
         print(_table(augmentation_ablation(base, str(para), prob=0.3, seeds=seeds, out_dir=out / "augmentation",
                                            relevance_file=str(rel))))
+    return 0
+
+
+def moments(args) -> int:
+    from atrlib.moments.heldout import HeldoutConfig, run_study
+    from atrlib.paths import shared_dir
+
+    clips = args.clips or (str(shared_dir() / "data" / "gcompris_sounds") if shared_dir() else "")
+    if not clips:
+        raise SystemExit("no clip folder: pass --clips DIR (../shared is absent)")
+    out = args.out if args.out != "reports/studies" else "reports/studies/moments"
+    cfg = HeldoutConfig(root=clips, counts=tuple(int(n) for n in args.recordings.split(",")), out_dir=out)
+    run_study(cfg, progress=True)
+    table = (Path(out) / "results.md").read_text()
+    print(table)
+    if args.readme:
+        begin, end = "<!-- moments-study:begin -->", "<!-- moments-study:end -->"
+        readme = Path(args.readme)
+        text = readme.read_text(encoding="utf-8")
+        if begin not in text or end not in text:
+            raise SystemExit(f"{readme}: no {begin} ... {end} markers to put the table between")
+        head, rest = text.split(begin, 1)
+        readme.write_text(f"{head}{begin}\n{table.strip()}\n{end}{rest.split(end, 1)[1]}", encoding="utf-8")
+        print(f"wrote the table into {readme}")
     return 0
 
 
