@@ -41,6 +41,8 @@ class CaptionerConfig:
                                         "(0: raw log-probability, which favours short captions)")
     device: str = option("auto", "'auto' (a GPU if present), 'cpu', 'cuda'")
     seed: int = option(0, "seed of the initialisation and of the batch order")
+    fast_dev_run: int = option(0, "N > 0: a dry run — each stage one epoch of N batches, N batches of validation "
+                                  "(atrlib.train.dev_run); 0 = off")
 
     def __post_init__(self):
         if self.features not in FEATURE_KINDS:
@@ -54,6 +56,8 @@ class CaptionerConfig:
                              f"({self.attention_heads})")
         if self.pretrain_epochs < 0 or self.finetune_epochs < 0 or self.pretrain_epochs + self.finetune_epochs < 1:
             raise ValueError("pretrain_epochs and finetune_epochs must be >= 0 and train at least one epoch")
+        if int(self.fast_dev_run) < 0:
+            raise ValueError(f"fast_dev_run must be >= 0 (0 = off), got {self.fast_dev_run!r}")
         if self.caption_pairs not in ("captions", "clips"):
             raise ValueError(f"caption_pairs must be 'captions' or 'clips', not {self.caption_pairs!r}")
         if not self.caption_lr > 0 or not 0 <= self.dropout < 1 or not 0 <= self.label_smoothing < 1:

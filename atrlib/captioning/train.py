@@ -115,7 +115,9 @@ def _epoch(model: Captioner, corpus: _Corpus, cfg: CaptionerConfig, device, opti
     model.train(train)
     stride = cfg.frame_stride if corpus.data.features.kind == "frames" else 1
     total, count = 0.0, 0
-    for rows in corpus.batches(cfg.caption_batch_size, generator if train else None, cfg.caption_pairs):
+    for i, rows in enumerate(corpus.batches(cfg.caption_batch_size, generator if train else None, cfg.caption_pairs)):
+        if cfg.fast_dev_run and i >= cfg.fast_dev_run:
+            break  # a dry run: N batches
         feats, mask, toks, local = corpus.batch(rows, stride, device)
         with torch.set_grad_enabled(train):
             loss = caption_loss(model(feats, mask, toks, local), toks, cfg.label_smoothing if train else 0.0)
@@ -151,6 +153,8 @@ def train_captioner(cfg: CaptionerConfig, train: CaptionData, val: Optional[Capt
     model = Captioner(cfg, train.features.dim, vocab, source=train.features.source).to(device)
     stages = ([("pretrain", pretrain, cfg.pretrain_epochs)] if pretrain is not None and cfg.pretrain_epochs else []) \
         + [("finetune", train, cfg.finetune_epochs)]
+    if cfg.fast_dev_run:  # a dry run: one epoch of N batches per stage
+        stages = [(stage, data, min(1, epochs)) for stage, data, epochs in stages]
     val_corpus = _Corpus(val, vocab, cfg.max_tokens) if val is not None else None
 
     # 2. the two stages, each with a fresh Adam (the report: "the same settings")

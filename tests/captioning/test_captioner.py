@@ -177,3 +177,21 @@ def test_a_trained_qformer_captions_through_its_atg_head(tmp_path, tiny_splits):
     refs = [[c for c, i in zip(test.captions_flat(), test.caption_clip_index()) if i == k] for k in range(len(test))]
     s = evaluate_captions(caps, refs, metrics=["bleu_1", "cider_d"], java=False)
     assert 0 <= s.corpus["bleu_1"] <= 1 and s.corpus["cider_d"] >= 0
+
+
+def test_fast_dev_run_takes_n_batches_per_stage(trained, tiny_cfg, monkeypatch):
+    """fast_dev_run=2: one epoch per stage, each of 2 batches (counted at the loss), 2 of validation."""
+    from dataclasses import replace
+
+    from atrlib.captioning import train as T
+
+    calls = []
+    real = T.caption_loss
+    monkeypatch.setattr(T, "caption_loss", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = replace(tiny_cfg, fast_dev_run=2, caption_batch_size=4)
+    d = trained["data"]
+    _, history = T.train_captioner(cfg, d["train"], d["validation"], pretrain=d["train"])
+    assert [(h["stage"], h["epoch"]) for h in history] == [("pretrain", 1), ("finetune", 1)]
+    assert len(calls) == 2 * (2 + 2)                       # 2 stages x (2 training + 2 validation batches)
+    with pytest.raises(ValueError, match="fast_dev_run"):
+        replace(tiny_cfg, fast_dev_run=-1)
