@@ -115,6 +115,31 @@ def passt_pair(ref_passt, name: str, seed: int = 0, **overrides):
     return ref, ours, cfg
 
 
+def passt_s16_pair(ref_passt, seed: int = 0, **overrides):
+    """(hear21passt's ``passt_s_p16_s16_128_ap468`` built as the DCASE 2025 task 6 baseline builds
+    it — ``get_model(arch=..., pretrained=False, input_tdim=1000, fstride=16, tstride=16)`` — with
+    random weights, our ``passt-s16`` with them loaded strictly, the config). ``overrides`` (e.g.
+    the patch-out) go to both."""
+    import contextlib
+    import io
+
+    cfg = dataclasses.replace(PASST_CONFIGS["passt-s16"], **overrides)
+    torch.manual_seed(seed)
+    with contextlib.redirect_stdout(io.StringIO()):                      # get_model prints the whole network
+        ref = ref_passt.get_model(arch="passt_s_p16_s16_128_ap468", pretrained=False, n_classes=cfg.num_classes,
+                                  fstride=cfg.fstride, tstride=cfg.tstride, input_fdim=cfg.n_mels,
+                                  input_tdim=cfg.input_tdim, s_patchout_t=cfg.s_patchout_t,
+                                  s_patchout_f=cfg.s_patchout_f)
+    with torch.no_grad():  # constants of the authors' init randomised, as in passt_net
+        for k, v in ref.state_dict().items():
+            if k.endswith(".bias") or "norm" in k or k.startswith("head"):
+                v.copy_(v + 0.1 * torch.randn_like(v))
+    ours = PaSST(cfg).eval()
+    assert set(ours.state_dict()) == set(ref.state_dict())
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    return ref.eval(), ours, cfg
+
+
 def passt_front_end(kaldi_py: Path):
     """The authors' mel front end in eval mode (0-15 kHz, as hear21passt's get_basic_model sets it)."""
     pre = import_reference("hear21passt.models.preprocess", kaldi_py, PASST_PIP)

@@ -1,5 +1,9 @@
 """PaSST audio tower (Koutini et al., 2022), state-dict compatible with the authors' released
-``.pt`` files (``passt-s-f128-p16-s10-ap.476-swa.pt``, the hear21passt layout).
+``.pt`` files (the hear21passt layout): ``passt`` = ``passt-s-f128-p16-s10-ap.476-swa.pt``
+(hear21passt ``passt_s_swa_p16_128_ap476``: 16x16 patches, stride 10 x 10, 12 x 99 patches per
+10 s) and ``passt-s16`` = ``passt-s-f128-p16-s16-ap.468.pt`` (``passt_s_p16_s16_128_ap468``:
+stride 16 x 16, no overlap, input_tdim 1000, 8 x 62 patches per 10 s; the DCASE 2025 task 6
+baseline's tower). Shapes below are the stride-10 ones.
 
 A ViT over log-mel patches with separate frequency and time positional embeddings and two
 tokens (class + distillation). Module names are the authors'::
@@ -46,7 +50,9 @@ from atrlib.models.towers import register_variants
 from atrlib.models.weights import torch_load_weights_only, tower_weights
 
 PathLike = Union[str, Path]
-PASST_WEIGHTS = "passt-s-swa-ap476"  # atrlib.models.weights name of passt-s-f128-p16-s10-ap.476-swa.pt
+# variant -> atrlib.models.weights name of its published file
+PASST_WEIGHTS = {"passt": "passt-s-swa-ap476",       # passt-s-f128-p16-s10-ap.476-swa.pt
+                 "passt-s16": "passt-s16-ap468"}     # passt-s-f128-p16-s16-ap.468.pt
 
 
 @dataclass(frozen=True)
@@ -98,6 +104,10 @@ class PaSSTConfig:
 
 PASST_CONFIGS: Dict[str, PaSSTConfig] = {
     "passt": PaSSTConfig(s_patchout_t=40, s_patchout_f=4),   # passt_s_swa_p16_128_ap476, the authors' patch-out
+    # passt_s_p16_s16_128_ap468 (hear21passt get_model: fstride = tstride = 16, input_tdim 1000 as the DCASE
+    # 2025 baseline builds it; grid 8 x 62). Patch-out 40 / 4: PaSST's ex_audioset.py default_conf, which its
+    # named config passt_s_p16_s16_128_ap468 (config_updates.py: arch and strides only) does not override
+    "passt-s16": PaSSTConfig(fstride=16, tstride=16, input_tdim=1000, s_patchout_t=40, s_patchout_f=4),
     # tests only: same code, 2 blocks of width 32 on 32 mel bins, 8x8 patches with stride 8 (mels) x 4 (frames)
     "passt-tiny": PaSSTConfig(n_mels=32, patch_size=8, fstride=8, tstride=4, input_tdim=200,
                               embed_dim=32, depth=2, num_heads=4, num_classes=10, window_seconds=2.0),
@@ -335,14 +345,15 @@ def build_passt(name: str = "passt", pretrained: Union[bool, PathLike, None] = N
                 weights: Optional[PathLike] = None, **overrides) -> PaSST:
     """A PaSST variant by name; ``overrides`` replace :class:`PaSSTConfig` fields.
 
-    pretrained: None / False = random init; True = the published
-    ``passt-s-f128-p16-s10-ap.476-swa.pt`` (``passt`` only, via ``atrlib.models.weights``); a path =
-    that file (``weights=`` is the same). Weights load with ``strict=True``.
+    pretrained: None / False = random init; True = the published file of ``passt``
+    (``passt-s-f128-p16-s10-ap.476-swa.pt``) or ``passt-s16`` (``passt-s-f128-p16-s16-ap.468.pt``),
+    via ``atrlib.models.weights``; a path = that file (``weights=`` is the same). Weights load with
+    ``strict=True``.
     """
     if name not in PASST_CONFIGS:
         raise KeyError(f"unknown PaSST variant {name!r}; known: {', '.join(PASST_CONFIGS)}")
     model = PaSST(replace(PASST_CONFIGS[name], **overrides))
-    path = tower_weights(name, {"passt": PASST_WEIGHTS}, pretrained, weights)
+    path = tower_weights(name, PASST_WEIGHTS, pretrained, weights)
     if path is not None:
         model.load_state_dict(load_passt_state_dict(path), strict=True)
     return model
@@ -350,6 +361,7 @@ def build_passt(name: str = "passt", pretrained: Union[bool, PathLike, None] = N
 
 register_variants(build_passt, {  # every row of PASST_CONFIGS, full size and its tiny twin for tests
     "passt": "PaSST-S (patch 16, stride 10, 128 mels): 32 kHz, 10-s windows, 768-d, 86.15 M parameters, structured patch-out in training.",
+    "passt-s16": "PaSST-S (patch 16, stride 16, no overlap, 128 mels; AudioSet mAP .468): 8 x 62 patches per 10-s window, 768-d, the DCASE 2025 task 6 baseline's tower.",
     "passt-tiny": "Two blocks of width 32 on 32 mel bins, 2-s windows: the PaSST code path for tests.",
 })
 

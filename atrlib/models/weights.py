@@ -8,6 +8,13 @@
 4. the official URL: downloaded with a progress bar into ``cache_dir()/"weights"``, the
    checksum verified, then renamed into place (a killed download leaves no partial file).
 
+Trust on first use: a file with no checksum on record (``sha256`` and ``md5`` both None, e.g.
+the PaSST and BEATs files, which no one here could download) is not checked against anything
+when it is downloaded. Its sha256 is then recorded beside it (``<file>.sha256``, sha256sum
+format) and printed; a later copy found in that folder is checked against the record, so the file
+cannot change silently after the first download — but the first download itself is trusted.
+Compare the printed hash with another copy before relying on it, and put it in the spec.
+
 When nothing is found and the download is impossible (offline, ``download=False``,
 ``$ATRLIB_OFFLINE=1``) or fails, :class:`WeightsNotFoundError` says which file to fetch
 from which URL and where to save it.
@@ -79,6 +86,15 @@ KNOWN_WEIGHTS: Dict[str, WeightSpec] = {
             "https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt",
             subdir="passt",
             note="PaSST-S, 128 mels, patch 16 stride 10, AudioSet mAP .476 (SWA) (Koutini et al. 2022; kkoutini/PaSST release v0.0.1-audioset; see that repository for the licence)",
+        ),
+        # the URL hear21passt 0.0.26 (models/passt.py default_cfgs) and kkoutini/PaSST models/passt.py
+        # name: release v0.0.2-audioset (the stride-10 SWA file is in v0.0.1-audioset); checksum unknown
+        # here, so trusted on first use (module docstring)
+        WeightSpec(
+            "passt-s16-ap468", "passt-s-f128-p16-s16-ap.468.pt",
+            "https://github.com/kkoutini/PaSST/releases/download/v0.0.2-audioset/passt-s-f128-p16-s16-ap.468.pt",
+            subdir="passt",
+            note="PaSST-S, 128 mels, patch 16 stride 16 (no overlap), AudioSet mAP .468 (Koutini et al. 2022; kkoutini/PaSST release v0.0.2-audioset; the DCASE 2025 task 6 baseline's tower; see that repository for the licence)",
         ),
     ]
 }
@@ -154,6 +170,7 @@ def resolve_weights(name: str | WeightSpec, path: Optional[str | Path] = None, d
     for d in looked:
         p = d / spec.filename
         if p.is_file():
+            check_recorded_digest(p, spec)
             return p
     if not download or _offline():
         why = "download=False" if not download else "$ATRLIB_OFFLINE is set"
@@ -162,11 +179,44 @@ def resolve_weights(name: str | WeightSpec, path: Optional[str | Path] = None, d
         raise WeightsNotFoundError(_help(spec, looked, "not found locally and no download URL is known"))
     target = weights_cache_dir() / spec.filename
     try:
-        return download_file(spec.url, target, spec=spec, progress=progress)
+        got = download_file(spec.url, target, spec=spec, progress=progress)
     except ChecksumError:
         raise
     except Exception as e:  # offline, DNS, HTTP error, disk full, ...
         raise WeightsNotFoundError(_help(spec, looked, f"downloading {spec.url} failed ({type(e).__name__}: {e})")) from e
+    if not (spec.sha256 or spec.md5):
+        record_first_use(got, spec)
+    return got
+
+
+def _record_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def record_first_use(path: str | Path, spec: WeightSpec) -> str:
+    """Trust on first use: write ``path``'s sha256 beside it (``<file>.sha256``) for a file with
+    no checksum on record, print it, and return it. The download itself was not verified."""
+    path = Path(path)
+    digest = file_digest(path, "sha256")
+    _record_path(path).write_text(f"{digest}  {path.name}\n")
+    print(f"atrlib: no checksum is on record for {spec.name!r}; the download was NOT verified. Trusting it on "
+          f"first use: sha256 {digest} recorded in {_record_path(path)}; later loads are checked against it. "
+          "Compare it with another copy of the file before relying on it.")
+    return digest
+
+
+def check_recorded_digest(path: str | Path, spec: WeightSpec) -> None:
+    """When ``path`` has a first-use record beside it (``<file>.sha256``) and ``spec`` no checksum
+    of its own: raise :class:`ChecksumError` unless the file still has the recorded sha256."""
+    path = Path(path)
+    rec = _record_path(path)
+    if spec.sha256 or spec.md5 or not rec.is_file():
+        return
+    want = rec.read_text().split()[0].lower()
+    got = file_digest(path, "sha256")
+    if got != want:
+        raise ChecksumError(f"{path}: sha256 {got}, but {want} was recorded at its first download ({rec}) for "
+                            f"{spec.name!r}; the file changed. Delete both and download again")
 
 
 # ---------------------------------------------------------------------------------------------

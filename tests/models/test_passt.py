@@ -1,5 +1,7 @@
 """PaSST tower: strict loading of the authors' layout, and equality with their code (hear21passt
-0.0.26) on the same random weights — network, patch-out, front end, windows."""
+0.0.26) on the same random weights — network, patch-out, front end, windows; for stride 10
+(``passt``) and stride 16 (``passt-s16``, the DCASE 2025 baseline's, built by hear21passt's own
+``get_model``). The stride-16 file's hash is trusted on first use (``atrlib.models.weights``)."""
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from atrlib.models.towers import AUDIO_TOWERS
 from reference_code import import_reference, kaldi_reference, reference_cache
 from reference_towers import passt_front_end as _ref_front_end
 from reference_towers import passt_pair as _pair
+from reference_towers import passt_s16_pair
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def _time_major(tokens, rows):
 
 
 def test_registered_and_attributes():
-    for name in ("passt", "passt-tiny"):
+    for name in ("passt", "passt-s16", "passt-tiny"):
         assert name in AUDIO_TOWERS
     tower = AUDIO_TOWERS.get("passt-tiny")()
     assert (tower.sample_rate, tower.embed_dim, tower.frame_dim, tower.frame_hop_samples) == (32000, 32, 32, 1280)
@@ -106,6 +109,76 @@ def test_full_size_equals_reference_from_waveform(ref_passt, kaldi_py):
         pooled, probs = ours(wave), ours.tag(wave)
     assert _rel(pooled, ref_out[:, 527:]) <= 1e-4
     assert _rel(probs, torch.sigmoid(ref_out[:, :527])) <= 1e-4
+
+
+def test_stride16_equals_reference_from_waveform_and_in_training(ref_passt, kaldi_py):
+    """passt-s16 against hear21passt's passt_s_p16_s16_128_ap468 (get_model as the DCASE 2025
+    baseline calls it, pretrained=False) on the same random weights: the authors' wrapper (mel +
+    network) on a 3-s clip in eval mode, and the baseline's patch-out (15 columns, 2 rows) in training."""
+    wrapper = import_reference("hear21passt.wrapper", kaldi_py, "hear21passt==0.0.26")
+    ref_net, ours, cfg = passt_s16_pair(ref_passt, s_patchout_t=15, s_patchout_f=2)
+    assert (cfg.fstride, cfg.tstride, cfg.input_tdim, cfg.grid) == (16, 16, 1000, (8, 62))
+    assert ref_net.patch_embed.grid_size == cfg.grid and ref_net.time_new_pos_embed.shape[-1] == 62
+    ref = wrapper.PasstBasicWrapper(mel=_ref_front_end(kaldi_py), net=ref_net, mode="all").eval()
+    wave = _wave3s()
+    with torch.no_grad():
+        ref_out = ref(wave)                                                # (2, 527 + 768)
+        pooled, probs = ours(wave), ours.tag(wave)
+        frames, mask = ours.forward_frames(wave)
+    assert _rel(pooled, ref_out[:, 527:]) <= 1e-4
+    assert _rel(probs, torch.sigmoid(ref_out[:, :527])) <= 1e-4
+    cols = (1 + (3 * 32000 - 1) // 320 - 16) // 16 + 1                     # 301 frames -> 18 columns
+    assert frames.shape == (2, cols * 8, 768) and mask.all()
+    ref_net.train(), ours.train()
+    mel = ours.mel(wave)                                                   # (2, 128, 301)
+    torch.manual_seed(5)
+    _, feats, tokens = _ref_tokens(ref_net, mel)
+    torch.manual_seed(5)
+    pooled, patches, _ = ours.encode_mel(mel)
+    assert patches.shape[1] == (cols - 15) * (8 - 2) == tokens.shape[1] - 2
+    assert _rel(pooled, feats) <= 1e-4
+    assert _rel(patches, _time_major(tokens[:, 2:], 8 - 2)) <= 1e-4
+
+
+def test_stride16_ten_seconds_fill_the_time_embedding():
+    """A 10-s window (1001 frames) makes 62 time columns of 8 rows: the whole embedding."""
+    model = build_passt("passt-s16", depth=1).eval()
+    assert model.cfg.grid == (8, 62) and model.frame_hop_samples == 16 * 320
+    with torch.no_grad():
+        frames, mask = model.forward_frames(0.1 * torch.randn(1, 10 * 32000))
+    assert frames.shape == (1, 62 * 8, 768) and mask.all()
+
+
+def test_stride16_weights_entry_and_trust_on_first_use(tmp_path, monkeypatch, capsys):
+    """The published file is named with its release URL; it has no checksum on record, so the
+    first download records its sha256 (printed) and later loads are checked against that record."""
+    import atrlib.models.weights as W
+    from atrlib.errors import ChecksumError
+
+    spec = W.KNOWN_WEIGHTS["passt-s16-ap468"]
+    assert spec.filename == "passt-s-f128-p16-s16-ap.468.pt" and (spec.sha256, spec.md5) == (None, None)
+    assert spec.url == ("https://github.com/kkoutini/PaSST/releases/download/v0.0.2-audioset/"
+                        "passt-s-f128-p16-s16-ap.468.pt")                 # hear21passt 0.0.26 default_cfgs
+    monkeypatch.setenv("ATRLIB_OFFLINE", "1")
+    monkeypatch.setenv("ATRLIB_WEIGHTS", str(tmp_path / "none"))
+    monkeypatch.setenv("ATRLIB_SHARED", str(tmp_path / "no-shared"))
+    monkeypatch.setenv("ATRLIB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(WeightsNotFoundError) as e:
+        build_passt("passt-s16", pretrained=True)
+    assert spec.filename in str(e.value) and spec.url in str(e.value)
+    # trust on first use, on a local stand-in for the release file
+    monkeypatch.delenv("ATRLIB_OFFLINE")
+    src = tmp_path / "remote.pt"
+    src.write_bytes(b"stand-in for the checkpoint")
+    local = W.WeightSpec("passt-s16-ap468", spec.filename, src.as_uri(), subdir="passt")
+    got = W.resolve_weights(local, progress=False)
+    digest = W.file_digest(src)
+    assert (got.parent / (got.name + ".sha256")).read_text() == f"{digest}  {spec.filename}\n"
+    assert digest in capsys.readouterr().out
+    assert W.resolve_weights(local, download=False) == got                 # unchanged: passes the check
+    got.write_bytes(b"changed")
+    with pytest.raises(ChecksumError, match="recorded at its first download"):
+        W.resolve_weights(local, download=False)
 
 
 def test_long_clips_are_cut_into_windows(ref_passt):
