@@ -71,8 +71,10 @@ DCASE2025_BASELINE = Recipe(
     ),
     kfold=0,
     settings=(
-        Note("towers", "PaSST-S (passt_s_p16_s16_128_ap468: patch 16, stride 16 x 16, input_tdim 1000; passt.py "
-                       "L20-27) on 10-s segments of the clip, their (cls + dist) / 2 averaged over the segments "
+        Note("towers", "PaSST-S (passt_s_p16_s16_128_ap468: patch 16, stride 16 x 16, input_tdim 1000, 8 x 62 "
+                       "patches per 10-s segment; passt.py L20-27) from its published checkpoint "
+                       "passt-s-f128-p16-s16-ap.468.pt (AudioSet mAP .468): atrlib's passt-s16 tower, equal to "
+                       "hear21passt's on the same weights (tests/models/test_passt.py), on 10-s segments of the clip, their (cls + dist) / 2 averaged over the segments "
                        "holding audio (duration <= 10 s: 1, <= 20 s: 2, else 3; retrieval_module.py L27-35, L79-91); "
                        "RoBERTa-large, its first token (<s>), hidden and attention dropout 0.2 (L39-46, L116-121)"),
         Note("projections", "Linear 768 -> 1024 (audio) and 1024 -> 1024 (text), then L2 normalisation "
@@ -83,7 +85,8 @@ DCASE2025_BASELINE = Recipe(
                      "WavCaps commands pass --no-tau_trainable, README L121, L126)"),
         Note("front end", "32 kHz mono, zero-padded or randomly cut to 30 s (audio_loading.py L31-37, L185-208); "
                           "128 Kaldi mels, n_fft 1024, window 800, hop 320, fmax 15 kHz (passt.py L29-43); "
-                          "patch-out of 15 time columns and 2 frequency rows in training (train.py L163-164)"),
+                          "patch-out of 15 of the 62 time columns and 2 of the 8 frequency rows in training (train.py "
+                          "L163-164): 282 of 496 patches per 10-s segment"),
         Note("text", "lower-cased, punctuation deleted (str.translate), RoBERTa BPE padded / cut to 32 tokens "
                      "(retrieval_module.py L100-114)"),
         Note("optimiser", "AdamW (betas 0.9 / 0.999, eps 1e-8, weight decay 0; retrieval_module.py L258-264), batch "
@@ -102,15 +105,13 @@ DCASE2025_BASELINE = Recipe(
         Note("AudioCaps and WavCaps (the + AudioCaps and + WavCaps rows)", "the loaders exist (atrlib.data: "
              "audiocaps, wavcaps, mixture with exclude_freesound_ids) but the corpora (2.8 GB, 157 GB) are not "
              "bundled: the recipe trains on Clotho only and is compared with the ClothoV2 row"),
-        Note("the stride-16 PaSST checkpoint (passt-s-f128-p16-s16-ap.468.pt)", "atrlib's PaSST tower knows the "
-             "stride-10 SWA checkpoint (AudioSet mAP .476) only: the recipe starts from it, with the baseline's "
-             "patch-out (15 of 99 time columns and 2 of 12 frequency rows, where the baseline drops 15 of 62 and 2 "
-             "of 8) — 840 patches per 10-s segment after patch-out where the baseline has 282, so slower than "
-             "its 2 h 16 min"),
         Note("RoBERTa-large and PaSST weights on this machine", "roberta-large (355 M parameters) comes from the "
-             "Hugging Face hub and the PaSST file from its GitHub release; neither is cached here and both are "
-             "out of reach offline, so the full-size config is untested here (`hf download roberta-large` fills "
-             "the cache on a connected machine)"),
+             "Hugging Face hub and the PaSST file (passt-s-f128-p16-s16-ap.468.pt) from its GitHub release "
+             "(kkoutini/PaSST v0.0.2-audioset); neither is cached here and both are out of reach offline, so the "
+             "full-size config has run here with random weights only (`hf download roberta-large` fills the cache "
+             "on a connected machine). No checksum of the PaSST file is on record: its first download is trusted "
+             "and its sha256 recorded beside it and printed (atrlib.models.weights), later loads are checked "
+             "against that record"),
         Note("RoBERTa dropout 0.2", "the hf text tower loads the model's own configuration (dropout 0.1); it has "
              "no dropout setting"),
         Note("mel jitter in training", "hear21passt's AugmentMelSTFT in training mode moves fmin up by < 10 Hz and "

@@ -99,13 +99,17 @@ def test_full_size_model_config_is_the_baselines(recipe):
     assert (cfg.head, cfg.embed_dim) == ("linear", 1024)                       # Linear(768 / 1024 -> 1024)
     assert (cfg.init_temperature, cfg.learn_temperature) == (0.05, False)       # tau 0.05, not trainable
     assert cfg.max_audio_seconds == 30.0 and cfg.audio_frontend == {}
-    assert (cfg.audio.name, cfg.audio.pretrained, cfg.audio.frozen) == ("passt", True, False)
+    assert (cfg.audio.name, cfg.audio.pretrained, cfg.audio.frozen) == ("passt-s16", True, False)
     assert cfg.text.kwargs == {"name_or_path": "roberta-large", "pooling": "cls", "max_length": 32,
                                "clean_text": True} and not cfg.text.frozen
-    passt = replace(PASST_CONFIGS["passt"], **cfg.audio.kwargs, **cfg.audio_cfg)
-    assert (passt.s_patchout_t, passt.s_patchout_f, passt.window_seconds) == (15, 2, 10.0)
-    assert passt.feature_config() == PASST_CONFIGS["passt"].feature_config()  # the published front end
-    assert passt.embed_dim == 768 and passt.grid == (12, 99)                   # stride 10 (see left_out)
+    passt = replace(PASST_CONFIGS["passt-s16"], **cfg.audio.kwargs, **cfg.audio_cfg)
+    assert (passt.s_patchout_t, passt.s_patchout_f, passt.window_seconds) == (15, 2, 10.0)   # train.py L163-164
+    assert passt.feature_config() == PASST_CONFIGS["passt-s16"].feature_config()  # the published front end
+    # passt_s_p16_s16_128_ap468 as passt.py L20-27 builds it: stride 16 x 16, input_tdim 1000
+    assert (passt.patch_size, passt.fstride, passt.tstride, passt.input_tdim) == (16, 16, 16, 1000)
+    rows, cols = passt.grid
+    assert passt.embed_dim == 768 and (rows, cols) == (8, 62)
+    assert (rows - passt.s_patchout_f) * (cols - passt.s_patchout_t) == 282     # patches per 10 s in training
 
 
 def test_tiny_twin_keeps_the_papers_choices(recipe):
