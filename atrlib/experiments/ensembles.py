@@ -50,8 +50,11 @@ def collect_systems(patterns: Sequence[str], run_dir, base, variants: List[dict]
     notes = []
     if include_tagbridge:
         try:
+            from atrlib.train.dev_run import eval_clips
+
             kw = dict(root=base.root or None, size=base.size, **(dataset_kwargs or {}))
-            splits = {s: load_dataset(base.dataset, split=s, **kw) for s in (base.val_split, base.test_split)}
+            n = eval_clips(base.max_clips, base.fast_dev_run, base.fast_dev_batch)  # the clips the trained runs score
+            splits = {s: load_dataset(base.dataset, split=s, **kw).subset(n) for s in (base.val_split, base.test_split)}
             folders["tagbridge"] = score_retriever("tagbridge", splits, out / "tagbridge")
         except Exception as e:  # no EfficientAT weights offline: say so and go on
             notes.append(f"tag-bridge skipped: {str(e).splitlines()[0]}")

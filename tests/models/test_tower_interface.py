@@ -12,7 +12,7 @@ from atrlib.models.frames import check_tower, frames_mask, masked_max, masked_me
 from atrlib.models.towers import AUDIO_TOWERS
 
 TWIN = {"cnn14": "cnn14-tiny", "resnet38": "resnet38-tiny", "wavegram-logmel-cnn14": "wavegram-logmel-cnn14-tiny",
-        "beats": "beats-tiny", "passt": "passt-tiny", "efficientat-mn10": "efficientat-mn04",
+        "beats": "beats-tiny", "passt": "passt-tiny", "passt-s16": "passt-tiny", "efficientat-mn10": "efficientat-mn04",
         "hf-audio": "test_hf_audio.py"}
 KWARGS = {"efficientat-mn04": dict(pretrained=False)}
 
