@@ -204,6 +204,30 @@ CORPUS_PAIRS = {"Clotho": 3_839 * 5, "AudioCaps": 49_838, "WavCaps": 403_050}
 # Epochs the published runs trained, where the recipe trains fewer: the 2025 baseline's train.py runs 20
 # (its schedule ends at 16; dcase2025_baseline's choices note "epochs").
 PUBLISHED_EPOCHS = {"dcase2025_baseline": 20}
+# The recipes' own training data at full size (the 06 table projects a recipe on it whatever data the
+# run had: a dry run's few clips, a tiny run's synth): Clotho v2.1 development 3,839 and validation
+# 1,045 clips, five captions each; the 9:1 re-split of their 4,884 (Xiaomi 2023): 4,395 / 489 clips.
+CLOTHO_CLIPS = {"development": 3_839, "validation": 1_045}
+RECIPE_DATA = {"clotho": (3_839, 1_045), "clotho-resplit": (4_395, 489)}   # dataset -> (train clips, val clips)
+
+
+def on_recipe_data(cost: dict, dataset: str, kfold: int = 0) -> dict:
+    """``cost`` (a run's cost.json) with its training pairs and validation FLOPs per epoch on the
+    recipe's full-size data (:data:`RECIPE_DATA`, five captions per clip); a k-fold member trains
+    on (k-1)/k of development + validation and validates on the rest. Unchanged for a dataset the
+    table does not know."""
+    if dataset not in RECIPE_DATA:
+        return cost
+    train, val = RECIPE_DATA[dataset]
+    if kfold:
+        pooled = sum(CLOTHO_CLIPS.values())
+        train, val = pooled * (kfold - 1) // kfold, pooled // kfold
+    out = dict(cost, data={**cost.get("data", {}), "train_pairs_full": train * 5, "val_clips": val,
+                           "val_captions": val * 5, "on": f"{dataset}{f' (k-fold member of {kfold})' if kfold else ''}"})
+    f = cost.get("forward_flops")
+    if f:  # validation each epoch: every clip and caption through the towers (the similarity matmul is negligible)
+        out["val_flops_per_epoch"] = f["per_clip"] * val + f["per_caption"] * val * 5
+    return out
 _TIME = re.compile(r"(?:NVIDIA\s+)?(?P<gpu>A40|A100|H100|V100|RTX 2080 Ti)\b.*?(?P<h>\d+)\s*h\s*(?P<m>\d+)\s*min")
 
 
@@ -222,7 +246,8 @@ def single_cost(recipe: Recipe | str, run_dir) -> Optional[dict]:
 def cost_table(recipe: Recipe | str, run_dir, gpu: str = "A40", utilisation: float = 0.35):
     """One row per trained system of the run (the variants, then the k-fold members as one row of
     ``recipe.kfold`` members): parameters, FLOPs per step and memory at the recipe's batch,
-    projected GPU-hours on ``gpu`` for the recipe's epochs over the run's full training set, with
+    projected GPU-hours on ``gpu`` for the recipe's epochs over the recipe's full-size training set
+    (:func:`on_recipe_data`: Clotho, whatever data the run itself had), with
     the interval of the utilisation range; a variant the run did not train is projected from the
     single system's measurement at its own batch. The last row, ``recipe``, sums the hours.
     None when no system of the run wrote a ``cost.json``."""
@@ -244,6 +269,7 @@ def cost_table(recipe: Recipe | str, run_dir, gpu: str = "A40", utilisation: flo
         if cost is None:
             continue
         rc = train_config(r, variant)  # the recipe's full-size settings (a k-fold member: the base's)
+        cost = on_recipe_data(cost, rc.dataset, r.kfold if variant is None else 0)
         p = project(cost, gpu=gpu, utilisation=utilisation, batch_size=rc.batch_size, epochs=rc.epochs,
                     precision=rc.precision)
         par = cost["parameters"]["parts"]["total"]
@@ -286,8 +312,8 @@ def published_time_table(recipe: Recipe | str, run_dir, utilisation: float = 0.3
         rc = train_config(r, variant)
         epochs = PUBLISHED_EPOCHS.get(r.name, rc.epochs)
         pairs = sum(CORPUS_PAIRS[c] for c in corpora)
-        p = project(cost, gpu=m["gpu"], utilisation=utilisation, batch_size=rc.batch_size, epochs=epochs,
-                    train_pairs=pairs, precision=rc.precision)
+        p = project(on_recipe_data(cost, rc.dataset), gpu=m["gpu"], utilisation=utilisation,
+                    batch_size=rc.batch_size, epochs=epochs, train_pairs=pairs, precision=rc.precision)
         published = int(m["h"]) + int(m["m"]) / 60
         rows.append({"paper system": row.name, "GPU": m["gpu"], "corpora": " + ".join(corpora), "train pairs": pairs,
                      "batch": rc.batch_size, "epochs": epochs, "published hours": published,

@@ -46,12 +46,33 @@ def dev_run_data(data: Dict[str, Any], cfg) -> Dict[str, Any]:
     validation and test. ``data`` unchanged when ``fast_dev_run`` is 0."""
     if not cfg.fast_dev_run:
         return data
-    small = dev_run_config(cfg).batch_size
-    want = {"train": cfg.fast_dev_run * small + (1 if cfg.fast_dev_run * small > 1 else 0)}  # drop_last keeps N
-    n_eval = cfg.fast_dev_run * max(1, cfg.fast_dev_batch)
-    return {k: ds.subset(want.get(k, n_eval)) for k, ds in data.items()}
+    return dev_run_splits(data, cfg.fast_dev_run, dev_run_config(cfg).batch_size, cfg.fast_dev_batch)
+
+
+def dev_run_splits(splits: Dict[str, Any], n: int, batch: int = 2, eval_batch: int = 2) -> Dict[str, Any]:
+    """``splits`` (role -> dataset) cut for a dry run of ``n`` batches: ``n * batch + 1`` training
+    clips (one more, so drop_last keeps n full batches), ``n * eval_batch`` clips of the others;
+    unchanged when ``n`` is 0."""
+    if not n:
+        return splits
+    want = {"train": n * batch + (1 if n * batch > 1 else 0)}
+    return {k: ds.subset(want.get(k, n * max(1, eval_batch))) for k, ds in splits.items()}
 
 
 def folds_to_train(k: int, cfg) -> range:
     """The k-fold members a run trains: all ``k``, or the first only under ``fast_dev_run``."""
     return range(1 if cfg.fast_dev_run else k)
+
+
+def eval_clips(max_clips: int, fast_dev_run: int, batch: int = 2) -> int:
+    """Clips an evaluation stage (03) scores: ``max_clips`` (0 = all), or under ``fast_dev_run``
+    N batches of ``batch`` clips (fewer when ``max_clips`` is smaller)."""
+    if not fast_dev_run:
+        return max_clips
+    n = fast_dev_run * max(1, batch)
+    return min(max_clips, n) if max_clips else n
+
+
+def dev_run_counts(counts, fast_dev_run: int):
+    """Per-split counts (08's recordings) under ``fast_dev_run``: at most N each; unchanged when off."""
+    return list(counts) if not fast_dev_run else [min(int(c), fast_dev_run) for c in counts]

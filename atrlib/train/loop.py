@@ -1,9 +1,9 @@
 """Training a dual encoder: :class:`TrainConfig` and :func:`fit`, one loop read top to bottom.
 
     cfg = TrainConfig(dataset="synth", model="synth-small-minilm", loss="infonce", epochs=10)
-    data = load_splits(cfg)                       # {"train": ..., "val": ..., "test": ...}
-    model = create_model(cfg.model, **cfg.model_overrides)
-    history = fit(cfg, model, data)               # writes out_dir/{last,best,history.json}
+    data, full_pairs = run_data(cfg)              # {"train": ..., "val": ..., "test": ...}
+    model = run_model(cfg)                        # create_model(cfg.model, **cfg.model_overrides)
+    history = fit(cfg, model, data, full_pairs)   # writes out_dir/{last,best,history.json,cost.json}
     metrics = finish_run(cfg, model, data, history)   # sim_<split>.npz + metrics.json
 
 Devices, precision and distribution are config fields handled by Hugging Face ``accelerate``:
@@ -321,16 +321,26 @@ def finish_run(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], histo
     return metrics
 
 
+def run_data(cfg: TrainConfig, data: Optional[Dict[str, Any]] = None):
+    """(the splits a run trains and scores on, the full training split's pairs per epoch): the
+    splits ``cfg`` names (or ``data``), cut to the clips N batches need under ``fast_dev_run``."""
+    data = data if data is not None else load_splits(cfg)
+    return dev_run_data(data, cfg), pair_count(data["train"], cfg.pairs)
+
+
+def run_model(cfg: TrainConfig) -> DualEncoder:
+    """The model ``cfg`` names, with its overrides; random weights, offline, when ``cfg.pretrained`` is false."""
+    from atrlib.models.dual import create_model
+
+    return create_model(cfg.model, **{**cfg.model_overrides, **({} if cfg.pretrained else {"pretrained": False})})
+
+
 def run_training(cfg: TrainConfig, data: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """What notebook 02 and ``python -m atrlib train`` do: data, model, :func:`fit`,
     :func:`finish_run`. Returns history, metrics, model and data."""
-    from atrlib.models.dual import create_model
-
     torch.manual_seed(cfg.seed)
-    data = data if data is not None else load_splits(cfg)
-    full_pairs = pair_count(data["train"], cfg.pairs)
-    data = dev_run_data(data, cfg)  # fast_dev_run: the clips N batches need
-    model = create_model(cfg.model, **{**cfg.model_overrides, **({} if cfg.pretrained else {"pretrained": False})})
+    data, full_pairs = run_data(cfg, data)
+    model = run_model(cfg)
     history = fit(cfg, model, data, train_pairs_full=full_pairs)
     from accelerate import PartialState
 

@@ -59,7 +59,23 @@ def test_kfold_members_multiply(tmp_path):
 
     rc = train_config(r)
     assert row["members"] == r.kfold
-    assert row["GPU-hours"] == pytest.approx(r.kfold * _hours(19_195, rc.batch_size, rc.epochs, peak=67e12))
+    fold_pairs = (3_839 + 1_045) * (r.kfold - 1) // r.kfold * 5       # a member trains on (k-1)/k of dev + val
+    assert row["train pairs"] == fold_pairs
+    assert row["GPU-hours"] == pytest.approx(r.kfold * _hours(fold_pairs, rc.batch_size, rc.epochs, peak=67e12))
+
+
+def test_a_dry_run_is_projected_on_the_recipes_data(tmp_path):
+    """A run on a few clips (pairs=15) is projected on Clotho's 19,195 pairs and 1,045 validation
+    clips with its measured forward FLOPs."""
+    r = get_recipe("dcase2025_baseline")
+    cost = dict(_cost(pairs=15), forward_flops={"per_clip": 6e11, "per_caption": 1e10})
+    _write(variant_dir(tmp_path, "passt-roberta"), cost)
+    t = cost_table(r, tmp_path).set_index("system")
+    val = 6e11 * 1_045 + 1e10 * 1_045 * 5
+    steps = 19_195 // 64
+    want = 16 * (steps * (F_PAIR * 64 + F_FIXED) + val) / (A40_HALF * 0.35) / 3600
+    assert t.loc["passt-roberta", "train pairs"] == 19_195
+    assert t.loc["passt-roberta", "GPU-hours"] == pytest.approx(want)
 
 
 def test_published_times_beside_their_projection(tmp_path):
