@@ -37,6 +37,7 @@ from atrlib.paths import PACKAGE_DIR
 from atrlib.registry import name_or_path
 
 CONFIG_DIR = PACKAGE_DIR / "model_configs"
+RANDOM_TOWER_SEED = 0  # pretrained=False: frozen towers are built under this seed, so a load rebuilds them
 
 
 @dataclass
@@ -68,8 +69,8 @@ class ModelConfig:
                                             "(atrlib.models.clip_frontend.AudioFrontendConfig: segment_seconds, "
                                             "max_seconds, segment_pool, train_crop_seconds, spec_*); {} = none")
     pretrained: bool = option(True, "False: every tower and extra head at its full size with random weights, "
-                                    "nothing downloaded (dry runs, cost; atrlib.models.offline_hf); all of it is "
-                                    "then stored with the model")
+                                    "nothing downloaded (dry runs, cost; atrlib.models.offline_hf); frozen towers "
+                                    "are then seeded and rebuilt on load, the rest is stored")
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "ModelConfig":
@@ -102,7 +103,12 @@ def _build_tower(kind: str, tc: TowerConfig, audio_cfg: Optional[Dict[str, Any]]
         if clash:
             raise ValueError(f"front-end field(s) {clash} are set both in audio_cfg and in audio.kwargs; keep one")
         kw.update(audio_cfg or {})
-    tower = reg.get(tc.name)(**kw)
+    if not pretrained and tc.frozen:  # a frozen random tower: seeded, so a load rebuilds it (not stored)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_TOWER_SEED)
+            tower = reg.get(tc.name)(**kw)
+    else:
+        tower = reg.get(tc.name)(**kw)
     if tc.frozen:
         for p in tower.parameters():
             p.requires_grad_(False)
@@ -254,11 +260,13 @@ def _rebuilt_on_load(model: DualEncoder) -> List[str]:
     """State-dict prefixes :func:`save_model` leaves out: frozen towers whose weights come from
     outside the checkpoint — ``pretrained`` set, or a text tower that loaded a published model
     by name (it has ``name_or_path``). They never change in training, so rebuilding them from
-    the config gives the same weights. A frozen *randomly initialised* tower is stored (and with
-    the model config's ``pretrained=False`` every tower is)."""
+    the config gives the same weights. A frozen *randomly initialised* tower is stored — except
+    under the model config's ``pretrained=False``, where frozen towers are built under
+    :data:`RANDOM_TOWER_SEED` and rebuilt identically (trainable ones are always stored)."""
     skip = []
     if not model.config.pretrained:
-        return skip
+        return [f"{part}_tower." for part, tc in (("audio", model.config.audio), ("text", model.config.text))
+                if tc.frozen]
     for part, tc in (("audio", model.config.audio), ("text", model.config.text)):
         tower = getattr(model, f"{part}_tower")
         if tc.frozen and (tc.pretrained not in (None, False) or getattr(tower, "name_or_path", None)):

@@ -271,7 +271,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], train_pairs_
                  **{f"train_{k}": v / max(1, n_batches) for k, v in sums.items() if k != "loss"},
                  "lr": optimizer.param_groups[0]["lr"], "logit_scale": float(core.logit_scale.detach()),
                  **{f"val_{k}": float(v) for k, v in scores.items() if k != "n_queries"},
-                 "seconds": round(time.time() - t0, 2)}
+                 "step": step, "seconds": round(time.time() - t0, 2)}
         history.append(entry)
         if tracked:
             tracking.log_epoch(acc, entry)
@@ -289,11 +289,15 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], train_pairs_
                       f"R@1 {scores['R@1']:.4f}  ({entry['seconds']:.1f} s){'  *best*' if improved else ''}")
         acc.wait_for_everyone()
 
-    # 7. leave the best weights in the model
+    # 7. leave the best weights in the model; a dry run drops last/ (optimizer state: 3x the weights on disk)
     if (out / "best" / "model.safetensors").exists():
         from safetensors.torch import load_file
 
         load_into(core, load_file(str(out / "best" / "model.safetensors")))
+    if cfg.fast_dev_run and acc.is_main_process:
+        import shutil
+
+        shutil.rmtree(out / "last", ignore_errors=True)
     return history
 
 

@@ -31,8 +31,8 @@ def check_dry_run(name, out, n, pretrained=True):
     variants = sorted((out / "05_ensemble" / "variants").iterdir())
     assert variants, "no trained systems"
     for run in variants:
-        state = json.loads((run / "last" / "state.json").read_text())
-        assert state["step"] == n and state["epoch"] == 1, (run.name, state["step"])     # N optimiser steps
+        history = json.loads((run / "history.json").read_text())
+        assert [(h["epoch"], h["step"]) for h in history] == [(1, n)], run.name           # N optimiser steps
         params = json.loads((run / "params.json").read_text())
         assert params["fast_dev_run"] == n and params["pretrained"] is pretrained
         assert "dry run" in json.loads((run / "metrics.json").read_text())["fast_dev_run"]
