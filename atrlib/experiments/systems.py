@@ -6,6 +6,7 @@ output, a k-fold member, a zero-shot retriever scored by :func:`score_retriever`
 """
 from __future__ import annotations
 
+import gc
 import glob
 from dataclasses import replace
 from pathlib import Path
@@ -84,6 +85,7 @@ def train_variants(base, variants: List[dict], out_dir: str | Path, data=None,
         name = v.pop("name") + ("" if seed is None else f"-s{seed}")
         cfg = replace(base, **v, **({} if seed is None else {"seed": int(seed)}), out_dir=str(out / name), progress=False)
         runs[name] = train_or_reuse(cfg, data=data)
+        gc.collect()  # the finished run's model and optimizer state before the next one is built
     return runs
 
 

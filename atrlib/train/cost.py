@@ -21,13 +21,14 @@ What is measured, and how:
 - **Feature cache**: frozen towers' cached outputs (``atrlib.audio.embeddings``) and memory-mapped
   frames (``atrlib.audio.frames``) as stored; preloaded waveforms of a trainable tower (in memory).
 
-The measurement runs on a ``copy.deepcopy`` of the model (frozen, cached towers shared, not
-copied) with its own fresh AdamW, and restores the torch / numpy / Python RNG states and every
-module's train/eval mode: the run trains exactly as without it (tests/train/test_cost.py).
+The measurement runs on the run's own model before its first optimiser step — no copy, so a
+900 M-parameter model does not need its weights and gradients twice — and puts back what a
+forward and backward in training mode can change: the gradients, every buffer (batch-norm
+statistics), every module's train/eval mode and the torch / numpy / Python RNG states. Nothing
+steps an optimizer. The run trains exactly as without it (tests/train/test_cost.py).
 """
 from __future__ import annotations
 
-import copy
 import json
 import random
 import sys
@@ -197,7 +198,7 @@ def cache_report(train_in, val_in, loss_fn=None, pair_ratio: float = 1.0) -> Dic
     return out
 
 
-# ----------------------------------------------------------------------------- the run's step on a copy
+# ----------------------------------------------------------------------------- the run's step, measured in place
 def _peak_rss_bytes() -> int:
     """The process's peak resident set (``ru_maxrss``: KiB on Linux, bytes on macOS); 0 where the
     ``resource`` module is missing (Windows)."""
@@ -229,27 +230,23 @@ def _set_rng_state(state) -> None:
     random.setstate(state[3])
 
 
-def _copy_for_measuring(model: nn.Module) -> Tuple[nn.Module, List[nn.Module]]:
-    """A deep copy and its own modules. Towers that are frozen (their outputs cached, never run in
-    training) are shared, not copied, so heads-only runs measure in milliseconds; nothing of the
-    original, shared towers included, changes mode."""
-    memo: Dict[int, Any] = {}
-    cfg = getattr(model, "config", None)
-    for part in ("audio", "text"):
-        tc = getattr(cfg, part, None)
-        if tc is not None and tc.frozen:
-            tower = getattr(model, f"{part}_tower")
-            memo[id(tower)] = tower
-    shared = {id(m) for t in memo.values() for m in t.modules()}
-    twin = copy.deepcopy(model, memo)
-    return twin, [m for m in twin.modules() if id(m) not in shared]
+class _Snapshot:
+    """What a training-mode forward and backward of ``model`` can change, kept to be put back:
+    each module's mode, each buffer's value (batch-norm statistics), each parameter's gradient."""
 
+    def __init__(self, model: nn.Module):
+        self.modes = [(m, m.training) for m in model.modules()]
+        self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        self.grads = [(p, None if p.grad is None else p.grad.detach().clone()) for p in model.parameters()]
 
-def _set_mode(modules: Sequence[nn.Module], training: bool) -> None:
-    """``model.train()`` / ``eval()`` of the twin's own modules (the shared frozen towers stay in
-    eval, as DualEncoder.train keeps them)."""
-    for m in modules:
-        m.training = training
+    def restore(self) -> None:
+        for m, mode in self.modes:
+            m.training = mode
+        with torch.no_grad():
+            for b, value in self.buffers:
+                b.copy_(value)
+        for p, g in self.grads:
+            p.grad = g
 
 
 def measure_run_cost(cfg, model: nn.Module, train_in, val_in, loss_fn, device: torch.device,
@@ -278,8 +275,9 @@ def measure_run_cost(cfg, model: nn.Module, train_in, val_in, loss_fn, device: t
         return _assemble(cfg, model, train_in, val_in, loss_fn, device, *_MEASURED[key], b=b, n_pairs=n_pairs,
                          full=full, t_start=t_start, rss0=rss0, reused=True)
     rng = _rng_state(device)
-    twin, own = _copy_for_measuring(model)
-    _set_mode(own, True)
+    snapshot = _Snapshot(model)
+    twin = model  # measured in place (module docstring); everything it changes is put back below
+    twin.train()  # DualEncoder.train keeps frozen towers in eval
     skip = list(twin.parameters()) + list(twin.buffers())
     amp = _precision_context(cfg.precision, device)
 
@@ -309,8 +307,8 @@ def measure_run_cost(cfg, model: nn.Module, train_in, val_in, loss_fn, device: t
         steps: List[StepMeasure] = []
         for n in sizes:
             steps.append(measure_step(loss_on(n), skip, n))
-            twin.zero_grad(set_to_none=True)                      # no optimizer step: the twin is thrown away
-        _set_mode(own, False)
+            twin.zero_grad(set_to_none=True)                      # no optimizer step; gradients put back below
+        twin.eval()
         nv = max(1, min(b, len(val_in.caption_clip), len(val_in.dataset)))
         va = torch.stack([val_in.clip_audio(i) for i in range(nv)]).to(device)
         vt = val_in.text_batch(range(nv))
@@ -321,8 +319,9 @@ def measure_run_cost(cfg, model: nn.Module, train_in, val_in, loss_fn, device: t
             caption_flops = forward_flops(lambda: twin.project_text(vt) if model.config.text.frozen
                                           else twin.encode_text(vt)) / nv
     finally:
+        snapshot.restore()
         _set_rng_state(rng)
-    del twin
+    del twin, snapshot
     _MEASURED[key] = (steps, clip_flops, caption_flops, sizes)
     return _assemble(cfg, model, train_in, val_in, loss_fn, device, steps, clip_flops, caption_flops, sizes, b=b,
                      n_pairs=n_pairs, full=full, t_start=t_start, rss0=rss0, reused=False)

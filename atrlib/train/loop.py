@@ -208,7 +208,7 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], train_pairs_
             print(f"resumed from {ckpt} after epoch {start_epoch} (best val mAP@10 {best:.4f})")
     model, optimizer = acc.prepare(model, optimizer)
     tracked = tracking.start(acc, cfg)
-    write_run_cost(user_cfg, acc, model, train_in, val_in, loss_fn, train_pairs_full)  # out_dir/cost.json, on a copy
+    write_run_cost(user_cfg, acc, model, train_in, val_in, loss_fn, train_pairs_full)  # out_dir/cost.json, measured in place, put back
     core: DualEncoder = acc.unwrap_model(model)
 
     # 5. epochs
