@@ -222,7 +222,7 @@ def on_recipe_data(cost: dict, dataset: str, kfold: int = 0) -> dict:
     if kfold:
         pooled = sum(CLOTHO_CLIPS.values())
         train, val = pooled * (kfold - 1) // kfold, pooled // kfold
-    out = dict(cost, data={**cost.get("data", {}), "train_pairs_full": train * 5, "val_clips": val,
+    out = dict(cost, data={**cost.get("data", {}), "train_pairs_full": train * 5, "clips_per_pair": 0.2, "val_clips": val,
                            "val_captions": val * 5, "on": f"{dataset}{f' (k-fold member of {kfold})' if kfold else ''}"})
     f = cost.get("forward_flops")
     if f:  # validation each epoch: every clip and caption through the towers (the similarity matmul is negligible)

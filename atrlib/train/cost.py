@@ -318,19 +318,36 @@ def measure_run_cost(cfg, model: nn.Module, train_in, val_in, loss_fn, device: t
                                        else twin.encode_audio(va)) / nv
             caption_flops = forward_flops(lambda: twin.project_text(vt) if model.config.text.frozen
                                           else twin.encode_text(vt)) / nv
+            frozen = frozen_tower_flops(twin, val_in, device)
     finally:
         snapshot.restore()
         _set_rng_state(rng)
     del twin, snapshot
-    _MEASURED[key] = (steps, clip_flops, caption_flops, sizes)
-    return _assemble(cfg, model, train_in, val_in, loss_fn, device, steps, clip_flops, caption_flops, sizes, b=b,
+    _MEASURED[key] = (steps, clip_flops, caption_flops, sizes, frozen)
+    return _assemble(cfg, model, train_in, val_in, loss_fn, device, steps, clip_flops, caption_flops, sizes, frozen, b=b,
                      n_pairs=n_pairs, full=full, t_start=t_start, rss0=rss0, reused=False)
 
 
 _MEASURED: Dict[str, Tuple[List[StepMeasure], float, float, List[int]]] = {}  # measurements by configuration
 
 
-def _assemble(cfg, model, train_in, val_in, loss_fn, device, steps, clip_flops, caption_flops, sizes, *, b, n_pairs,
+def frozen_tower_flops(model: nn.Module, val_in, device) -> Dict[str, float]:
+    """Forward FLOPs of the frozen towers on one clip (its waveform, padded as in training) and
+    one caption: what computing the cached features costs, once per clip and caption of the run."""
+    from atrlib.audio.embeddings import load_wave
+
+    out = {"per_clip": 0.0, "per_caption": 0.0}
+    with torch.no_grad():
+        if model.config.audio.frozen and len(val_in.dataset):
+            wave = load_wave(val_in.dataset[0]["audio_path"], val_in.sample_rate, val_in.seconds, pad=True,
+                             min_len=val_in.min_len)
+            out["per_clip"] = float(forward_flops(lambda: model.audio_features(wave[None].to(device))))
+        if model.config.text.frozen and val_in.captions:
+            out["per_caption"] = float(forward_flops(lambda: model.text_features(val_in.captions[:1])))
+    return out
+
+
+def _assemble(cfg, model, train_in, val_in, loss_fn, device, steps, clip_flops, caption_flops, sizes, frozen, *, b, n_pairs,
               full, t_start, rss0, reused: bool) -> Dict[str, Any]:
     """cost.json from the measured steps (:func:`measure_run_cost`)."""
     rss1 = _peak_rss_bytes()
@@ -363,7 +380,10 @@ def _assemble(cfg, model, train_in, val_in, loss_fn, device, steps, clip_flops, 
         "memory_bytes": {"params_grads_adamw": state, "activations": at_batch(act, B),
                          "total": state + at_batch(act, B)},
         "forward_flops": {"per_clip": clip_flops, "per_caption": caption_flops},
-        "data": {"train_pairs": n_pairs, "train_pairs_full": full, "val_clips": val_clips,
+        "frozen_tower_flops": {**frozen, "note": "the frozen towers run once over every clip and caption (their "
+                                                 "outputs are cached): FLOPs of one clip (padded) and one caption"},
+        "data": {"train_pairs": n_pairs, "train_pairs_full": full, "clips_per_pair": len(train_in.dataset) / max(1, n_pairs),
+                 "val_clips": val_clips,
                  "val_captions": val_captions, "pairs_mode": cfg.pairs},
         "val_flops_per_epoch": val_epoch,
         "feature_cache": cache_report(train_in, val_in, loss_fn, ratio),
@@ -392,7 +412,11 @@ def project(cost: Dict[str, Any], gpu: str = "A40", utilisation: float = UTILISA
     batches = n // B if n > B else 1
     per_step = at_batch(cost["flops_fit"], B)
     val = cost["val_flops_per_epoch"]
-    total = E * (batches * per_step + val)
+    fz, d = cost.get("frozen_tower_flops") or {}, cost["data"]
+    clips = n * float(d.get("clips_per_pair", 0.0)) + float(d.get("val_clips", 0.0))   # every clip, once
+    captions = n * (1.0 if d.get("pairs_mode", "captions") == "captions" else 5.0) + float(d.get("val_captions", 0.0))
+    once = float(fz.get("per_clip", 0.0)) * clips + float(fz.get("per_caption", 0.0)) * captions
+    total = E * (batches * per_step + val) + once
 
     def hours(u: float) -> float:
         return total / (peak * u) / 3600
@@ -401,6 +425,7 @@ def project(cost: Dict[str, Any], gpu: str = "A40", utilisation: float = UTILISA
     return {"gpu": g.name, "precision_peak": key, "peak_tflops": getattr(g, key), "batch": B, "train_pairs": n,
             "epochs": E, "batches_per_epoch": batches, "optimizer_steps": E * -(-batches // int(cost.get("grad_accum", 1))),
             "flops_per_step": per_step, "train_flops": E * batches * per_step, "val_flops": E * val,
+            "frozen_tower_flops": once,
             "total_flops": total, "utilisation": utilisation, "utilisation_range": list(utilisation_range),
             "gpu_hours": hours(utilisation), "gpu_hours_low": hours(utilisation_range[1]),
             "gpu_hours_high": hours(utilisation_range[0]), "memory_bytes": memory,

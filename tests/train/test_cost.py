@@ -117,8 +117,12 @@ def test_tiny_run_writes_cost_json(tmp_path):
     assert b == [2, 4]
     assert c["flops_fit"]["rel_error"] < 1e-3 and c["activation_fit"]["rel_error"] < 1e-3   # linear in the batch
     assert c["flops_per_step"] == pytest.approx(c["flops_fit"]["fixed"] + 16 * c["flops_fit"]["per_pair"])
-    assert c["data"] == {"train_pairs": 120, "train_pairs_full": 120, "val_clips": 8.0, "val_captions": 40.0,
-                         "pairs_mode": "captions"}
+    assert c["data"] == {"train_pairs": 120, "train_pairs_full": 120, "clips_per_pair": 24 / 120, "val_clips": 8.0,
+                         "val_captions": 40.0, "pairs_mode": "captions"}
+    # the frozen MiniLM runs once over every caption (120 training, 40 validation): once, not per epoch
+    fz = c["frozen_tower_flops"]
+    assert fz["per_clip"] == 0.0 and fz["per_caption"] > 0
+    assert c["projection"]["frozen_tower_flops"] == pytest.approx(fz["per_caption"] * (120 + 40))
     p = c["projection"]
     assert p["batches_per_epoch"] == 120 // 16 and p["gpu"] == "A40" and p["precision_peak"] == "fp32"
     # preloaded 3-s waveforms at the tower's rate (float32), MiniLM's 384-d caption features
