@@ -207,8 +207,8 @@ def fit(cfg: TrainConfig, model: DualEncoder, data: Dict[str, Any], train_pairs_
         if show:
             print(f"resumed from {ckpt} after epoch {start_epoch} (best val mAP@10 {best:.4f})")
     model, optimizer = acc.prepare(model, optimizer)
-    tracked = tracking.start(acc, cfg)
-    write_run_cost(user_cfg, acc, model, train_in, val_in, loss_fn, train_pairs_full)  # out_dir/cost.json, measured in place, put back
+    tracked = tracking.start(acc, user_cfg)  # the user's settings are what the trackers record
+    write_run_cost(user_cfg, acc, model, train_in, val_in, loss_fn, train_pairs_full)  # cost.json; the run unchanged
     core: DualEncoder = acc.unwrap_model(model)
 
     # 5. epochs
