@@ -13,9 +13,10 @@ configured size, loss, optimiser and schedule, checkpoints, validation, test sco
 - one fold of a k-fold (:func:`folds_to_train`).
 
 Its numbers mean nothing (it says so in ``metrics.json``); what it proves is that the run
-goes through. Checkpoints are written as in a real run, then ``last/`` (weights, optimizer state:
-about four times the weights on disk) is removed at the end; ``best/`` stays for the stages after. With ``pretrained=False`` the towers are built with random weights, so nothing
-is downloaded (:mod:`atrlib.models.offline_hf`).
+goes through. Checkpoints are written as in a real run, then ``last/`` (weights and optimizer
+state: about four times the weights on disk) is removed at the end; ``best/`` stays for the
+stages after. With ``pretrained=False`` the towers are built with random weights, so nothing is
+downloaded (:mod:`atrlib.models.offline_hf`).
 """
 from __future__ import annotations
 
