@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Dict
 
 from atrlib.config import option
+from atrlib.train.config import resolve_device  # noqa: F401  (the captioner's device; used by captioning.train and the CLI)
 
 FEATURE_KINDS = ("frames", "pooled", "embedding")
 
@@ -72,16 +73,3 @@ class CaptionerConfig:
 
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without one is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from atrlib.errors import ConfigError
-
-        raise ConfigError(f"device={device!r} but no CUDA GPU is visible; use device='auto' or 'cpu'")
-    return device

@@ -34,6 +34,7 @@ import torch
 from atrlib.moments.encoders import WindowEncoder, encode_recording, window_encoder
 from atrlib.moments.head import HeadConfig, LossWeights, MomentHead, decode, pad_batch, span_loss
 from atrlib.moments.spans import ScoredWindow, frame_curve, temporal_nms
+from atrlib.train.config import resolve_device
 
 PathLike = Union[str, Path]
 HEAD_FILE = "head.json"     # marks a moment-head folder (with head.safetensors)
@@ -68,14 +69,6 @@ class Example:
     text: np.ndarray                 # (Dt,) sentence embedding
     windows: Tuple[Tuple[float, float], ...]  # ground truth, seconds
     duration: float
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device={device!r} but no CUDA GPU is visible; use device='auto' or 'cpu'")
-    return device
 
 
 def text_embedder(name: str = "minilm", device: str = "cpu"):

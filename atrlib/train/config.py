@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 from atrlib.config import field_help, option, parse_value
-from atrlib.errors import PreflightError
+from atrlib.errors import ConfigError, PreflightError
 
 
 def _int(v: Any) -> bool:
@@ -62,6 +62,18 @@ RULES: Dict[str, Tuple[Callable[[Any], bool], str]] = {
     "n_examples": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
     "on_error": (lambda v: v in ("raise", "skip"), "'raise' or 'skip'"),
 }
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when a GPU is visible, else 'cpu'; 'cuda' without one is an error (the
+    device of the stages that train outside ``accelerate``: the captioner, the moment head)."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} but no CUDA GPU is visible; use device='auto' or 'cpu'")
+    return device
 
 
 def check_values(values: Mapping[str, Any], where: str = "") -> None:
