@@ -200,15 +200,16 @@ def run_cost(run_dir) -> Dict[str, Any]:
 #   WavCaps: 403,050 clips x 1 caption (Mei et al., 2023, Table 1: FreeSound 262,300, BBC Sound Effects
 #   31,201, SoundBible 1,232, AudioSet SL 108,317); the 2025 baseline drops the Freesound ids of Clotho's
 #   held-out splits first (at most 7,942, aac-datasets' list: under 2 %), which this count keeps.
-CORPUS_PAIRS = {"Clotho": 3_839 * 5, "AudioCaps": 49_838, "WavCaps": 403_050}
+CLOTHO_CLIPS = {"development": 3_839, "validation": 1_045}   # Clotho v2.1, five captions per clip
+CORPUS_PAIRS = {"Clotho": CLOTHO_CLIPS["development"] * 5, "AudioCaps": 49_838, "WavCaps": 403_050}
 # Epochs the published runs trained, where the recipe trains fewer: the 2025 baseline's train.py runs 20
 # (its schedule ends at 16; dcase2025_baseline's choices note "epochs").
 PUBLISHED_EPOCHS = {"dcase2025_baseline": 20}
 # The recipes' own training data at full size (the 06 table projects a recipe on it whatever data the
 # run had: a dry run's few clips, a tiny run's synth): Clotho v2.1 development 3,839 and validation
 # 1,045 clips, five captions each; the 9:1 re-split of their 4,884 (Xiaomi 2023): 4,395 / 489 clips.
-CLOTHO_CLIPS = {"development": 3_839, "validation": 1_045}
-RECIPE_DATA = {"clotho": (3_839, 1_045), "clotho-resplit": (4_395, 489)}   # dataset -> (train clips, val clips)
+RECIPE_DATA = {"clotho": (CLOTHO_CLIPS["development"], CLOTHO_CLIPS["validation"]),   # dataset -> (train clips,
+               "clotho-resplit": (4_395, 489)}                                         #            val clips)
 
 
 def on_recipe_data(cost: dict, dataset: str, kfold: int = 0) -> dict:
